@@ -1,0 +1,231 @@
+"""A learner: one SB3 algorithm and its own environment, seen in raw units.
+
+What distillation needs from a learner, whatever its algorithm:
+- advance its own training by one iteration without restarting SB3's schedules or logger;
+- the raw states it visited (``states``);
+- its action distribution and its values on raw states, normalising them with its own
+  VecNormalize statistics (without updating them) and returning values in raw return units;
+- a distillation update from (states, target distributions, weights) with its own optimizer.
+"""
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar, Dict, List, Optional, Tuple, Type
+
+import numpy as np
+import torch
+from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.evaluation import evaluate_policy
+from stable_baselines3.common.logger import Logger, configure
+from stable_baselines3.common.vec_env import VecEnv, VecNormalize
+
+from agents.state_buffer import RawStateBuffer
+from dpd.config import DistillConfig
+from dpd.losses import GaussianParams, get_loss
+from envs import make_env
+
+MODEL_FILE = "model.zip"
+NORM_FILE = "vecnormalize.pkl"
+DISTILL_OPTIM_FILE = "distill_optimizer.pt"
+STATES_FILE = "states.npy"
+EVAL_SEED_SHIFT = 10_000  # evaluation envs are seeded away from the training envs
+
+
+@dataclass(frozen=True)
+class LearnerSpec:
+    """Who a learner is: enough to rebuild it, and written to the run manifest."""
+
+    name: str
+    algo: str
+    env_id: str
+    seed: int
+    budget: int  # env steps this learner trains for
+    n_envs: int = 1
+    normalize_obs: bool = True
+    normalize_reward: bool = True
+
+
+class _RecordRawStates(BaseCallback):
+    """Stores each raw observation the learner reaches, as it collects its rollout."""
+
+    def __init__(self, env: VecNormalize, buffer: RawStateBuffer) -> None:
+        super().__init__()
+        self.env = env
+        self.buffer = buffer
+
+    def _on_step(self) -> bool:
+        self.buffer.add(self.env.get_original_obs())
+        return True
+
+
+class Learner(ABC):
+    """One SB3 algorithm, its VecNormalize-wrapped env and its recent raw states."""
+
+    algo_class: ClassVar[Type[BaseAlgorithm]]
+
+    def __init__(self, spec: LearnerSpec, model: BaseAlgorithm, distill: DistillConfig) -> None:
+        self.spec = spec
+        self.model = model
+        self.distill_config = distill
+        env = model.get_vec_normalize_env()
+        assert env is not None, "dpd learners train on VecNormalize-wrapped envs"
+        self.env: VecNormalize = env
+        obs_dim = int(np.prod(self.env.observation_space.shape))
+        self.states = RawStateBuffer(distill.buffer_size, obs_dim)
+        self.distill_loss = get_loss(distill.loss, kind="policy")
+        self.distill_optimizer = torch.optim.Adam(self.actor_parameters(), lr=distill.lr, eps=1e-5)
+        self.iterations = 0
+        self._callback: Optional[BaseCallback] = None
+        self._eval_env: Optional[VecEnv] = None
+
+    # ----- construction, saving, loading -------------------------------------------------
+
+    @classmethod
+    def create(cls, spec: LearnerSpec, algo_kwargs: Dict, distill: DistillConfig) -> "Learner":
+        """A fresh learner; ``algo_kwargs`` go to the SB3 constructor (``gamma`` also to VecNormalize)."""
+        kwargs = dict(algo_kwargs)
+        policy = kwargs.pop("policy", "MlpPolicy")
+        env = cls._make_train_env(spec, spec.seed, kwargs.get("gamma", 0.99))
+        model = cls.algo_class(policy, env, seed=spec.seed, device="cpu", verbose=0, **kwargs)
+        return cls(spec, model, distill)
+
+    @staticmethod
+    def _make_train_env(spec: LearnerSpec, seed: int, gamma: float) -> VecNormalize:
+        env = make_env(
+            spec.env_id,
+            seed=seed,
+            n_envs=spec.n_envs,
+            norm_obs=spec.normalize_obs,
+            norm_reward=spec.normalize_reward,
+            gamma=gamma,
+        )
+        assert isinstance(env, VecNormalize)
+        return env
+
+    def save(self, directory: Path) -> None:
+        """A plain SB3 zip (loads with ``PPO.load``), its VecNormalize statistics beside it,
+        and what only dpd needs: the distillation optimizer and the recent raw states."""
+        directory.mkdir(parents=True, exist_ok=True)
+        self.model.save(directory / MODEL_FILE)
+        self.env.save(str(directory / NORM_FILE))
+        torch.save(self.distill_optimizer.state_dict(), directory / DISTILL_OPTIM_FILE)
+        self.states.save(directory / STATES_FILE)
+
+    @classmethod
+    def load(cls, spec: LearnerSpec, directory: Path, distill: DistillConfig, iterations: int) -> "Learner":
+        """Rebuild a learner saved by ``save``. Episodes in progress at save time start over."""
+        venv = make_env(spec.env_id, seed=spec.seed, n_envs=spec.n_envs, normalize=False)
+        env = VecNormalize.load(str(directory / NORM_FILE), venv)
+        model = cls.algo_class.load(directory / MODEL_FILE, env=env, device="cpu")
+        # Reseed away from the start so a resumed run does not replay its first episodes.
+        model.set_random_seed(spec.seed + model.num_timesteps)
+        learner = cls(spec, model, distill)
+        learner.distill_optimizer.load_state_dict(torch.load(directory / DISTILL_OPTIM_FILE))
+        learner.states.load(directory / STATES_FILE)
+        learner.iterations = iterations
+        return learner
+
+    # ----- training ----------------------------------------------------------------------
+
+    def start(self, tensorboard_dir: Optional[Path]) -> None:
+        """Set up SB3 once for the whole budget, as ``learn()`` would, logging to one directory."""
+        formats = ["tensorboard"] if tensorboard_dir is not None else []
+        logger: Logger = configure(str(tensorboard_dir) if tensorboard_dir else None, formats)
+        self.model.set_logger(logger)
+        remaining = max(self.spec.budget - self.model.num_timesteps, 0)
+        _, callback = self.model._setup_learn(
+            remaining, _RecordRawStates(self.env, self.states), reset_num_timesteps=self.model.num_timesteps == 0
+        )
+        callback.on_training_start(locals(), globals())
+        self._callback = callback
+
+    @property
+    def num_timesteps(self) -> int:
+        return int(self.model.num_timesteps)
+
+    @property
+    def done(self) -> bool:
+        return self.num_timesteps >= self.spec.budget
+
+    @property
+    def logger(self) -> Logger:
+        return self.model.logger
+
+    @abstractmethod
+    def train_iteration(self, run_steps_before: int) -> int:
+        """Collect and train for one iteration; return the env steps it took.
+
+        ``run_steps_before`` is the whole run's env steps before this iteration, logged as
+        ``time/run_total_steps`` so curves can be compared at equal total steps.
+        """
+
+    def finish(self) -> None:
+        """Flush the last records to TensorBoard."""
+        self.logger.dump(step=self.num_timesteps)
+
+    # ----- what distillation needs, in raw units ------------------------------------------
+
+    def normalize(self, raw_obs: np.ndarray) -> torch.Tensor:
+        """Raw observations as this learner's policy sees them (statistics are not updated)."""
+        return torch.as_tensor(self.env.normalize_obs(np.asarray(raw_obs, dtype=np.float32)), dtype=torch.float32)
+
+    def to_raw_return(self, values: np.ndarray) -> np.ndarray:
+        """Undo VecNormalize's reward scaling: values trained on ``r / sqrt(ret_var + eps)``."""
+        return self.env.unnormalize_reward(values)
+
+    @abstractmethod
+    def action_distribution(self, obs: torch.Tensor) -> GaussianParams:
+        """The policy's action distribution on normalised observations (with gradients)."""
+
+    @abstractmethod
+    def normalized_values(self, obs: torch.Tensor) -> torch.Tensor:
+        """The critic's values on normalised observations, in the learner's reward units."""
+
+    @abstractmethod
+    def actor_parameters(self) -> List[torch.nn.Parameter]:
+        """Parameters that distillation trains: those the action distribution depends on."""
+
+    def policy_on(self, raw_obs: np.ndarray) -> GaussianParams:
+        """Action distribution on raw states, no gradients: a peer's target."""
+        with torch.no_grad():
+            return self.action_distribution(self.normalize(raw_obs))
+
+    def values_on(self, raw_obs: np.ndarray) -> np.ndarray:
+        """Values on raw states in raw return units."""
+        with torch.no_grad():
+            values = self.normalized_values(self.normalize(raw_obs)).cpu().numpy().reshape(-1)
+        return self.to_raw_return(values)
+
+    def distill_update(self, raw_obs: np.ndarray, target: GaussianParams, weights: np.ndarray) -> float:
+        """One gradient step of the weighted distillation loss towards ``target``."""
+        student = self.action_distribution(self.normalize(raw_obs))
+        loss = self.distill_loss(student, target, torch.as_tensor(weights, dtype=torch.float32))
+        self.distill_optimizer.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.actor_parameters(), self.distill_config.max_grad_norm)
+        self.distill_optimizer.step()
+        return float(loss.item())
+
+    # ----- evaluation ----------------------------------------------------------------------
+
+    def evaluate(self, episodes: int) -> Tuple[float, float]:
+        """Deterministic return (mean, std) on a separate env with frozen obs statistics."""
+        if self._eval_env is None:
+            self._eval_env = make_env(
+                self.spec.env_id,
+                seed=self.spec.seed + EVAL_SEED_SHIFT,
+                norm_obs=self.spec.normalize_obs,
+                norm_reward=False,
+                training=False,
+            )
+        assert isinstance(self._eval_env, VecNormalize)
+        self._eval_env.obs_rms = self.env.obs_rms.copy()
+        mean, std = evaluate_policy(self.model, self._eval_env, n_eval_episodes=episodes, deterministic=True)
+        return float(mean), float(std)
+
+    def close(self) -> None:
+        self.env.close()
+        if self._eval_env is not None:
+            self._eval_env.close()

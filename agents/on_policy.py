@@ -1,0 +1,51 @@
+"""Learners for SB3's on-policy actor-critics (PPO now; A2C shares the same policy class)."""
+
+from typing import List
+
+import torch
+from stable_baselines3 import PPO
+from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
+from stable_baselines3.common.policies import ActorCriticPolicy
+
+from agents.learner import Learner
+from dpd.losses import GaussianParams
+
+
+class OnPolicyLearner(Learner):
+    """Drives ``collect_rollouts``/``train`` the way ``OnPolicyAlgorithm.learn`` does, one
+    iteration per call, so learning-rate and clip-range schedules run once over the budget."""
+
+    @property
+    def policy(self) -> ActorCriticPolicy:
+        return self.model.policy
+
+    def train_iteration(self, run_steps_before: int) -> int:
+        model = self.model
+        assert isinstance(model, OnPolicyAlgorithm) and self._callback is not None
+        before = model.num_timesteps
+        model.collect_rollouts(model.env, self._callback, model.rollout_buffer, n_rollout_steps=model.n_steps)
+        self.iterations += 1
+        model._update_current_progress_remaining(model.num_timesteps, model._total_timesteps)
+        taken = model.num_timesteps - before
+        model.logger.record("time/run_total_steps", run_steps_before + taken)
+        model.dump_logs(self.iterations)
+        model.train()
+        return taken
+
+    def action_distribution(self, obs: torch.Tensor) -> GaussianParams:
+        # The pieces of ActorCriticPolicy.get_distribution, without its shared distribution object.
+        features = self.policy.extract_features(obs, self.policy.pi_features_extractor)
+        mean = self.policy.action_net(self.policy.mlp_extractor.forward_actor(features))
+        return GaussianParams(mean, self.policy.log_std.expand_as(mean))
+
+    def normalized_values(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.policy.predict_values(obs).reshape(-1)
+
+    def actor_parameters(self) -> List[torch.nn.Parameter]:
+        modules = [self.policy.pi_features_extractor, self.policy.mlp_extractor.policy_net, self.policy.action_net]
+        params = [p for module in modules for p in module.parameters()]
+        return params + [self.policy.log_std]
+
+
+class PPOLearner(OnPolicyLearner):
+    algo_class = PPO

@@ -1,0 +1,108 @@
+"""Dual Policy Distillation: N >= 2 peers that distill from each other where the peer is better.
+
+Peers train in turn, one iteration each. Every ``distill.every`` iterations of its own, a learner
+takes ``distill.steps`` gradient steps, each on ``distill.batch`` raw states sampled from its
+peers' recent states, towards the peers' action distributions on those states, weighted by the
+disadvantage weight of ``xi = V_peer - V_self`` (``dpd.weighting``).
+
+With more than two peers, ``distill.combine`` says how a learner combines them:
+- ``best`` (default): states are drawn evenly from all peers' buffers, and on each state the
+  target is the peer with the highest value there. This is the hybrid policy of the paper's
+  analysis (act like whoever is best at each state), generalised to N peers.
+- ``round_robin``: each gradient step uses one peer, in turn, on that peer's own states.
+With two peers both rules are the same: the one peer, on its own states.
+"""
+
+from typing import Dict, Sequence, Tuple
+
+import numpy as np
+import torch
+
+from agents.learner import Learner
+from dpd.config import DistillConfig
+from dpd.losses import GaussianParams
+from dpd.weighting import disadvantage_weights
+
+COMBINE_RULES = ("best", "round_robin")
+
+
+class PeerGroup:
+    """The learners of one run and the distillation between them."""
+
+    def __init__(self, learners: Sequence[Learner], distill: DistillConfig, seed: int) -> None:
+        self.learners = list(learners)
+        self.distill = distill
+        self.rng = np.random.default_rng(seed)
+        self._turn = 0
+
+    @property
+    def run_steps(self) -> int:
+        """Env steps taken by all learners together: the budget the comparison is made at."""
+        return sum(learner.num_timesteps for learner in self.learners)
+
+    @property
+    def done(self) -> bool:
+        return all(learner.done for learner in self.learners)
+
+    def next_learner(self) -> int:
+        """The index of the next learner to train: learners alternate, skipping finished ones."""
+        for offset in range(len(self.learners)):
+            index = (self._turn + offset) % len(self.learners)
+            if not self.learners[index].done:
+                self._turn = index + 1
+                return index
+        raise RuntimeError("all learners are done")
+
+    def train_iteration(self, index: int) -> int:
+        """One iteration of learner ``index``, then its distillation round when it is due."""
+        learner = self.learners[index]
+        taken = learner.train_iteration(self.run_steps)
+        if self.distill.enabled and learner.iterations % self.distill.every == 0:
+            self.distill_round(index)
+        return taken
+
+    def distill_round(self, index: int) -> None:
+        """``distill.steps`` gradient steps of learner ``index``, their diagnostics logged."""
+        learner = self.learners[index]
+        peers = [peer for j, peer in enumerate(self.learners) if j != index and len(peer.states) > 0]
+        if not peers:
+            return
+        rounds_before = (learner.iterations // self.distill.every - 1) * self.distill.steps
+        for step in range(self.distill.steps):
+            chosen = peers
+            if self.distill.combine == "round_robin":
+                chosen = [peers[(rounds_before + step) % len(peers)]]
+            for key, value in self.distill_step(learner, chosen).items():
+                learner.logger.record_mean(f"distill/{key}", value)
+
+    def distill_step(self, learner: Learner, peers: Sequence[Learner]) -> Dict[str, float]:
+        """One weighted distillation step of ``learner`` towards ``peers`` on their states."""
+        states = self.sample_states(peers)
+        target, peer_values = self.best_peer_targets(peers, states)
+        weights = disadvantage_weights(peer_values, learner.values_on(states), self.distill.weighting, self.distill.alpha)
+        stats = {
+            "peer_gap": weights.peer_gap,
+            "peer_better_frac": weights.peer_better_frac,
+            "weight_mean": weights.raw_mean,
+            "weight_max": weights.raw_max,
+        }
+        if weights.weights.sum() > 0:  # the hard mask may select no state at all
+            stats["loss"] = learner.distill_update(states, target, weights.weights)
+        return stats
+
+    def sample_states(self, peers: Sequence[Learner]) -> np.ndarray:
+        """``distill.batch`` raw states, split evenly over the peers' recent states."""
+        sizes = [len(part) for part in np.array_split(np.arange(self.distill.batch), len(peers))]
+        return np.concatenate([peer.states.sample(size, self.rng) for peer, size in zip(peers, sizes)])
+
+    @staticmethod
+    def best_peer_targets(peers: Sequence[Learner], states: np.ndarray) -> Tuple[GaussianParams, np.ndarray]:
+        """Per state, the action distribution and raw value of the peer with the highest value."""
+        values = np.stack([peer.values_on(states) for peer in peers])  # (peers, batch)
+        best = values.argmax(axis=0)
+        policies = [peer.policy_on(states) for peer in peers]
+        rows = torch.as_tensor(best)
+        columns = torch.arange(len(states))
+        mean = torch.stack([p.mean for p in policies])[rows, columns]
+        log_std = torch.stack([p.log_std for p in policies])[rows, columns]
+        return GaussianParams(mean, log_std), values[best, np.arange(len(states))]

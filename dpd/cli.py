@@ -1,0 +1,153 @@
+"""The ``dpd`` command line: train, eval and losses.
+
+User errors (``UserError``) end in one line on stderr and exit code 2, with nothing written.
+"""
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional
+
+from dpd.errors import UserError
+
+EXIT_USER_ERROR = 2
+EXIT_INTERRUPTED = 130
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports usage errors as one line with exit code 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise UserError(f"{self.prog}: {message}")
+
+
+def _quiet_libraries() -> None:
+    """One thread per process (small MLPs are fastest so) and no third-party noise."""
+    import warnings
+
+    import torch
+
+    torch.set_num_threads(1)
+    warnings.filterwarnings("ignore", message=".*settotalmass.*")
+    warnings.filterwarnings("ignore", message=".*render_mode.*")
+
+
+def _print_results(results: List[Any], as_json: bool) -> None:
+    from dataclasses import asdict
+
+    if as_json:
+        print(json.dumps([asdict(result) for result in results], indent=2))
+        return
+    print(f"{'learner':<10}{'algo':<6}{'env steps':>12}  deterministic return")
+    for r in results:
+        print(f"{r.learner:<10}{r.algo:<6}{r.env_steps:>12}  {r.mean_return:10.1f} +- {r.std_return:.1f} ({r.episodes} episodes)")
+
+
+def _train_config(args: argparse.Namespace) -> Dict[str, Any]:
+    """Config layers from --config, --set and explicit flags (later wins)."""
+    from dpd.config import load_yaml, merge, parse_overrides
+
+    layer: Dict[str, Any] = load_yaml(args.config) if args.config else {}
+    layer = merge(layer, parse_overrides(args.set or []))
+    flags = {"env": args.env, "algo": args.algo, "peers": args.peers, "total_steps": args.total_steps, "seed": args.seed}
+    return merge(layer, {key: value for key, value in flags.items() if value is not None})
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    if args.resume:
+        given = [flag for flag, value in (("--config", args.config), ("--set", args.set), ("--env", args.env), ("--algo", args.algo), ("--peers", args.peers), ("--total-steps", args.total_steps), ("--seed", args.seed), ("--run-dir", args.run_dir)) if value]
+        if given:
+            raise UserError(f"--resume takes the config from the run dir; drop {', '.join(given)}")
+    _quiet_libraries()
+    from agents import new_run, open_run, resolve_config
+    from dpd.config import build_config
+
+    if args.resume:
+        trainer = open_run(Path(args.resume))
+        if trainer.finished:
+            print(f"run {args.resume} is already complete ({trainer.run.manifest['progress']['run_steps']} env steps); see dpd eval {args.resume}")
+            return 0
+        print(f"resuming {args.resume} at {trainer.group.run_steps} of {trainer.cfg.total_steps} env steps")
+    else:
+        cfg = resolve_config(build_config(_train_config(args)))
+        run_dir = Path(args.run_dir or f"runs/{cfg.env}_{cfg.algo}_x{cfg.peers}_seed{cfg.seed}_{time.strftime('%Y%m%d-%H%M%S')}")
+        trainer = new_run(run_dir, cfg)
+        mode = "DPD" if cfg.distill.enabled and cfg.peers > 1 else "no distillation"
+        print(f"{cfg.peers} x {cfg.algo} on {cfg.env}, {cfg.total_steps} total env steps ({mode}), run dir {run_dir}")
+    try:
+        results = trainer.train(progress_bar=not args.no_progress)
+    except KeyboardInterrupt:
+        print(f"\ninterrupted; checkpoint saved. Continue with: dpd train --resume {trainer.run.path}", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    finally:
+        trainer.close()
+    _print_results(results, as_json=False)
+    print(f"TensorBoard: tensorboard --logdir {trainer.run.path / 'tb'}")
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    if args.episodes <= 0:
+        raise UserError(f"--episodes must be positive, got {args.episodes}")
+    _quiet_libraries()
+    from agents import evaluate_run
+
+    _print_results(evaluate_run(Path(args.run_dir), args.episodes), as_json=args.json)
+    return 0
+
+
+def cmd_losses(args: argparse.Namespace) -> int:
+    from dpd.losses import loss_specs
+
+    specs = loss_specs()
+    if args.json:
+        print(json.dumps([{"name": s.name, "kind": s.kind, "description": s.description} for s in specs], indent=2))
+        return 0
+    for spec in specs:
+        print(f"{spec.name:<12}{spec.kind:<12}{spec.description}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="dpd", description="Policy distillation for reinforcement learning on Stable-Baselines3.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    train = sub.add_parser("train", help="train a group of peers (Dual Policy Distillation)")
+    train.add_argument("--env", help="Gymnasium env id (default HalfCheetah-v5)")
+    train.add_argument("--algo", help="SB3 algorithm of every peer (default ppo)")
+    train.add_argument("--peers", type=int, help="number of peers (default 2)")
+    train.add_argument("--total-steps", type=int, help="env steps of all peers together (default 1000000)")
+    train.add_argument("--seed", type=int, help="base seed; peer k uses seed + k * seed_offset")
+    train.add_argument("--run-dir", help="where logs and checkpoints go (default runs/<env>_<algo>_..._<time>)")
+    train.add_argument("--config", help="YAML file of config keys (see config.yaml in any run dir)")
+    train.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config key, e.g. distill.alpha=0.75 (repeatable)")
+    train.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run from its last checkpoint")
+    train.add_argument("--no-progress", action="store_true", help="no progress bar")
+    train.set_defaults(handler=cmd_train)
+
+    evaluate = sub.add_parser("eval", help="deterministic return of each learner of a run")
+    evaluate.add_argument("run_dir")
+    evaluate.add_argument("--episodes", type=int, default=10)
+    evaluate.add_argument("--json", action="store_true", help="machine-readable output")
+    evaluate.set_defaults(handler=cmd_eval)
+
+    losses = sub.add_parser("losses", help="list the loss registry")
+    losses.add_argument("--json", action="store_true")
+    losses.set_defaults(handler=cmd_losses)
+    return parser
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+        handler: Callable[[argparse.Namespace], int] = args.handler
+        return handler(args)
+    except UserError as exc:
+        print(f"dpd: error: {exc}", file=sys.stderr)
+        return EXIT_USER_ERROR
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,185 @@
+"""Run configuration: typed dataclasses, YAML files and ``--set key=value`` overrides.
+
+Precedence, lowest first: the defaults below, the per-env defaults of ``envs.defaults`` (for
+``algo_kwargs``), a ``--config FILE.yaml``, ``--set`` overrides, explicit command-line flags.
+Unknown keys and ill-typed values are user errors that name the valid keys.
+"""
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Mapping, Optional, Union, get_type_hints
+
+import yaml
+
+from dpd.errors import UserError, unknown_choice
+
+
+@dataclass
+class DistillConfig:
+    """How a learner distills from its peers.
+
+    Defaults follow the paper's released PPO code: every 5 iterations one gradient step on 512
+    states sampled from the peer's last 100k states, MSE on actions, soft weights with alpha 0.5,
+    gradient norm clipped at 0.5, and the learner's own RL learning rate (3e-4 for SB3's PPO).
+    Unlike that code, distillation has its own Adam so it does not disturb PPO's moments.
+    """
+
+    enabled: bool = True
+    loss: str = "mse"
+    weighting: str = "soft"
+    alpha: float = 0.5
+    every: int = 5  # learner iterations between distillation rounds
+    steps: int = 1  # gradient steps per round
+    batch: int = 512
+    lr: float = 3e-4
+    max_grad_norm: float = 0.5
+    buffer_size: int = 100_000
+    combine: str = "best"  # with N > 2 peers: "best" (per state, the peer with the highest value) or "round_robin"
+
+
+@dataclass
+class EvalConfig:
+    """Deterministic evaluation on a separate env with the learner's frozen obs statistics."""
+
+    every: int = 50_000  # learner env steps between evaluations (0: only at the end)
+    episodes: int = 5
+    final_episodes: int = 10
+
+
+@dataclass
+class RunConfig:
+    env: str = "HalfCheetah-v5"
+    algo: str = "ppo"
+    peers: int = 2
+    total_steps: int = 1_000_000  # summed over peers: each gets total_steps // peers
+    seed: int = 0
+    seed_offset: int = 1000  # peer k uses seed + k * seed_offset
+    n_envs: int = 1
+    normalize_obs: bool = True
+    normalize_reward: bool = True
+    checkpoint_every: int = 100_000  # run env steps between checkpoints (0: only at the end)
+    algo_kwargs: Dict[str, Any] = field(default_factory=dict)  # passed to the SB3 constructor
+    env_kwargs: Dict[str, Any] = field(default_factory=dict)  # passed to gymnasium.make
+    distill: DistillConfig = field(default_factory=DistillConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+    def to_dict(self) -> Dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def config_keys(cls: type = RunConfig, prefix: str = "") -> List[str]:
+    """Every settable dotted key, e.g. ``distill.alpha``."""
+    keys: List[str] = []
+    for f in dataclasses.fields(cls):
+        hint = get_type_hints(cls)[f.name]
+        if dataclasses.is_dataclass(hint):
+            keys += config_keys(hint, f"{prefix}{f.name}.")
+        else:
+            keys.append(prefix + f.name)
+    return keys
+
+
+def parse_scalar(text: str) -> Any:
+    """YAML-parse a command-line value, reading ``1e-4`` as a number (YAML 1.1 does not)."""
+    value = yaml.safe_load(text) if text.strip() else ""
+    if isinstance(value, str):
+        for convert in (int, float):
+            try:
+                return convert(value)
+            except ValueError:
+                pass
+    return value
+
+
+def parse_overrides(items: List[str]) -> Dict[str, Any]:
+    """``["distill.alpha=0.75", "algo_kwargs.n_steps=1024"]`` to a nested dict."""
+    nested: Dict[str, Any] = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        if not sep or not key.strip():
+            raise UserError(f"--set expects key=value, got {item!r}")
+        parts = key.strip().split(".")
+        node = nested
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise UserError(f"--set {key}: {part!r} is not a section")
+        node[parts[-1]] = parse_scalar(text)
+    return nested
+
+
+def merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> Dict[str, Any]:
+    """Recursive dict merge; ``override`` wins."""
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+            merged[key] = merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def load_yaml(path: Union[str, Path]) -> Dict[str, Any]:
+    """A YAML mapping from a file; missing files and bad YAML are user errors."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"config file not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise UserError(f"config file {path} is not valid YAML: {str(exc).splitlines()[0]}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise UserError(f"config file {path} must hold a mapping of keys to values")
+    return data
+
+
+def _coerce(key: str, value: Any, hint: Any) -> Any:
+    """Check one value against its field type, converting where it is unambiguous."""
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+        raise UserError(f"config key {key}: expected true or false, got {value!r}")
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or int(value) != value:
+            raise UserError(f"config key {key}: expected an integer, got {value!r}")
+        return int(value)
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise UserError(f"config key {key}: expected a number, got {value!r}")
+        return float(value)
+    if hint is str:
+        if not isinstance(value, str):
+            raise UserError(f"config key {key}: expected a string, got {value!r}")
+        return value
+    if not isinstance(value, dict):
+        raise UserError(f"config key {key}: expected a mapping, got {value!r}")
+    return dict(value)
+
+
+def _build(cls: type, data: Mapping[str, Any], prefix: str = "") -> Any:
+    hints = get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    kwargs = {}
+    for key, value in data.items():
+        if key not in names:
+            raise unknown_choice("config key", prefix + str(key), config_keys(cls, prefix))
+        hint = hints[key]
+        if dataclasses.is_dataclass(hint):
+            if not isinstance(value, Mapping):
+                raise UserError(f"config key {prefix}{key}: expected a mapping of {', '.join(config_keys(hint))}")
+            kwargs[key] = _build(hint, value, f"{prefix}{key}.")
+        else:
+            kwargs[key] = _coerce(prefix + key, value, hint)
+    return cls(**kwargs)
+
+
+def build_config(*layers: Optional[Mapping[str, Any]]) -> RunConfig:
+    """A ``RunConfig`` from mappings merged in order (later wins), with every key checked."""
+    merged: Dict[str, Any] = {}
+    for layer in layers:
+        if layer:
+            merged = merge(merged, layer)
+    return _build(RunConfig, merged)

@@ -1,0 +1,27 @@
+"""One registry of distillation losses, shared by policy and supervised distillation.
+
+Losses work on tensors only (no SB3, no Gymnasium). Each registered function returns a
+per-sample loss; the registry wraps it into ``loss(student, teacher, weights=None, **kw)``,
+which reduces with optional per-sample weights, so every loss accepts DPD's
+disadvantage weights in the same way.
+"""
+
+from dpd.losses.registry import (
+    LossSpec,
+    available_losses,
+    get_loss,
+    loss_specs,
+    register_loss,
+    weighted_mean,
+)
+from dpd.losses.policy import GaussianParams
+
+__all__ = [
+    "GaussianParams",
+    "LossSpec",
+    "available_losses",
+    "get_loss",
+    "loss_specs",
+    "register_loss",
+    "weighted_mean",
+]

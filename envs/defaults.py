@@ -1,0 +1,29 @@
+"""Per-environment default hyperparameters, merged under the user's config.
+
+MuJoCo tasks use SB3's own defaults plus VecNormalize: the baseline configuration of the DPD
+paper, so a DPD run and a plain SB3 run differ only in distillation. The tiny env gets a
+short rollout and a larger learning rate so that tests learn in a few thousand steps.
+"""
+
+from typing import Any, Dict
+
+from envs.factory import TINY_ENV_ID
+
+ENV_DEFAULTS: Dict[str, Dict[str, Dict[str, Any]]] = {
+    TINY_ENV_ID: {
+        "ppo": {
+            "n_steps": 256,
+            "batch_size": 64,
+            "n_epochs": 10,
+            "learning_rate": 1e-3,
+            "gamma": 0.95,
+            "gae_lambda": 0.9,
+            "policy_kwargs": {"net_arch": [32, 32]},
+        },
+    },
+}
+
+
+def env_defaults(env_id: str, algo: str) -> Dict[str, Any]:
+    """Algorithm hyperparameters recommended for ``env_id`` (empty: SB3's defaults)."""
+    return dict(ENV_DEFAULTS.get(env_id, {}).get(algo, {}))

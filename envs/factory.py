@@ -1,0 +1,61 @@
+"""Environment factory: Gymnasium ids to seeded, optionally normalised SB3 vector envs."""
+
+from typing import List, Optional
+
+import gymnasium as gym
+from gymnasium import spaces
+from stable_baselines3.common.env_util import make_vec_env
+from stable_baselines3.common.vec_env import VecEnv, VecNormalize
+
+from dpd.errors import UserError, unknown_choice
+
+TINY_ENV_ID = "DpdPointReach-v0"
+
+
+def suggested_env_ids() -> List[str]:
+    """The continuous-control ids named in error messages: MuJoCo v5 tasks and the tiny env."""
+    names = [
+        env_id
+        for env_id, spec in gym.envs.registry.items()
+        if env_id.endswith("-v5") and "mujoco" in str(spec.entry_point)
+    ]
+    return sorted(names) + [TINY_ENV_ID]
+
+
+def check_env_id(env_id: str) -> None:
+    """Refuse ids Gymnasium does not know, naming the continuous-control ones it does."""
+    if env_id not in gym.envs.registry:
+        raise unknown_choice("env id", env_id, suggested_env_ids())
+
+
+def make_env(
+    env_id: str,
+    seed: int,
+    n_envs: int = 1,
+    normalize: bool = True,
+    norm_obs: bool = True,
+    norm_reward: bool = True,
+    gamma: float = 0.99,
+    training: bool = True,
+    env_kwargs: Optional[dict] = None,
+) -> VecEnv:
+    """A seeded ``DummyVecEnv`` of ``n_envs`` Monitor-wrapped copies, VecNormalize-wrapped if asked.
+
+    ``gamma`` must be the learner's discount: VecNormalize scales rewards by the running std of
+    the discounted return, and values are converted back to raw units with the same statistics.
+    Evaluation envs pass ``training=False`` (frozen statistics, raw rewards).
+    """
+    check_env_id(env_id)
+    venv = make_vec_env(env_id, n_envs=n_envs, seed=seed, env_kwargs=env_kwargs)
+    if not isinstance(venv.action_space, spaces.Box):
+        venv.close()
+        raise UserError(f"env {env_id!r} has a {type(venv.action_space).__name__} action space; dpd needs continuous (Box) actions")
+    if not normalize:
+        return venv
+    return VecNormalize(
+        venv,
+        training=training,
+        norm_obs=norm_obs,
+        norm_reward=norm_reward and training,
+        gamma=gamma,
+    )
