@@ -19,7 +19,7 @@ from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.evaluation import evaluate_policy
 from stable_baselines3.common.logger import Logger, configure
-from stable_baselines3.common.vec_env import VecEnv, VecNormalize
+from stable_baselines3.common.vec_env import VecNormalize
 
 from agents.state_buffer import RawStateBuffer
 from dpd.config import DistillConfig
@@ -45,6 +45,20 @@ class LearnerSpec:
     n_envs: int = 1
     normalize_obs: bool = True
     normalize_reward: bool = True
+
+
+def make_eval_env(env_id: str, train_seed: int, norm_obs: bool = True) -> VecNormalize:
+    """An evaluation env: seeded away from training, raw rewards, statistics set from the learner."""
+    env = make_env(env_id, seed=train_seed + EVAL_SEED_SHIFT, norm_obs=norm_obs, norm_reward=False, training=False)
+    assert isinstance(env, VecNormalize)
+    return env
+
+
+def evaluate_deterministic(model: BaseAlgorithm, train_env: VecNormalize, eval_env: VecNormalize, episodes: int) -> Tuple[float, float]:
+    """Mean and std of deterministic episode returns, with the training env's frozen obs statistics."""
+    eval_env.obs_rms = train_env.obs_rms.copy()
+    mean, std = evaluate_policy(model, eval_env, n_eval_episodes=episodes, deterministic=True)
+    return float(mean), float(std)
 
 
 class _RecordRawStates(BaseCallback):
@@ -78,7 +92,7 @@ class Learner(ABC):
         self.distill_optimizer = torch.optim.Adam(self.actor_parameters(), lr=distill.lr, eps=1e-5)
         self.iterations = 0
         self._callback: Optional[BaseCallback] = None
-        self._eval_env: Optional[VecEnv] = None
+        self._eval_env: Optional[VecNormalize] = None
 
     # ----- construction, saving, loading -------------------------------------------------
 
@@ -213,17 +227,8 @@ class Learner(ABC):
     def evaluate(self, episodes: int) -> Tuple[float, float]:
         """Deterministic return (mean, std) on a separate env with frozen obs statistics."""
         if self._eval_env is None:
-            self._eval_env = make_env(
-                self.spec.env_id,
-                seed=self.spec.seed + EVAL_SEED_SHIFT,
-                norm_obs=self.spec.normalize_obs,
-                norm_reward=False,
-                training=False,
-            )
-        assert isinstance(self._eval_env, VecNormalize)
-        self._eval_env.obs_rms = self.env.obs_rms.copy()
-        mean, std = evaluate_policy(self.model, self._eval_env, n_eval_episodes=episodes, deterministic=True)
-        return float(mean), float(std)
+            self._eval_env = make_eval_env(self.spec.env_id, self.spec.seed, self.spec.normalize_obs)
+        return evaluate_deterministic(self.model, self.env, self._eval_env, episodes)
 
     def close(self) -> None:
         self.env.close()

@@ -13,7 +13,7 @@ With more than two peers, ``distill.combine`` says how a learner combines them:
 With two peers both rules are the same: the one peer, on its own states.
 """
 
-from typing import Dict, Sequence, Tuple
+from typing import Callable, Dict, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -52,6 +52,14 @@ class PeerGroup:
                 self._turn = index + 1
                 return index
         raise RuntimeError("all learners are done")
+
+    def train(self, after_iteration: Optional[Callable[[int, int], None]] = None) -> None:
+        """Train every learner to its budget; ``after_iteration(index, steps_taken)`` runs after each turn."""
+        while not self.done:
+            index = self.next_learner()
+            taken = self.train_iteration(index)
+            if after_iteration is not None:
+                after_iteration(index, taken)
 
     def train_iteration(self, index: int) -> int:
         """One iteration of learner ``index``, then its distillation round when it is due."""

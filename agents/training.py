@@ -180,17 +180,20 @@ class Trainer:
         next_checkpoint = self._next_multiple(group.run_steps, cfg.checkpoint_every)
         total = sum(learner.spec.budget for learner in group.learners)
         bar = tqdm(total=total, initial=min(group.run_steps, total), unit="step", desc="dpd train", disable=not progress_bar, mininterval=1.0, dynamic_ncols=True)
+
+        def after_iteration(index: int, taken: int) -> None:
+            nonlocal next_checkpoint
+            bar.update(taken)
+            learner = group.learners[index]
+            if learner.num_timesteps >= next_eval[index]:
+                self._evaluate(learner, cfg.eval.episodes)
+                next_eval[index] = self._next_multiple(learner.num_timesteps, cfg.eval.every)
+            if group.run_steps >= next_checkpoint:
+                self.checkpoint()
+                next_checkpoint = self._next_multiple(group.run_steps, cfg.checkpoint_every)
+
         try:
-            while not group.done:
-                index = group.next_learner()
-                learner = group.learners[index]
-                bar.update(group.train_iteration(index))
-                if learner.num_timesteps >= next_eval[index]:
-                    self._evaluate(learner, cfg.eval.episodes)
-                    next_eval[index] = self._next_multiple(learner.num_timesteps, cfg.eval.every)
-                if group.run_steps >= next_checkpoint:
-                    self.checkpoint()
-                    next_checkpoint = self._next_multiple(group.run_steps, cfg.checkpoint_every)
+            group.train(after_iteration)
         except KeyboardInterrupt:
             bar.close()
             self.checkpoint()

@@ -1,0 +1,48 @@
+"""Shared pieces of the benchmarks: a plain SB3 learner built exactly like a dpd peer."""
+
+import os
+import sys
+import warnings
+from pathlib import Path
+from typing import Any, Dict, Optional, Tuple
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import torch  # noqa: E402
+from stable_baselines3.common.logger import configure  # noqa: E402
+
+from agents import ALGORITHMS, resolve_config  # noqa: E402
+from agents.learner import Learner  # noqa: E402
+from agents.training import learner_specs  # noqa: E402
+from dpd.config import RunConfig, build_config  # noqa: E402
+
+
+def single_threaded() -> None:
+    """Small MLPs run fastest on one thread; the benchmarks compare like with like."""
+    torch.set_num_threads(1)
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    warnings.filterwarnings("ignore", message=".*settotalmass.*")
+    warnings.filterwarnings("ignore", message=".*render_mode.*")
+
+
+def run_config(env_id: str, algo: str, total_steps: int, seed: int, peers: int = 2, **overrides: Any) -> RunConfig:
+    return resolve_config(build_config({"env": env_id, "algo": algo, "total_steps": total_steps, "seed": seed, "peers": peers}, overrides))
+
+
+def plain_sb3_learner(env_id: str, algo: str, total_steps: int, seed: int, tensorboard_dir: Optional[Path] = None) -> Learner:
+    """One learner with the whole budget and the same hyperparameters as a dpd peer, trained by
+    SB3's own ``learn()``: the baseline a user knows."""
+    cfg = run_config(env_id, algo, total_steps, seed, peers=1)
+    spec = learner_specs(cfg)[0]
+    learner = ALGORITHMS[algo].create(spec, cfg.algo_kwargs, cfg.distill)
+    formats = ["tensorboard"] if tensorboard_dir else []
+    learner.model.set_logger(configure(str(tensorboard_dir) if tensorboard_dir else None, formats))
+    return learner
+
+
+def train_plain_sb3(learner: Learner) -> None:
+    learner.model.learn(learner.spec.budget)
+
+
+def describe(result: Tuple[float, float]) -> Dict[str, float]:
+    return {"mean_return": result[0], "std_return": result[1]}
