@@ -1,0 +1,36 @@
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+import envs  # noqa: F401  (registers the tiny env)
+
+warnings.filterwarnings("ignore", message=".*settotalmass.*")
+warnings.filterwarnings("ignore", message=".*render_mode.*")
+torch.set_num_threads(1)
+
+TINY = envs.TINY_ENV_ID
+
+
+def random_policy_return(episodes: int = 30, seed: int = 123) -> float:
+    """Mean return of uniformly random actions on the tiny env."""
+    import gymnasium as gym
+
+    env = gym.make(TINY)
+    env.action_space.seed(seed)
+    totals = []
+    for episode in range(episodes):
+        env.reset(seed=seed + episode)
+        total, done = 0.0, False
+        while not done:
+            _, reward, terminated, truncated, _ = env.step(env.action_space.sample())
+            total += reward
+            done = terminated or truncated
+        totals.append(total)
+    return float(np.mean(totals))
+
+
+@pytest.fixture(scope="session")
+def random_return() -> float:
+    return random_policy_return()

@@ -1,0 +1,91 @@
+"""Bad input ends in one clear line, exit code 2, and nothing written."""
+
+import pytest
+
+from dpd.cli import main
+from tests.conftest import TINY
+
+BASE = ["train", "--env", TINY, "--no-progress", "--total-steps", "1024"]
+
+
+def run_expecting_error(args, capsys):
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("dpd: error:") and len(err.splitlines()) == 1, err
+    return err
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--env", "NoSuchEnv-v9"], "unknown env id 'NoSuchEnv-v9'; valid choices: Ant-v5"),
+        (["--algo", "dqn"], "unknown algorithm 'dqn'; valid choices: ppo"),
+        (["--set", "distill.loss=huber"], "unknown policy loss 'huber'; valid choices: kl, kl_reverse, mse, nll"),
+        (["--set", "distill.weighting=sigmoid"], "unknown weighting"),
+        (["--total-steps", "0"], "total_steps must be positive"),
+        (["--total-steps", "-5"], "total_steps must be positive"),
+        (["--peers", "0"], "peers must be positive"),
+        (["--set", "distill.every=0"], "distill.every must be positive"),
+        (["--set", "nonsense.key=1"], "unknown config key 'nonsense'"),
+        (["--set", "algo_kwargs.n_stepz=64"], "unknown ppo hyperparameter"),
+        (["--set", "algo_kwargs.batch_size=zero"], "cannot build a ppo learner"),
+        (["--set", "distill.alpha"], "--set expects key=value"),
+        (["--total-steps", "many"], "invalid int value"),
+    ],
+)
+def test_bad_train_input(tmp_path, capsys, extra, message):
+    run_dir = tmp_path / "run"
+    err = run_expecting_error([*BASE, *extra, "--run-dir", str(run_dir)], capsys)
+    assert message in err
+    assert not run_dir.exists()
+
+
+def test_malformed_config_file(tmp_path, capsys):
+    config = tmp_path / "bad.yaml"
+    config.write_text("distill: {alpha: [\n")
+    assert "not valid YAML" in run_expecting_error([*BASE, "--config", str(config), "--run-dir", str(tmp_path / "r")], capsys)
+    assert "config file not found" in run_expecting_error([*BASE, "--config", str(tmp_path / "none.yaml")], capsys)
+
+
+def test_run_dir_holding_another_run(tmp_path, capsys):
+    run_dir = tmp_path / "taken"
+    assert main([*BASE, "--run-dir", str(run_dir)]) == 0
+    capsys.readouterr()
+    manifest = (run_dir / "manifest.json").read_text()
+    err = run_expecting_error([*BASE, "--seed", "7", "--run-dir", str(run_dir)], capsys)
+    assert "already holds a run" in err and "--resume" in err
+    assert (run_dir / "manifest.json").read_text() == manifest
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "notes.txt").write_text("mine")
+    assert "not empty" in run_expecting_error([*BASE, "--run-dir", str(tmp_path / "other")], capsys)
+
+
+def test_missing_and_corrupt_checkpoints(tmp_path, capsys):
+    assert "missing manifest.json" in run_expecting_error(["train", "--resume", str(tmp_path / "nothing")], capsys)
+    assert "missing manifest.json" in run_expecting_error(["eval", str(tmp_path / "nothing")], capsys)
+    run_dir = tmp_path / "run"
+    assert main([*BASE, "--run-dir", str(run_dir)]) == 0
+    capsys.readouterr()
+    (run_dir / "manifest.json").write_text("{not json")
+    assert "corrupt" in run_expecting_error(["eval", str(run_dir)], capsys)
+
+    run_dir = tmp_path / "run2"
+    assert main([*BASE, "--run-dir", str(run_dir)]) == 0
+    capsys.readouterr()
+    model = next((run_dir / "checkpoints").iterdir()) / "peer0" / "model.zip"
+    model.write_bytes(b"not a zip")
+    assert "missing or corrupt" in run_expecting_error(["eval", str(run_dir)], capsys)
+    assert "missing or corrupt" in run_expecting_error(["train", "--resume", str(run_dir)], capsys)
+    assert model.read_bytes() == b"not a zip"  # nothing was overwritten
+
+
+def test_resume_refuses_other_flags(tmp_path, capsys):
+    assert "drop --env" in run_expecting_error(["train", "--resume", str(tmp_path), "--env", TINY], capsys)
+
+
+def test_eval_needs_positive_episodes(tmp_path, capsys):
+    assert "--episodes must be positive" in run_expecting_error(["eval", str(tmp_path), "--episodes", "0"], capsys)
+
+
+def test_unknown_command(capsys):
+    assert "invalid choice" in run_expecting_error(["fly"], capsys)

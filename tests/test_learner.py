@@ -1,0 +1,92 @@
+import numpy as np
+import pytest
+import torch
+
+from agents import PPOLearner, resolve_config
+from agents.training import learner_specs
+from dpd.config import build_config
+from tests.conftest import TINY
+
+
+def make_learners(peers=2, total_steps=2048, **overrides):
+    cfg = resolve_config(build_config({"env": TINY, "peers": peers, "total_steps": total_steps}, overrides))
+    learners = [PPOLearner.create(spec, cfg.algo_kwargs, cfg.distill) for spec in learner_specs(cfg)]
+    for learner in learners:
+        learner.start(None)
+    return learners
+
+
+def test_state_buffer_holds_raw_observations():
+    (learner,) = make_learners(peers=1, total_steps=512)
+    learner.train_iteration(0)
+    assert len(learner.states) == 256
+    # The tiny env scales observations by 10, so raw states reach well beyond normalised ones.
+    assert np.abs(learner.states.states[:256]).max() > 5.0
+    last_raw = learner.env.get_original_obs()
+    np.testing.assert_array_equal(learner.states.states[255], last_raw[0])
+
+
+def test_learner_sees_peer_states_through_its_own_statistics():
+    a, b = make_learners()
+    a.train_iteration(0)
+    b.train_iteration(0)
+    assert not np.allclose(a.env.obs_rms.mean, b.env.obs_rms.mean)  # different seeds, different stats
+    raw = b.states.sample(64, np.random.default_rng(0))
+    before = a.env.obs_rms.mean.copy(), a.env.obs_rms.count
+    view = a.normalize(raw).numpy()
+    expected = np.clip((raw - a.env.obs_rms.mean) / np.sqrt(a.env.obs_rms.var + a.env.epsilon), -10, 10)
+    np.testing.assert_allclose(view, expected, rtol=1e-5, atol=1e-5)
+    # The learner's actions on the peer's states come from its own normalisation ...
+    with torch.no_grad():
+        direct = a.action_distribution(torch.as_tensor(expected, dtype=torch.float32)).mean
+    torch.testing.assert_close(a.policy_on(raw).mean, direct)
+    # ... and looking does not update its statistics.
+    np.testing.assert_array_equal(a.env.obs_rms.mean, before[0])
+    assert a.env.obs_rms.count == before[1]
+
+
+def test_values_come_back_in_raw_return_units():
+    (learner,) = make_learners(peers=1, total_steps=512)
+    learner.train_iteration(0)
+    raw = learner.states.sample(16, np.random.default_rng(0))
+    with torch.no_grad():
+        normalized = learner.policy.predict_values(learner.normalize(raw)).numpy().reshape(-1)
+    learner.env.ret_rms.var = np.array(400.0 - learner.env.epsilon)  # reward scale: std 20
+    np.testing.assert_allclose(learner.values_on(raw), 20.0 * normalized, rtol=1e-5)
+
+
+def test_values_are_unscaled_without_reward_normalisation():
+    (learner,) = make_learners(peers=1, total_steps=512, normalize_reward=False)
+    learner.train_iteration(0)
+    raw = learner.states.sample(16, np.random.default_rng(0))
+    with torch.no_grad():
+        normalized = learner.policy.predict_values(learner.normalize(raw)).numpy().reshape(-1)
+    np.testing.assert_allclose(learner.values_on(raw), normalized, rtol=1e-6)
+
+
+def test_distillation_moves_the_student_towards_the_target():
+    (learner,) = make_learners(peers=1, total_steps=512, distill={"lr": 1e-2})
+    learner.train_iteration(0)
+    raw = learner.states.sample(128, np.random.default_rng(0))
+    target = learner.policy_on(raw)
+    target = type(target)(target.mean + 0.5, target.log_std)
+    weights = np.full(128, 1 / 128, dtype=np.float32)
+    losses = [learner.distill_update(raw, target, weights) for _ in range(30)]
+    assert losses[-1] < 0.5 * losses[0]
+    assert learner.model.num_timesteps == 256  # distillation takes no env steps
+
+
+def test_learner_alone_beats_a_random_policy(random_return):
+    (learner,) = make_learners(peers=1, total_steps=6144)
+    while not learner.done:
+        learner.train_iteration(0)
+    mean, _ = learner.evaluate(20)
+    assert mean > random_return + 0.5 * abs(random_return), (mean, random_return)
+
+
+def test_schedules_run_once_over_the_budget():
+    (learner,) = make_learners(peers=1, total_steps=1024)
+    learner.train_iteration(0)
+    assert learner.model._current_progress_remaining == pytest.approx(1 - 256 / 1024)
+    learner.train_iteration(0)
+    assert learner.model._current_progress_remaining == pytest.approx(1 - 512 / 1024)
