@@ -164,6 +164,11 @@ class Learner(ABC):
         return self.num_timesteps >= self.spec.budget
 
     @property
+    def planned_steps(self) -> int:
+        """Env steps this learner will have taken when done (SB3 finishes its last iteration)."""
+        return self.spec.budget
+
+    @property
     def logger(self) -> Logger:
         return self.model.logger
 

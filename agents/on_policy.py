@@ -19,6 +19,11 @@ class OnPolicyLearner(Learner):
     def policy(self) -> ActorCriticPolicy:
         return self.model.policy
 
+    @property
+    def planned_steps(self) -> int:
+        per_iteration = self.model.n_steps * self.model.n_envs
+        return -(-self.spec.budget // per_iteration) * per_iteration
+
     def train_iteration(self, run_steps_before: int) -> int:
         model = self.model
         assert isinstance(model, OnPolicyAlgorithm) and self._callback is not None

@@ -178,7 +178,7 @@ class Trainer:
             learner.start(self.run.tensorboard_dir(learner.spec.name))
         next_eval = [self._next_multiple(learner.num_timesteps, cfg.eval.every) for learner in group.learners]
         next_checkpoint = self._next_multiple(group.run_steps, cfg.checkpoint_every)
-        total = sum(learner.spec.budget for learner in group.learners)
+        total = sum(learner.planned_steps for learner in group.learners)
         bar = tqdm(total=total, initial=min(group.run_steps, total), unit="step", desc="dpd train", disable=not progress_bar, mininterval=1.0, dynamic_ncols=True)
 
         def after_iteration(index: int, taken: int) -> None:

@@ -2,7 +2,6 @@
 
 import os
 import sys
-import warnings
 from pathlib import Path
 from typing import Any, Dict, Optional, Tuple
 
@@ -21,8 +20,6 @@ def single_threaded() -> None:
     """Small MLPs run fastest on one thread; the benchmarks compare like with like."""
     torch.set_num_threads(1)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
-    warnings.filterwarnings("ignore", message=".*settotalmass.*")
-    warnings.filterwarnings("ignore", message=".*render_mode.*")
 
 
 def run_config(env_id: str, algo: str, total_steps: int, seed: int, peers: int = 2, **overrides: Any) -> RunConfig:

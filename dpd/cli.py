@@ -23,15 +23,11 @@ class _Parser(argparse.ArgumentParser):
         raise UserError(f"{self.prog}: {message}")
 
 
-def _quiet_libraries() -> None:
-    """One thread per process (small MLPs are fastest so) and no third-party noise."""
-    import warnings
-
+def _single_thread() -> None:
+    """One torch thread per process: small MLPs are fastest so, and peers stay on one core."""
     import torch
 
     torch.set_num_threads(1)
-    warnings.filterwarnings("ignore", message=".*settotalmass.*")
-    warnings.filterwarnings("ignore", message=".*render_mode.*")
 
 
 def _print_results(results: List[Any], as_json: bool) -> None:
@@ -60,7 +56,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         given = [flag for flag, value in (("--config", args.config), ("--set", args.set), ("--env", args.env), ("--algo", args.algo), ("--peers", args.peers), ("--total-steps", args.total_steps), ("--seed", args.seed), ("--run-dir", args.run_dir)) if value]
         if given:
             raise UserError(f"--resume takes the config from the run dir; drop {', '.join(given)}")
-    _quiet_libraries()
+    _single_thread()
     from agents import new_run, open_run, resolve_config
     from dpd.config import build_config
 
@@ -91,7 +87,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_eval(args: argparse.Namespace) -> int:
     if args.episodes <= 0:
         raise UserError(f"--episodes must be positive, got {args.episodes}")
-    _quiet_libraries()
+    _single_thread()
     from agents import evaluate_run
 
     _print_results(evaluate_run(Path(args.run_dir), args.episodes), as_json=args.json)

@@ -1,13 +1,9 @@
-import warnings
-
 import numpy as np
 import pytest
 import torch
 
 import envs  # noqa: F401  (registers the tiny env)
 
-warnings.filterwarnings("ignore", message=".*settotalmass.*")
-warnings.filterwarnings("ignore", message=".*render_mode.*")
 torch.set_num_threads(1)
 
 TINY = envs.TINY_ENV_ID

@@ -61,3 +61,23 @@ def test_states_are_drawn_from_every_peer():
     group = PeerGroup([a, b], DistillConfig(batch=9), seed=0)
     states = group.sample_states([a, b])
     assert len(states) == 9 and set(states[:, 0]) == {0.0, 1.0}
+
+
+class _Records:
+    def __init__(self):
+        self.means = {}
+
+    def record_mean(self, key, value):
+        self.means.setdefault(key, []).append(value)
+
+
+def test_round_robin_uses_one_peer_per_step_in_turn():
+    states = np.zeros((4, 1), dtype=np.float32)
+    learners = [StubPeer(lambda s, v=v: np.full(len(s), v), action=float(v), states=states) for v in (0.0, 1.0, 2.0)]
+    learner = learners[0]
+    learner.iterations, learner.logger = 5, _Records()
+    group = PeerGroup(learners, DistillConfig(combine="round_robin", steps=4, every=5, weighting="none", batch=8), seed=0)
+    group.distill_round(0)
+    targets = [float(target.mean[0, 0]) for _, target, _ in learner.updates]
+    assert targets == [1.0, 2.0, 1.0, 2.0]
+    assert len(learner.logger.means["distill/loss"]) == 4
