@@ -11,7 +11,7 @@ What distillation needs from a learner, whatever its algorithm:
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar, Dict, List, Optional, Tuple, Type
+from typing import Any, ClassVar, Dict, List, Optional, Tuple, Type
 
 import numpy as np
 import torch
@@ -19,10 +19,12 @@ from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.evaluation import evaluate_policy
 from stable_baselines3.common.logger import Logger, configure
+from stable_baselines3.common.utils import LinearSchedule
 from stable_baselines3.common.vec_env import VecNormalize
 
 from agents.state_buffer import RawStateBuffer
 from dpd.config import DistillConfig
+from dpd.errors import UserError
 from dpd.losses import GaussianParams, get_loss
 from envs import make_env
 
@@ -45,6 +47,16 @@ class LearnerSpec:
     n_envs: int = 1
     normalize_obs: bool = True
     normalize_reward: bool = True
+
+
+def linear_schedule(value: Any) -> Any:
+    """The RL zoo's ``lin_<x>``: a schedule from x down to 0 over training; other values unchanged."""
+    if isinstance(value, str) and value.startswith("lin_"):
+        try:
+            return LinearSchedule(float(value[len("lin_") :]), 0.0, 1.0)
+        except ValueError:
+            raise UserError(f"bad schedule {value!r}; write lin_<number>, e.g. lin_3e-4") from None
+    return value
 
 
 def make_eval_env(env_id: str, train_seed: int, norm_obs: bool = True) -> VecNormalize:
@@ -99,7 +111,7 @@ class Learner(ABC):
     @classmethod
     def create(cls, spec: LearnerSpec, algo_kwargs: Dict, distill: DistillConfig) -> "Learner":
         """A fresh learner; ``algo_kwargs`` go to the SB3 constructor (``gamma`` also to VecNormalize)."""
-        kwargs = dict(algo_kwargs)
+        kwargs = {key: linear_schedule(value) for key, value in algo_kwargs.items()}
         policy = kwargs.pop("policy", "MlpPolicy")
         env = cls._make_train_env(spec, spec.seed, kwargs.get("gamma", 0.99))
         model = cls.algo_class(policy, env, seed=spec.seed, device="cpu", verbose=0, **kwargs)

@@ -90,3 +90,10 @@ def test_schedules_run_once_over_the_budget():
     assert learner.model._current_progress_remaining == pytest.approx(1 - 256 / 1024)
     learner.train_iteration(0)
     assert learner.model._current_progress_remaining == pytest.approx(1 - 512 / 1024)
+
+
+def test_rl_zoo_linear_schedules():
+    (learner,) = make_learners(peers=1, total_steps=1024, algo_kwargs={"learning_rate": "lin_1e-3"})
+    learner.train_iteration(0)
+    learner.train_iteration(0)
+    assert learner.model.policy.optimizer.param_groups[0]["lr"] == pytest.approx(1e-3 * (1 - 512 / 1024))
