@@ -1,12 +1,35 @@
 """Learners wrapping SB3 algorithms, the DPD peer group, and the loop that trains them."""
 
 from agents.learner import Learner, LearnerSpec
-from agents.on_policy import OnPolicyLearner, PPOLearner
+from agents.off_policy import DDPGLearner, OffPolicyLearner, SACLearner, TD3Learner
+from agents.on_policy import A2CLearner, OnPolicyLearner, PPOLearner
 from agents.peer_group import PeerGroup
-from agents.training import ALGORITHMS, EvalResult, Trainer, evaluate_run, new_run, open_run, resolve_config
+from agents.training import (
+    ALGORITHMS,
+    EvalResult,
+    PeerSetup,
+    Trainer,
+    build_group,
+    build_learner,
+    check_config,
+    evaluate_run,
+    new_run,
+    open_run,
+    peer_setups,
+)
 
 __all__ = [
+    "A2CLearner",
     "ALGORITHMS",
+    "DDPGLearner",
+    "OffPolicyLearner",
+    "PeerSetup",
+    "SACLearner",
+    "TD3Learner",
+    "build_group",
+    "build_learner",
+    "check_config",
+    "peer_setups",
     "EvalResult",
     "Learner",
     "LearnerSpec",
@@ -17,5 +40,4 @@ __all__ = [
     "evaluate_run",
     "new_run",
     "open_run",
-    "resolve_config",
 ]

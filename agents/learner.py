@@ -9,7 +9,7 @@ What distillation needs from a learner, whatever its algorithm:
 """
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Dict, List, Optional, Tuple, Type
 
@@ -25,7 +25,7 @@ from stable_baselines3.common.vec_env import VecNormalize
 from agents.state_buffer import RawStateBuffer
 from dpd.config import DistillConfig
 from dpd.errors import UserError
-from dpd.losses import GaussianParams, get_loss
+from dpd.losses import PolicyOutput, get_loss
 from envs import make_env
 
 MODEL_FILE = "model.zip"
@@ -47,6 +47,8 @@ class LearnerSpec:
     n_envs: int = 1
     normalize_obs: bool = True
     normalize_reward: bool = True
+    save_replay_buffer: bool = True  # off-policy learners only
+    env_kwargs: Dict[str, Any] = field(default_factory=dict)  # passed to gymnasium.make
 
 
 def linear_schedule(value: Any) -> Any:
@@ -59,9 +61,16 @@ def linear_schedule(value: Any) -> Any:
     return value
 
 
-def make_eval_env(env_id: str, train_seed: int, norm_obs: bool = True) -> VecNormalize:
+def make_eval_env(spec: LearnerSpec) -> VecNormalize:
     """An evaluation env: seeded away from training, raw rewards, statistics set from the learner."""
-    env = make_env(env_id, seed=train_seed + EVAL_SEED_SHIFT, norm_obs=norm_obs, norm_reward=False, training=False)
+    env = make_env(
+        spec.env_id,
+        seed=spec.seed + EVAL_SEED_SHIFT,
+        norm_obs=spec.normalize_obs,
+        norm_reward=False,
+        training=False,
+        env_kwargs=spec.env_kwargs,
+    )
     assert isinstance(env, VecNormalize)
     return env
 
@@ -90,6 +99,10 @@ class Learner(ABC):
     """One SB3 algorithm, its VecNormalize-wrapped env and its recent raw states."""
 
     algo_class: ClassVar[Type[BaseAlgorithm]]
+    # "gaussian" (in env units), "squashed_gaussian" (tanh of a Gaussian) or "deterministic"
+    distribution_kind: ClassVar[str]
+    # Distillation settings this algorithm uses unless the config sets them (with their source).
+    distill_defaults: ClassVar[Dict[str, Any]]
 
     def __init__(self, spec: LearnerSpec, model: BaseAlgorithm, distill: DistillConfig) -> None:
         self.spec = spec
@@ -126,6 +139,7 @@ class Learner(ABC):
             norm_obs=spec.normalize_obs,
             norm_reward=spec.normalize_reward,
             gamma=gamma,
+            env_kwargs=spec.env_kwargs,
         )
         assert isinstance(env, VecNormalize)
         return env
@@ -138,11 +152,18 @@ class Learner(ABC):
         self.env.save(str(directory / NORM_FILE))
         torch.save(self.distill_optimizer.state_dict(), directory / DISTILL_OPTIM_FILE)
         self.states.save(directory / STATES_FILE)
+        self._save_extra(directory)
+
+    def _save_extra(self, directory: Path) -> None:
+        """What an algorithm keeps beyond the SB3 zip (off-policy: the replay buffer)."""
+
+    def _load_extra(self, directory: Path) -> None:
+        """Restore what ``_save_extra`` wrote."""
 
     @classmethod
     def load(cls, spec: LearnerSpec, directory: Path, distill: DistillConfig, iterations: int) -> "Learner":
         """Rebuild a learner saved by ``save``. Episodes in progress at save time start over."""
-        venv = make_env(spec.env_id, seed=spec.seed, n_envs=spec.n_envs, normalize=False)
+        venv = make_env(spec.env_id, seed=spec.seed, n_envs=spec.n_envs, normalize=False, env_kwargs=spec.env_kwargs)
         env = VecNormalize.load(str(directory / NORM_FILE), venv)
         model = cls.algo_class.load(directory / MODEL_FILE, env=env, device="cpu")
         # Reseed away from the start so a resumed run does not replay its first episodes.
@@ -150,6 +171,7 @@ class Learner(ABC):
         learner = cls(spec, model, distill)
         learner.distill_optimizer.load_state_dict(torch.load(directory / DISTILL_OPTIM_FILE))
         learner.states.load(directory / STATES_FILE)
+        learner._load_extra(directory)
         learner.iterations = iterations
         return learner
 
@@ -206,9 +228,34 @@ class Learner(ABC):
         """Undo VecNormalize's reward scaling: values trained on ``r / sqrt(ret_var + eps)``."""
         return self.env.unnormalize_reward(values)
 
+    @property
+    def gamma(self) -> float:
+        return float(self.model.gamma)
+
     @abstractmethod
-    def action_distribution(self, obs: torch.Tensor) -> GaussianParams:
-        """The policy's action distribution on normalised observations (with gradients)."""
+    def action_distribution(self, obs: torch.Tensor) -> PolicyOutput:
+        """The policy's output on normalised observations (with gradients)."""
+
+    def express_target(self, target: PolicyOutput, target_kind: str) -> PolicyOutput:
+        """A peer's output in this learner's distribution space: unchanged for a peer of the same
+        kind, otherwise the peer's env-space action as the mean (enough for ``mse`` and ``nll``)."""
+        if target_kind == self.distribution_kind:
+            return target
+        return PolicyOutput(target.env_action, None, target.env_action)
+
+    def scale_action(self, action: torch.Tensor) -> torch.Tensor:
+        """Env units to [-1, 1], as SB3's ``policy.scale_action`` (which works on numpy only)."""
+        low, high = self._action_bounds()
+        return 2.0 * (action - low) / (high - low) - 1.0
+
+    def unscale_action(self, scaled: torch.Tensor) -> torch.Tensor:
+        """[-1, 1] to env units."""
+        low, high = self._action_bounds()
+        return low + 0.5 * (scaled + 1.0) * (high - low)
+
+    def _action_bounds(self) -> Tuple[torch.Tensor, torch.Tensor]:
+        space = self.model.action_space
+        return torch.as_tensor(space.low, dtype=torch.float32), torch.as_tensor(space.high, dtype=torch.float32)
 
     @abstractmethod
     def normalized_values(self, obs: torch.Tensor) -> torch.Tensor:
@@ -218,10 +265,13 @@ class Learner(ABC):
     def actor_parameters(self) -> List[torch.nn.Parameter]:
         """Parameters that distillation trains: those the action distribution depends on."""
 
-    def policy_on(self, raw_obs: np.ndarray) -> GaussianParams:
-        """Action distribution on raw states, no gradients: a peer's target."""
+    def policy_on(self, raw_obs: np.ndarray) -> PolicyOutput:
+        """Output on raw states, no gradients, with the action clipped to the env's bounds as
+        the env would: a peer's target."""
         with torch.no_grad():
-            return self.action_distribution(self.normalize(raw_obs))
+            output = self.action_distribution(self.normalize(raw_obs))
+        low, high = self._action_bounds()
+        return output._replace(action=torch.clamp(output.env_action, low, high))
 
     def values_on(self, raw_obs: np.ndarray) -> np.ndarray:
         """Values on raw states in raw return units."""
@@ -229,7 +279,7 @@ class Learner(ABC):
             values = self.normalized_values(self.normalize(raw_obs)).cpu().numpy().reshape(-1)
         return self.to_raw_return(values)
 
-    def distill_update(self, raw_obs: np.ndarray, target: GaussianParams, weights: np.ndarray) -> float:
+    def distill_update(self, raw_obs: np.ndarray, target: PolicyOutput, weights: np.ndarray) -> float:
         """One gradient step of the weighted distillation loss towards ``target``."""
         student = self.action_distribution(self.normalize(raw_obs))
         loss = self.distill_loss(student, target, torch.as_tensor(weights, dtype=torch.float32))
@@ -244,7 +294,7 @@ class Learner(ABC):
     def evaluate(self, episodes: int) -> Tuple[float, float]:
         """Deterministic return (mean, std) on a separate env with frozen obs statistics."""
         if self._eval_env is None:
-            self._eval_env = make_eval_env(self.spec.env_id, self.spec.seed, self.spec.normalize_obs)
+            self._eval_env = make_eval_env(self.spec)
         return evaluate_deterministic(self.model, self.env, self._eval_env, episodes)
 
     def close(self) -> None:

@@ -3,17 +3,19 @@
 from typing import List
 
 import torch
-from stable_baselines3 import PPO
+from stable_baselines3 import A2C, PPO
 from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
 from stable_baselines3.common.policies import ActorCriticPolicy
 
 from agents.learner import Learner
-from dpd.losses import GaussianParams
+from dpd.losses import PolicyOutput
 
 
 class OnPolicyLearner(Learner):
     """Drives ``collect_rollouts``/``train`` the way ``OnPolicyAlgorithm.learn`` does, one
     iteration per call, so learning-rate and clip-range schedules run once over the budget."""
+
+    distribution_kind = "gaussian"
 
     @property
     def policy(self) -> ActorCriticPolicy:
@@ -37,11 +39,11 @@ class OnPolicyLearner(Learner):
         model.train()
         return taken
 
-    def action_distribution(self, obs: torch.Tensor) -> GaussianParams:
+    def action_distribution(self, obs: torch.Tensor) -> PolicyOutput:
         # The pieces of ActorCriticPolicy.get_distribution, without its shared distribution object.
         features = self.policy.extract_features(obs, self.policy.pi_features_extractor)
         mean = self.policy.action_net(self.policy.mlp_extractor.forward_actor(features))
-        return GaussianParams(mean, self.policy.log_std.expand_as(mean))
+        return PolicyOutput(mean, self.policy.log_std.expand_as(mean))
 
     def normalized_values(self, obs: torch.Tensor) -> torch.Tensor:
         return self.policy.predict_values(obs).reshape(-1)
@@ -54,3 +56,13 @@ class OnPolicyLearner(Learner):
 
 class PPOLearner(OnPolicyLearner):
     algo_class = PPO
+    # The paper's released PPO code: every 5 iterations (of 2048 steps) one step on 512 states
+    # from the peer's last 100k, alpha 0.5, at the RL learning rate (SB3's PPO default: 3e-4).
+    distill_defaults = {"alpha": 0.5, "every": 5, "steps": 1, "batch": 512, "lr": 3e-4, "buffer_size": 100_000}
+
+
+class A2CLearner(OnPolicyLearner):
+    algo_class = A2C
+    # PPO's cadence in env steps: A2C iterations are 5 steps, so every 2048 iterations is every
+    # 10240 steps, as PPO's 5 x 2048; the RL learning rate of SB3's A2C (7e-4).
+    distill_defaults = {"alpha": 0.5, "every": 2048, "steps": 1, "batch": 512, "lr": 7e-4, "buffer_size": 100_000}

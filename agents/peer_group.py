@@ -19,19 +19,18 @@ import numpy as np
 import torch
 
 from agents.learner import Learner
-from dpd.config import DistillConfig
-from dpd.losses import GaussianParams
+from dpd.losses import PolicyOutput
 from dpd.weighting import disadvantage_weights
 
 COMBINE_RULES = ("best", "round_robin")
 
 
 class PeerGroup:
-    """The learners of one run and the distillation between them."""
+    """The learners of one run and the distillation between them. Each learner's own
+    ``distill_config`` (resolved for its algorithm) governs how it distills."""
 
-    def __init__(self, learners: Sequence[Learner], distill: DistillConfig, seed: int) -> None:
+    def __init__(self, learners: Sequence[Learner], seed: int) -> None:
         self.learners = list(learners)
-        self.distill = distill
         self.rng = np.random.default_rng(seed)
         self._turn = 0
 
@@ -65,29 +64,32 @@ class PeerGroup:
         """One iteration of learner ``index``, then its distillation round when it is due."""
         learner = self.learners[index]
         taken = learner.train_iteration(self.run_steps)
-        if self.distill.enabled and learner.iterations % self.distill.every == 0:
+        config = learner.distill_config
+        if config.enabled and learner.iterations % config.every == 0:
             self.distill_round(index)
         return taken
 
     def distill_round(self, index: int) -> None:
         """``distill.steps`` gradient steps of learner ``index``, their diagnostics logged."""
         learner = self.learners[index]
+        config = learner.distill_config
         peers = [peer for j, peer in enumerate(self.learners) if j != index and len(peer.states) > 0]
         if not peers:
             return
-        rounds_before = (learner.iterations // self.distill.every - 1) * self.distill.steps
-        for step in range(self.distill.steps):
+        rounds_before = (learner.iterations // config.every - 1) * config.steps
+        for step in range(config.steps):
             chosen = peers
-            if self.distill.combine == "round_robin":
+            if config.combine == "round_robin":
                 chosen = [peers[(rounds_before + step) % len(peers)]]
             for key, value in self.distill_step(learner, chosen).items():
                 learner.logger.record_mean(f"distill/{key}", value)
 
     def distill_step(self, learner: Learner, peers: Sequence[Learner]) -> Dict[str, float]:
         """One weighted distillation step of ``learner`` towards ``peers`` on their states."""
-        states = self.sample_states(peers)
-        target, peer_values = self.best_peer_targets(peers, states)
-        weights = disadvantage_weights(peer_values, learner.values_on(states), self.distill.weighting, self.distill.alpha)
+        config = learner.distill_config
+        states = self.sample_states(peers, config.batch)
+        target, peer_values = self.best_peer_targets(learner, peers, states)
+        weights = disadvantage_weights(peer_values, learner.values_on(states), config.weighting, config.alpha)
         stats = {
             "peer_gap": weights.peer_gap,
             "peer_better_frac": weights.peer_better_frac,
@@ -98,19 +100,25 @@ class PeerGroup:
             stats["loss"] = learner.distill_update(states, target, weights.weights)
         return stats
 
-    def sample_states(self, peers: Sequence[Learner]) -> np.ndarray:
-        """``distill.batch`` raw states, split evenly over the peers' recent states."""
-        sizes = [len(part) for part in np.array_split(np.arange(self.distill.batch), len(peers))]
-        return np.concatenate([peer.states.sample(size, self.rng) for peer, size in zip(peers, sizes)])
+    def sample_states(self, peers: Sequence[Learner], batch: int) -> np.ndarray:
+        """``batch`` raw states, split evenly over the peers' recent states."""
+        sizes = [len(part) for part in np.array_split(np.arange(batch), len(peers))]
+        return np.concatenate([peer.states.sample(size, self.rng) for peer, size in zip(peers, sizes) if size > 0])
 
     @staticmethod
-    def best_peer_targets(peers: Sequence[Learner], states: np.ndarray) -> Tuple[GaussianParams, np.ndarray]:
-        """Per state, the action distribution and raw value of the peer with the highest value."""
+    def best_peer_targets(learner: Learner, peers: Sequence[Learner], states: np.ndarray) -> Tuple[PolicyOutput, np.ndarray]:
+        """Per state, the output (in ``learner``'s distribution space) and raw value of the peer
+        with the highest value there."""
         values = np.stack([peer.values_on(states) for peer in peers])  # (peers, batch)
-        best = values.argmax(axis=0)
-        policies = [peer.policy_on(states) for peer in peers]
-        rows = torch.as_tensor(best)
+        best = torch.as_tensor(values.argmax(axis=0))
+        outputs = [learner.express_target(peer.policy_on(states), peer.distribution_kind) for peer in peers]
         columns = torch.arange(len(states))
-        mean = torch.stack([p.mean for p in policies])[rows, columns]
-        log_std = torch.stack([p.log_std for p in policies])[rows, columns]
-        return GaussianParams(mean, log_std), values[best, np.arange(len(states))]
+
+        def pick(field: str) -> Optional[torch.Tensor]:
+            tensors = [getattr(output, field) for output in outputs]
+            if any(tensor is None for tensor in tensors):
+                return None
+            return torch.stack([t.expand_as(outputs[0].mean) for t in tensors])[best, columns]
+
+        target = PolicyOutput(pick("mean"), pick("log_std"), torch.stack([o.env_action for o in outputs])[best, columns])
+        return target, values[best.numpy(), np.arange(len(states))]

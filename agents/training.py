@@ -11,9 +11,10 @@ from typing import Any, Dict, List, Optional, Type
 from tqdm import tqdm
 
 from agents.learner import Learner, LearnerSpec
-from agents.on_policy import PPOLearner
+from agents.off_policy import DDPGLearner, SACLearner, TD3Learner
+from agents.on_policy import A2CLearner, PPOLearner
 from agents.peer_group import COMBINE_RULES, PeerGroup
-from dpd.config import RunConfig, build_config, merge
+from dpd.config import DistillConfig, RunConfig, build_config, build_distill_config, merge
 from dpd.errors import UserError, unknown_choice
 from dpd.losses import get_loss
 from dpd.rundir import RunDirectory
@@ -21,9 +22,17 @@ from dpd.weighting import WEIGHTINGS
 from envs import check_env_id
 from envs.defaults import env_defaults
 
-ALGORITHMS: Dict[str, Type[Learner]] = {"ppo": PPOLearner}
+ALGORITHMS: Dict[str, Type[Learner]] = {
+    "ppo": PPOLearner,
+    "a2c": A2CLearner,
+    "sac": SACLearner,
+    "td3": TD3Learner,
+    "ddpg": DDPGLearner,
+}
 # Arguments of SB3 constructors that dpd sets itself.
 RESERVED_ALGO_KWARGS = ("env", "seed", "device", "verbose", "tensorboard_log", "_init_setup_model")
+PEER_CONFIG_KEYS = ("algo", "algo_kwargs", "distill")
+DISTRIBUTION_LOSSES = ("nll", "kl", "kl_reverse")
 
 
 @dataclass(frozen=True)
@@ -36,67 +45,117 @@ class EvalResult:
     episodes: int
 
 
-def resolve_config(cfg: RunConfig) -> RunConfig:
-    """Put the per-env default hyperparameters under the user's ``algo_kwargs``, then check."""
-    resolved = build_config(cfg.to_dict(), {"algo_kwargs": merge(env_defaults(cfg.env, cfg.algo), cfg.algo_kwargs)})
-    check_config(resolved)
-    return resolved
+@dataclass(frozen=True)
+class PeerSetup:
+    """Everything needed to build one peer: who it is, its SB3 arguments, how it distills."""
+
+    spec: LearnerSpec
+    algo_kwargs: Dict[str, Any]
+    distill: DistillConfig
 
 
-def check_config(cfg: RunConfig) -> None:
-    """Every user error that can be found before anything is built or written."""
-    check_env_id(cfg.env)
-    if cfg.algo not in ALGORITHMS:
-        raise unknown_choice("algorithm", cfg.algo, ALGORITHMS)
-    positive = {
-        "total_steps": cfg.total_steps,
-        "peers": cfg.peers,
-        "n_envs": cfg.n_envs,
-        "distill.every": cfg.distill.every,
-        "distill.steps": cfg.distill.steps,
-        "distill.batch": cfg.distill.batch,
-        "distill.buffer_size": cfg.distill.buffer_size,
-        "distill.lr": cfg.distill.lr,
-        "distill.max_grad_norm": cfg.distill.max_grad_norm,
-        "eval.episodes": cfg.eval.episodes,
-        "eval.final_episodes": cfg.eval.final_episodes,
-    }
-    for key, value in positive.items():
-        if value <= 0:
-            raise UserError(f"{key} must be positive, got {value}")
-    for key, value in {"eval.every": cfg.eval.every, "checkpoint_every": cfg.checkpoint_every, "distill.alpha": cfg.distill.alpha}.items():
-        if value < 0:
-            raise UserError(f"{key} must not be negative, got {value}")
-    if cfg.total_steps < cfg.peers:
-        raise UserError(f"total_steps ({cfg.total_steps}) must give each of the {cfg.peers} peers at least one step")
-    get_loss(cfg.distill.loss, kind="policy")
-    if cfg.distill.weighting not in WEIGHTINGS:
-        raise unknown_choice("weighting", cfg.distill.weighting, WEIGHTINGS)
-    if cfg.distill.combine not in COMBINE_RULES:
-        raise unknown_choice("combine rule", cfg.distill.combine, COMBINE_RULES)
-    accepted = set(inspect.signature(ALGORITHMS[cfg.algo].algo_class.__init__).parameters) - {"self", *RESERVED_ALGO_KWARGS}
-    for key in cfg.algo_kwargs:
-        if key not in accepted:
-            raise unknown_choice(f"{cfg.algo} hyperparameter (algo_kwargs)", key, accepted)
-    if cfg.algo_kwargs.get("use_sde"):
-        raise UserError("use_sde is not supported: distillation needs a state-independent Gaussian")
-
-
-def learner_specs(cfg: RunConfig) -> List[LearnerSpec]:
-    """Peer k: seed ``seed + k * seed_offset`` and an equal share of the total budget."""
-    return [
-        LearnerSpec(
+def peer_setups(cfg: RunConfig) -> List[PeerSetup]:
+    """Peer k: algorithm ``algo`` (cycled) or its ``peer_configs[k]`` entry, seed
+    ``seed + k * seed_offset``, an equal share of the budget, and its hyperparameters and
+    distillation settings merged as: algorithm/env defaults < run config < peer config."""
+    if len(cfg.peer_configs) > cfg.peers:
+        raise UserError(f"peer_configs has {len(cfg.peer_configs)} entries for {cfg.peers} peers")
+    algos = [name.strip() for name in cfg.algo.split(",")]
+    run_distill = {key: value for key, value in asdict(cfg.distill).items() if value is not None}
+    setups = []
+    for k in range(cfg.peers):
+        override = cfg.peer_configs[k] if k < len(cfg.peer_configs) else {}
+        for key in override:
+            if key not in PEER_CONFIG_KEYS:
+                raise unknown_choice(f"key in peer_configs[{k}]", key, PEER_CONFIG_KEYS)
+        algo = override.get("algo", algos[k % len(algos)])
+        if algo not in ALGORITHMS:
+            raise unknown_choice("algorithm", algo, ALGORITHMS)
+        if not isinstance(override.get("algo_kwargs", {}), dict) or not isinstance(override.get("distill", {}), dict):
+            raise UserError(f"peer_configs[{k}]: algo_kwargs and distill must be mappings")
+        build_distill_config(override.get("distill"), prefix=f"peer_configs[{k}].distill.")  # checks keys and types
+        distill = build_distill_config(ALGORITHMS[algo].distill_defaults, run_distill, override.get("distill"))
+        algo_kwargs = merge(merge(env_defaults(cfg.env, algo), cfg.algo_kwargs), override.get("algo_kwargs", {}))
+        spec = LearnerSpec(
             name=f"peer{k}",
-            algo=cfg.algo,
+            algo=algo,
             env_id=cfg.env,
             seed=cfg.seed + k * cfg.seed_offset,
             budget=cfg.total_steps // cfg.peers,
             n_envs=cfg.n_envs,
             normalize_obs=cfg.normalize_obs,
             normalize_reward=cfg.normalize_reward,
+            save_replay_buffer=cfg.save_replay_buffer,
+            env_kwargs=dict(cfg.env_kwargs),
         )
-        for k in range(cfg.peers)
-    ]
+        setups.append(PeerSetup(spec, algo_kwargs, distill))
+    return setups
+
+
+def check_config(cfg: RunConfig) -> List[PeerSetup]:
+    """Every user error that can be found before anything is built or written."""
+    check_env_id(cfg.env)
+    positive = {
+        "total_steps": cfg.total_steps,
+        "peers": cfg.peers,
+        "n_envs": cfg.n_envs,
+        "eval.episodes": cfg.eval.episodes,
+        "eval.final_episodes": cfg.eval.final_episodes,
+    }
+    for key, value in positive.items():
+        if value <= 0:
+            raise UserError(f"{key} must be positive, got {value}")
+    for key, value in {"eval.every": cfg.eval.every, "checkpoint_every": cfg.checkpoint_every}.items():
+        if value < 0:
+            raise UserError(f"{key} must not be negative, got {value}")
+    if cfg.total_steps < cfg.peers:
+        raise UserError(f"total_steps ({cfg.total_steps}) must give each of the {cfg.peers} peers at least one step")
+    setups = peer_setups(cfg)
+    for setup in setups:
+        _check_peer(setup)
+    _check_group(setups)
+    return setups
+
+
+def _check_peer(setup: PeerSetup) -> None:
+    distill, algo = setup.distill, setup.spec.algo
+    where = f"{setup.spec.name} ({algo})"
+    for key in ("every", "steps", "batch", "buffer_size", "lr", "max_grad_norm"):
+        if getattr(distill, key) <= 0:
+            raise UserError(f"distill.{key} must be positive, got {getattr(distill, key)} for {where}")
+    if distill.alpha < 0:
+        raise UserError(f"distill.alpha must not be negative, got {distill.alpha} for {where}")
+    get_loss(distill.loss, kind="policy")
+    if distill.weighting not in WEIGHTINGS:
+        raise unknown_choice("weighting", distill.weighting, WEIGHTINGS)
+    if distill.combine not in COMBINE_RULES:
+        raise unknown_choice("combine rule", distill.combine, COMBINE_RULES)
+    learner_class = ALGORITHMS[algo]
+    if distill.enabled and distill.loss in DISTRIBUTION_LOSSES and learner_class.distribution_kind == "deterministic":
+        raise UserError(f"loss {distill.loss!r} needs a stochastic policy but {where} is deterministic; use distill.loss=mse")
+    accepted = set(inspect.signature(learner_class.algo_class.__init__).parameters) - {"self", *RESERVED_ALGO_KWARGS}
+    for key in setup.algo_kwargs:
+        if key not in accepted:
+            raise unknown_choice(f"{algo} hyperparameter (algo_kwargs)", key, accepted)
+    if setup.algo_kwargs.get("use_sde"):
+        raise UserError(f"use_sde is not supported ({where}): distillation needs a state-independent Gaussian")
+
+
+def _discount(setup: PeerSetup) -> float:
+    default = inspect.signature(ALGORITHMS[setup.spec.algo].algo_class.__init__).parameters["gamma"].default
+    return float(setup.algo_kwargs.get("gamma", default))
+
+
+def _check_group(setups: List[PeerSetup]) -> None:
+    """Peers' values must estimate the same quantity, and KL needs one kind of distribution."""
+    discounts = {setup.spec.name: _discount(setup) for setup in setups}
+    if len(set(discounts.values())) > 1:
+        listed = ", ".join(f"{name}: {gamma}" for name, gamma in discounts.items())
+        raise UserError(f"peers must share one discount to compare values ({listed}); set algo_kwargs.gamma for all")
+    kinds = {setup.spec.name: ALGORITHMS[setup.spec.algo].distribution_kind for setup in setups}
+    for setup in setups:
+        if setup.distill.enabled and setup.distill.loss in ("kl", "kl_reverse") and len(set(kinds.values())) > 1:
+            raise UserError(f"loss {setup.distill.loss!r} compares distributions of one kind, but the peers mix {', '.join(sorted(set(kinds.values())))}; use mse or nll")
 
 
 def package_versions() -> Dict[str, str]:
@@ -110,14 +169,16 @@ def package_versions() -> Dict[str, str]:
 
 
 def build_group(cfg: RunConfig) -> PeerGroup:
-    """Fresh learners for a checked config; bad hyperparameter values become user errors."""
-    learners = []
-    for spec in learner_specs(cfg):
-        try:
-            learners.append(ALGORITHMS[spec.algo].create(spec, cfg.algo_kwargs, cfg.distill))
-        except (TypeError, ValueError, AssertionError, KeyError) as exc:
-            raise UserError(f"cannot build a {spec.algo} learner from algo_kwargs {cfg.algo_kwargs}: {exc}") from None
-    return PeerGroup(learners, cfg.distill, seed=cfg.seed)
+    """Fresh learners for a config; bad hyperparameter values become user errors."""
+    return PeerGroup([build_learner(setup) for setup in check_config(cfg)], seed=cfg.seed)
+
+
+def build_learner(setup: PeerSetup) -> Learner:
+    """A fresh learner; hyperparameter values SB3 rejects become user errors."""
+    try:
+        return ALGORITHMS[setup.spec.algo].create(setup.spec, setup.algo_kwargs, setup.distill)
+    except (TypeError, ValueError, AssertionError, KeyError) as exc:
+        raise UserError(f"cannot build a {setup.spec.algo} learner from algo_kwargs {setup.algo_kwargs}: {exc}") from None
 
 
 def new_run(run_path: Path, cfg: RunConfig) -> "Trainer":
@@ -128,6 +189,10 @@ def new_run(run_path: Path, cfg: RunConfig) -> "Trainer":
         "command": " ".join(sys.argv),
         "config": cfg.to_dict(),
         "learners": [asdict(learner.spec) for learner in group.learners],
+        "resolved_peers": [
+            {"name": learner.spec.name, "algo_kwargs": setup.algo_kwargs, "distill": asdict(setup.distill)}
+            for learner, setup in zip(group.learners, peer_setups(cfg))
+        ],
         "versions": package_versions(),
         "progress": {"run_steps": 0, "finished": False, "checkpoint": None},
     }
@@ -139,8 +204,8 @@ def open_run(run_path: Path) -> "Trainer":
     run = RunDirectory.open(run_path)
     try:
         cfg = build_config(run.manifest["config"])
-        specs = [LearnerSpec(**spec) for spec in run.manifest["learners"]]
-    except (UserError, TypeError, KeyError) as exc:
+        setups = check_config(cfg)
+    except UserError as exc:
         raise UserError(f"run manifest in {run_path} is corrupt: {exc}") from None
     progress = run.manifest["progress"]
     checkpoint = run.checkpoint_dir
@@ -148,13 +213,14 @@ def open_run(run_path: Path) -> "Trainer":
         group = build_group(cfg)
     else:
         learners = []
-        for spec in specs:
+        for setup in setups:
+            spec = setup.spec
             try:
                 iterations = int(progress["learners"][spec.name]["iterations"])
-                learners.append(ALGORITHMS[spec.algo].load(spec, checkpoint / spec.name, cfg.distill, iterations))
+                learners.append(ALGORITHMS[spec.algo].load(spec, checkpoint / spec.name, setup.distill, iterations))
             except Exception as exc:  # any failure to read a checkpoint is reported, not raised
                 raise UserError(f"checkpoint {checkpoint / spec.name} is missing or corrupt: {type(exc).__name__}: {exc}") from None
-        group = PeerGroup(learners, cfg.distill, seed=cfg.seed)
+        group = PeerGroup(learners, seed=cfg.seed)
         group.rng.bit_generator.state = progress["rng"]
         group._turn = int(progress.get("turn", 0))
     return Trainer(run, group, cfg)

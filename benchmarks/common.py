@@ -10,9 +10,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 from stable_baselines3.common.logger import configure  # noqa: E402
 
-from agents import ALGORITHMS, resolve_config  # noqa: E402
+from agents import build_learner, check_config, peer_setups  # noqa: E402
 from agents.learner import Learner  # noqa: E402
-from agents.training import learner_specs  # noqa: E402
 from dpd.config import RunConfig, build_config  # noqa: E402
 
 
@@ -23,15 +22,16 @@ def single_threaded() -> None:
 
 
 def run_config(env_id: str, algo: str, total_steps: int, seed: int, peers: int = 2, **overrides: Any) -> RunConfig:
-    return resolve_config(build_config({"env": env_id, "algo": algo, "total_steps": total_steps, "seed": seed, "peers": peers}, overrides))
+    cfg = build_config({"env": env_id, "algo": algo, "total_steps": total_steps, "seed": seed, "peers": peers}, overrides)
+    check_config(cfg)
+    return cfg
 
 
 def plain_sb3_learner(env_id: str, algo: str, total_steps: int, seed: int, tensorboard_dir: Optional[Path] = None) -> Learner:
     """One learner with the whole budget and the same hyperparameters as a dpd peer, trained by
     SB3's own ``learn()``: the baseline a user knows."""
     cfg = run_config(env_id, algo, total_steps, seed, peers=1)
-    spec = learner_specs(cfg)[0]
-    learner = ALGORITHMS[algo].create(spec, cfg.algo_kwargs, cfg.distill)
+    learner = build_learner(peer_setups(cfg)[0])
     formats = ["tensorboard"] if tensorboard_dir else []
     learner.model.set_logger(configure(str(tensorboard_dir) if tensorboard_dir else None, formats))
     return learner

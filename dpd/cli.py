@@ -57,7 +57,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         if given:
             raise UserError(f"--resume takes the config from the run dir; drop {', '.join(given)}")
     _single_thread()
-    from agents import new_run, open_run, resolve_config
+    from agents import new_run, open_run
     from dpd.config import build_config
 
     if args.resume:
@@ -67,8 +67,8 @@ def cmd_train(args: argparse.Namespace) -> int:
             return 0
         print(f"resuming {args.resume} at {trainer.group.run_steps} of {trainer.cfg.total_steps} env steps")
     else:
-        cfg = resolve_config(build_config(_train_config(args)))
-        run_dir = Path(args.run_dir or f"runs/{cfg.env}_{cfg.algo}_x{cfg.peers}_seed{cfg.seed}_{time.strftime('%Y%m%d-%H%M%S')}")
+        cfg = build_config(_train_config(args))
+        run_dir = Path(args.run_dir or f"runs/{cfg.env}_{cfg.algo.replace(',', '+')}_x{cfg.peers}_seed{cfg.seed}_{time.strftime('%Y%m%d-%H%M%S')}")
         trainer = new_run(run_dir, cfg)
         mode = "DPD" if cfg.distill.enabled and cfg.peers > 1 else "no distillation"
         print(f"{cfg.peers} x {cfg.algo} on {cfg.env}, {cfg.total_steps} total env steps ({mode}), run dir {run_dir}")
@@ -112,7 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     train = sub.add_parser("train", help="train a group of peers (Dual Policy Distillation)")
     train.add_argument("--env", help="Gymnasium env id (default HalfCheetah-v5)")
-    train.add_argument("--algo", help="SB3 algorithm of every peer (default ppo)")
+    train.add_argument("--algo", help="SB3 algorithm of the peers: ppo, a2c, sac, td3, ddpg, or a list such as ppo,sac cycled over the peers (default ppo)")
     train.add_argument("--peers", type=int, help="number of peers (default 2)")
     train.add_argument("--total-steps", type=int, help="env steps of all peers together (default 1000000)")
     train.add_argument("--seed", type=int, help="base seed; peer k uses seed + k * seed_offset")

@@ -8,7 +8,7 @@ Unknown keys and ill-typed values are user errors that name the valid keys.
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional, Union, get_type_hints
+from typing import Any, Dict, List, Mapping, Optional, Union, get_args, get_origin, get_type_hints
 
 import yaml
 
@@ -19,22 +19,20 @@ from dpd.errors import UserError, unknown_choice
 class DistillConfig:
     """How a learner distills from its peers.
 
-    Defaults follow the paper's released PPO code: every 5 iterations one gradient step on 512
-    states sampled from the peer's last 100k states, MSE on actions, soft weights with alpha 0.5,
-    gradient norm clipped at 0.5, and the learner's own RL learning rate (3e-4 for SB3's PPO).
-    Unlike that code, distillation has its own Adam so it does not disturb PPO's moments.
+    Keys left at ``None`` take the learner's algorithm's default (``agents.algorithms``), so a
+    mixed PPO + SAC group gets sensible cadences for both; set a key to apply it to every peer.
     """
 
     enabled: bool = True
     loss: str = "mse"
     weighting: str = "soft"
-    alpha: float = 0.5
-    every: int = 5  # learner iterations between distillation rounds
-    steps: int = 1  # gradient steps per round
-    batch: int = 512
-    lr: float = 3e-4
+    alpha: Optional[float] = None
+    every: Optional[int] = None  # learner iterations between distillation rounds
+    steps: Optional[int] = None  # gradient steps per round
+    batch: Optional[int] = None
+    lr: Optional[float] = None
     max_grad_norm: float = 0.5
-    buffer_size: int = 100_000
+    buffer_size: Optional[int] = None
     combine: str = "best"  # with N > 2 peers: "best" (per state, the peer with the highest value) or "round_robin"
 
 
@@ -50,7 +48,7 @@ class EvalConfig:
 @dataclass
 class RunConfig:
     env: str = "HalfCheetah-v5"
-    algo: str = "ppo"
+    algo: str = "ppo"  # one algorithm for every peer, or a comma-separated list cycled over the peers
     peers: int = 2
     total_steps: int = 1_000_000  # summed over peers: each gets total_steps // peers
     seed: int = 0
@@ -59,10 +57,13 @@ class RunConfig:
     normalize_obs: bool = True
     normalize_reward: bool = True
     checkpoint_every: int = 100_000  # run env steps between checkpoints (0: only at the end)
+    save_replay_buffer: bool = True  # off-policy learners: checkpoint the replay buffer for an exact resume
     algo_kwargs: Dict[str, Any] = field(default_factory=dict)  # passed to the SB3 constructor
     env_kwargs: Dict[str, Any] = field(default_factory=dict)  # passed to gymnasium.make
     distill: DistillConfig = field(default_factory=DistillConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    # Per-peer overrides, one mapping per peer: {algo, algo_kwargs, distill} merged over the above.
+    peer_configs: List[Dict[str, Any]] = field(default_factory=list)
 
     def to_dict(self) -> Dict[str, Any]:
         return dataclasses.asdict(self)
@@ -138,6 +139,10 @@ def load_yaml(path: Union[str, Path]) -> Dict[str, Any]:
 
 def _coerce(key: str, value: Any, hint: Any) -> Any:
     """Check one value against its field type, converting where it is unambiguous."""
+    if get_origin(hint) is Union:  # Optional[X]
+        if value is None:
+            return None
+        hint = next(arg for arg in get_args(hint) if arg is not type(None))
     if hint is bool:
         if isinstance(value, bool):
             return value
@@ -154,7 +159,11 @@ def _coerce(key: str, value: Any, hint: Any) -> Any:
         if not isinstance(value, str):
             raise UserError(f"config key {key}: expected a string, got {value!r}")
         return value
-    if not isinstance(value, dict):
+    if get_origin(hint) is list:
+        if not isinstance(value, list) or not all(isinstance(item, Mapping) for item in value):
+            raise UserError(f"config key {key}: expected a list of mappings, got {value!r}")
+        return [dict(item) for item in value]
+    if not isinstance(value, Mapping):
         raise UserError(f"config key {key}: expected a mapping, got {value!r}")
     return dict(value)
 
@@ -174,6 +183,15 @@ def _build(cls: type, data: Mapping[str, Any], prefix: str = "") -> Any:
         else:
             kwargs[key] = _coerce(prefix + key, value, hint)
     return cls(**kwargs)
+
+
+def build_distill_config(*layers: Optional[Mapping[str, Any]], prefix: str = "distill.") -> DistillConfig:
+    """A ``DistillConfig`` from mappings merged in order (later wins)."""
+    merged: Dict[str, Any] = {}
+    for layer in layers:
+        if layer:
+            merged = merge(merged, layer)
+    return _build(DistillConfig, merged, prefix)
 
 
 def build_config(*layers: Optional[Mapping[str, Any]]) -> RunConfig:

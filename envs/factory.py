@@ -46,7 +46,10 @@ def make_env(
     Evaluation envs pass ``training=False`` (frozen statistics, raw rewards).
     """
     check_env_id(env_id)
-    venv = make_vec_env(env_id, n_envs=n_envs, seed=seed, env_kwargs=env_kwargs)
+    try:
+        venv = make_vec_env(env_id, n_envs=n_envs, seed=seed, env_kwargs=env_kwargs)
+    except TypeError as exc:
+        raise UserError(f"env {env_id!r} rejected env_kwargs {env_kwargs}: {exc}") from None
     if not isinstance(venv.action_space, spaces.Box):
         venv.close()
         raise UserError(f"env {env_id!r} has a {type(venv.action_space).__name__} action space; dpd needs continuous (Box) actions")

@@ -19,7 +19,7 @@ def run_expecting_error(args, capsys):
     "extra, message",
     [
         (["--env", "NoSuchEnv-v9"], "unknown env id 'NoSuchEnv-v9'; valid choices: Ant-v5"),
-        (["--algo", "dqn"], "unknown algorithm 'dqn'; valid choices: ppo"),
+        (["--algo", "dqn"], "unknown algorithm 'dqn'; valid choices: a2c, ddpg, ppo, sac, td3"),
         (["--set", "distill.loss=huber"], "unknown policy loss 'huber'; valid choices: kl, kl_reverse, mse, nll"),
         (["--set", "distill.weighting=sigmoid"], "unknown weighting"),
         (["--total-steps", "0"], "total_steps must be positive"),
@@ -31,6 +31,15 @@ def run_expecting_error(args, capsys):
         (["--set", "algo_kwargs.batch_size=zero"], "cannot build a ppo learner"),
         (["--set", "distill.alpha"], "--set expects key=value"),
         (["--total-steps", "many"], "invalid int value"),
+        (["--algo", "ppo,dqn"], "unknown algorithm 'dqn'"),
+        (["--algo", "td3", "--set", "distill.loss=nll"], "needs a stochastic policy but peer0 (td3) is deterministic"),
+        (["--algo", "ppo,sac", "--set", "distill.loss=kl"], "peers mix gaussian, squashed_gaussian; use mse or nll"),
+        (["--algo", "ppo,sac", "--set", "peer_configs=[{}, {algo_kwargs: {gamma: 0.9}}]"], "peers must share one discount"),
+        (["--set", "peer_configs=[{algo: ppo, lr: 1}]"], "unknown key in peer_configs[0] 'lr'"),
+        (["--set", "peer_configs=[{distill: {alhpa: 1}}]"], "unknown config key 'peer_configs[0].distill.alhpa'"),
+        (["--set", "peer_configs=[{}, {}, {}]"], "peer_configs has 3 entries for 2 peers"),
+        (["--set", "env_kwargs.gravity=3"], "rejected env_kwargs"),
+        (["--algo", "sac", "--set", "algo_kwargs.n_epochs=3"], "unknown sac hyperparameter"),
     ],
 )
 def test_bad_train_input(tmp_path, capsys, extra, message):

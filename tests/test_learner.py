@@ -2,15 +2,13 @@ import numpy as np
 import pytest
 import torch
 
-from agents import PPOLearner, resolve_config
-from agents.training import learner_specs
+from agents import build_group
 from dpd.config import build_config
 from tests.conftest import TINY
 
 
 def make_learners(peers=2, total_steps=2048, **overrides):
-    cfg = resolve_config(build_config({"env": TINY, "peers": peers, "total_steps": total_steps}, overrides))
-    learners = [PPOLearner.create(spec, cfg.algo_kwargs, cfg.distill) for spec in learner_specs(cfg)]
+    learners = build_group(build_config({"env": TINY, "peers": peers, "total_steps": total_steps}, overrides)).learners
     for learner in learners:
         learner.start(None)
     return learners

@@ -4,12 +4,12 @@ import pytest
 import torch
 
 from dpd.errors import UserError
-from dpd.losses import GaussianParams, available_losses, get_loss, register_loss
+from dpd.losses import PolicyOutput, available_losses, get_loss, register_loss
 from dpd.losses.registry import _REGISTRY
 
 
 def gaussian(mean, log_std):
-    return GaussianParams(torch.tensor(mean, dtype=torch.float32), torch.tensor(log_std, dtype=torch.float32))
+    return PolicyOutput(torch.tensor(mean, dtype=torch.float32), torch.tensor(log_std, dtype=torch.float32))
 
 
 def test_policy_losses_are_registered():
@@ -67,8 +67,8 @@ def test_kl_closed_form_zero_and_known_values():
 def test_weights_select_samples_and_gradients_reach_only_the_student():
     student_mean = torch.tensor([[0.0], [0.0]], requires_grad=True)
     teacher_mean = torch.tensor([[1.0], [3.0]], requires_grad=True)
-    student = GaussianParams(student_mean, torch.zeros(2, 1))
-    teacher = GaussianParams(teacher_mean, torch.zeros(2, 1))
+    student = PolicyOutput(student_mean, torch.zeros(2, 1))
+    teacher = PolicyOutput(teacher_mean, torch.zeros(2, 1))
     loss = get_loss("mse")(student, teacher, weights=torch.tensor([0.0, 1.0]))
     assert loss.item() == pytest.approx(9.0)
     loss.backward()

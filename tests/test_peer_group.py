@@ -7,25 +7,31 @@ import torch
 from agents.peer_group import PeerGroup
 from agents.state_buffer import RawStateBuffer
 from dpd.config import DistillConfig
-from dpd.losses import GaussianParams
+from dpd.losses import PolicyOutput
 
 
 class StubPeer:
     """A peer whose value and mean action are fixed functions of the raw state."""
 
-    def __init__(self, value_fn, action: float, states: np.ndarray) -> None:
+    distribution_kind = "gaussian"
+
+    def __init__(self, value_fn, action: float, states: np.ndarray, **distill) -> None:
         self.value_fn = value_fn
         self.action = action
         self.states = RawStateBuffer(len(states), states.shape[1])
         self.states.add(states)
+        self.distill_config = DistillConfig(**{"alpha": 0.5, "every": 5, "steps": 1, "batch": 64, "lr": 1e-3, "buffer_size": 10, **distill})
         self.updates = []
+
+    def express_target(self, target, kind):
+        return target
 
     def values_on(self, raw):
         return self.value_fn(raw)
 
     def policy_on(self, raw):
         mean = torch.full((len(raw), 1), self.action)
-        return GaussianParams(mean, torch.zeros_like(mean))
+        return PolicyOutput(mean, torch.zeros_like(mean))
 
     def distill_update(self, raw, target, weights):
         self.updates.append((raw, target, weights))
@@ -37,17 +43,17 @@ def test_best_rule_picks_the_highest_value_peer_per_state():
     # peer A is better on state 0, peer B on state 1
     peer_a = StubPeer(lambda s: np.where(s[:, 0] == 0.0, 5.0, 1.0), action=-1.0, states=states)
     peer_b = StubPeer(lambda s: np.where(s[:, 0] == 0.0, 2.0, 7.0), action=+1.0, states=states)
-    target, values = PeerGroup.best_peer_targets([peer_a, peer_b], states)
+    target, values = PeerGroup.best_peer_targets(peer_a, [peer_a, peer_b], states)
     np.testing.assert_array_equal(target.mean.numpy().reshape(-1), [-1.0, 1.0])
     np.testing.assert_array_equal(values, [5.0, 7.0])
 
 
 def test_distill_step_weights_states_where_the_peer_is_better():
     states = np.array([[0.0], [1.0]], dtype=np.float32)
-    learner = StubPeer(lambda s: np.array([0.0] * len(s)), action=0.0, states=states)
+    learner = StubPeer(lambda s: np.array([0.0] * len(s)), action=0.0, states=states, weighting="hard")
     # the peer is better than the learner on state 1 only
     peer = StubPeer(lambda s: np.where(s[:, 0] == 1.0, 3.0, -3.0), action=1.0, states=states)
-    group = PeerGroup([learner, peer], DistillConfig(weighting="hard", batch=64), seed=0)
+    group = PeerGroup([learner, peer], seed=0)
     stats = group.distill_step(learner, [peer])
     raw, _, weights = learner.updates[-1]
     assert np.all(weights[raw[:, 0] == 0.0] == 0.0) and np.all(weights[raw[:, 0] == 1.0] > 0.0)
@@ -58,8 +64,8 @@ def test_distill_step_weights_states_where_the_peer_is_better():
 def test_states_are_drawn_from_every_peer():
     a = StubPeer(lambda s: np.zeros(len(s)), 0.0, np.zeros((10, 1), dtype=np.float32))
     b = StubPeer(lambda s: np.zeros(len(s)), 0.0, np.ones((10, 1), dtype=np.float32))
-    group = PeerGroup([a, b], DistillConfig(batch=9), seed=0)
-    states = group.sample_states([a, b])
+    group = PeerGroup([a, b], seed=0)
+    states = group.sample_states([a, b], 9)
     assert len(states) == 9 and set(states[:, 0]) == {0.0, 1.0}
 
 
@@ -73,10 +79,11 @@ class _Records:
 
 def test_round_robin_uses_one_peer_per_step_in_turn():
     states = np.zeros((4, 1), dtype=np.float32)
-    learners = [StubPeer(lambda s, v=v: np.full(len(s), v), action=float(v), states=states) for v in (0.0, 1.0, 2.0)]
+    config = {"combine": "round_robin", "steps": 4, "every": 5, "weighting": "none", "batch": 8}
+    learners = [StubPeer(lambda s, v=v: np.full(len(s), v), float(v), states, **config) for v in (0.0, 1.0, 2.0)]
     learner = learners[0]
     learner.iterations, learner.logger = 5, _Records()
-    group = PeerGroup(learners, DistillConfig(combine="round_robin", steps=4, every=5, weighting="none", batch=8), seed=0)
+    group = PeerGroup(learners, seed=0)
     group.distill_round(0)
     targets = [float(target.mean[0, 0]) for _, target, _ in learner.updates]
     assert targets == [1.0, 2.0, 1.0, 2.0]

@@ -14,10 +14,10 @@ from dpd.losses.registry import (
     register_loss,
     weighted_mean,
 )
-from dpd.losses.policy import GaussianParams
+from dpd.losses.policy import PolicyOutput
 
 __all__ = [
-    "GaussianParams",
+    "PolicyOutput",
     "LossSpec",
     "available_losses",
     "get_loss",

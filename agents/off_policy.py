@@ -1,0 +1,126 @@
+"""Learners for SB3's off-policy actor-critics: SAC, TD3 and DDPG.
+
+Values are ``Q(s, mu(s))`` with the deterministic action ``mu(s)``, the minimum over twin
+critics where there are two, in raw return units. SAC's critics estimate *soft* values, which
+include future entropy bonuses; dpd subtracts an estimate of them so that SAC's values compare
+with PPO's and TD3's (see ``SACLearner.normalized_values``).
+"""
+
+from pathlib import Path
+from typing import List
+
+import torch
+from stable_baselines3 import DDPG, SAC, TD3
+from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
+
+from agents.learner import Learner
+from dpd.losses import PolicyOutput
+
+REPLAY_FILE = "replay_buffer.pkl"
+# The paper's off-policy setting: lr 1e-4, batch 64, the most recent 1000 transitions, alpha 0.75
+# (the released DDPG code). Cadence, ours: every 100 iterations (100 env steps and 100 RL gradient
+# steps with SB3's defaults train_freq=1, gradient_steps=1), 10 distillation steps, i.e. one
+# distillation step per 10 RL gradient steps.
+OFF_POLICY_DISTILL_DEFAULTS = {"alpha": 0.75, "every": 100, "steps": 10, "batch": 64, "lr": 1e-4, "buffer_size": 1000}
+
+
+class OffPolicyLearner(Learner):
+    """Drives ``collect_rollouts``/``train`` the way ``OffPolicyAlgorithm.learn`` does, one
+    ``train_freq`` rollout and its gradient steps per call."""
+
+    distill_defaults = OFF_POLICY_DISTILL_DEFAULTS
+    log_interval = 4  # episodes between SB3 log dumps, as in ``learn()``
+
+    @property
+    def planned_steps(self) -> int:
+        train_freq = self.model.train_freq
+        if train_freq.unit.value != "step":
+            return self.spec.budget
+        per_iteration = train_freq.frequency * self.model.n_envs
+        return -(-self.spec.budget // per_iteration) * per_iteration
+
+    def train_iteration(self, run_steps_before: int) -> int:
+        model = self.model
+        assert isinstance(model, OffPolicyAlgorithm) and self._callback is not None
+        before = model.num_timesteps
+        rollout = model.collect_rollouts(
+            model.env,
+            train_freq=model.train_freq,
+            action_noise=model.action_noise,
+            callback=self._callback,
+            learning_starts=model.learning_starts,
+            replay_buffer=model.replay_buffer,
+            log_interval=self.log_interval,
+        )
+        self.iterations += 1
+        taken = model.num_timesteps - before
+        model.logger.record("time/run_total_steps", run_steps_before + taken)
+        if model.num_timesteps > 0 and model.num_timesteps > model.learning_starts:
+            gradient_steps = model.gradient_steps if model.gradient_steps >= 0 else rollout.episode_timesteps
+            if gradient_steps > 0:
+                model.train(batch_size=model.batch_size, gradient_steps=gradient_steps)
+        return taken
+
+    def min_q(self, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        """The smallest of the critics' estimates (TD3's and SAC's pessimism; DDPG has one)."""
+        return torch.min(torch.cat(self.model.policy.critic(obs, actions), dim=1), dim=1).values
+
+    def actor_parameters(self) -> List[torch.nn.Parameter]:
+        return list(self.model.policy.actor.parameters())
+
+    def _save_extra(self, directory: Path) -> None:
+        if self.spec.save_replay_buffer:
+            self.model.save_replay_buffer(directory / REPLAY_FILE)
+
+    def _load_extra(self, directory: Path) -> None:
+        if (directory / REPLAY_FILE).is_file():
+            self.model.load_replay_buffer(directory / REPLAY_FILE)
+        else:
+            # An empty buffer: collect ``learning_starts`` fresh steps before training again.
+            self.model.learning_starts = self.model.num_timesteps + self.model.learning_starts
+
+
+class SACLearner(OffPolicyLearner):
+    algo_class = SAC
+    distribution_kind = "squashed_gaussian"
+
+    def action_distribution(self, obs: torch.Tensor) -> PolicyOutput:
+        mean, log_std, _ = self.model.policy.actor.get_action_dist_params(obs)
+        return PolicyOutput(mean, log_std, self.unscale_action(torch.tanh(mean)))
+
+    def express_target(self, target: PolicyOutput, target_kind: str) -> PolicyOutput:
+        if target_kind == self.distribution_kind:
+            return target
+        # A peer's env-space action, taken back through the squashing: its pre-tanh value.
+        scaled = torch.clamp(self.scale_action(target.env_action), -1.0 + 1e-6, 1.0 - 1e-6)
+        return PolicyOutput(torch.atanh(scaled), None, target.env_action)
+
+    def normalized_values(self, obs: torch.Tensor) -> torch.Tensor:
+        """``min Q_soft(s, mu(s)) - ent_coef * gamma / (1 - gamma) * H(s)``.
+
+        A soft Q adds ``ent_coef * H`` at every future step; taking the policy's entropy at ``s``
+        (one-sample estimate ``-log pi(a|s)``) as that of future states gives the correction.
+        """
+        actor = self.model.policy.actor
+        mean, _, _ = actor.get_action_dist_params(obs)
+        q_soft = self.min_q(obs, torch.tanh(mean))
+        _, log_prob = actor.action_log_prob(obs)
+        model = self.model
+        ent_coef = torch.exp(model.log_ent_coef.detach()) if model.log_ent_coef is not None else model.ent_coef_tensor
+        return q_soft + ent_coef * self.gamma / (1.0 - self.gamma) * log_prob.reshape(-1)
+
+
+class TD3Learner(OffPolicyLearner):
+    algo_class = TD3
+    distribution_kind = "deterministic"
+
+    def action_distribution(self, obs: torch.Tensor) -> PolicyOutput:
+        scaled = self.model.policy.actor(obs)
+        return PolicyOutput(scaled, None, self.unscale_action(scaled))
+
+    def normalized_values(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.min_q(obs, self.model.policy.actor(obs))
+
+
+class DDPGLearner(TD3Learner):
+    algo_class = DDPG
