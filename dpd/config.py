@@ -177,6 +177,8 @@ def _build(cls: type, data: Mapping[str, Any], prefix: str = "") -> Any:
             raise unknown_choice("config key", prefix + str(key), config_keys(cls, prefix))
         hint = hints[key]
         if dataclasses.is_dataclass(hint):
+            if isinstance(value, bool) and "enabled" in {f.name for f in dataclasses.fields(hint)}:
+                value = {"enabled": value}  # `distill: off` (YAML's off is false) for `distill: {enabled: false}`
             if not isinstance(value, Mapping):
                 raise UserError(f"config key {prefix}{key}: expected a mapping of {', '.join(config_keys(hint))}")
             kwargs[key] = _build(hint, value, f"{prefix}{key}.")

@@ -53,3 +53,10 @@ def test_yaml_file_errors(tmp_path):
     listing.write_text("- 1\n- 2\n")
     with pytest.raises(UserError, match="mapping"):
         load_yaml(listing)
+
+
+def test_distill_off_shorthand(tmp_path):
+    config = tmp_path / "independent.yaml"
+    config.write_text("peers: 2\ndistill: off\n")
+    assert build_config(load_yaml(config)).distill.enabled is False
+    assert build_config(parse_overrides(["distill=on"])).distill.enabled is True
