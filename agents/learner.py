@@ -123,26 +123,21 @@ class Learner(ABC):
 
     @classmethod
     def create(cls, spec: LearnerSpec, algo_kwargs: Dict, distill: DistillConfig) -> "Learner":
-        """A fresh learner; ``algo_kwargs`` go to the SB3 constructor (``gamma`` also to VecNormalize)."""
+        """A fresh learner; ``algo_kwargs`` go to the SB3 constructor."""
         kwargs = {key: linear_schedule(value) for key, value in algo_kwargs.items()}
         policy = kwargs.pop("policy", "MlpPolicy")
-        env = cls._make_train_env(spec, spec.seed, kwargs.get("gamma", 0.99))
-        model = cls.algo_class(policy, env, seed=spec.seed, device="cpu", verbose=0, **kwargs)
-        return cls(spec, model, distill)
-
-    @staticmethod
-    def _make_train_env(spec: LearnerSpec, seed: int, gamma: float) -> VecNormalize:
         env = make_env(
             spec.env_id,
-            seed=seed,
+            seed=spec.seed,
             n_envs=spec.n_envs,
             norm_obs=spec.normalize_obs,
             norm_reward=spec.normalize_reward,
-            gamma=gamma,
             env_kwargs=spec.env_kwargs,
         )
+        model = cls.algo_class(policy, env, seed=spec.seed, device="cpu", verbose=0, **kwargs)
         assert isinstance(env, VecNormalize)
-        return env
+        env.gamma = model.gamma  # reward scaling follows the discounted return the critic learns
+        return cls(spec, model, distill)
 
     def save(self, directory: Path) -> None:
         """A plain SB3 zip (loads with ``PPO.load``), its VecNormalize statistics beside it,

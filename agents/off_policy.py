@@ -102,9 +102,9 @@ class SACLearner(OffPolicyLearner):
         (one-sample estimate ``-log pi(a|s)``) as that of future states gives the correction.
         """
         actor = self.model.policy.actor
-        mean, _, _ = actor.get_action_dist_params(obs)
+        mean, log_std, kwargs = actor.get_action_dist_params(obs)
         q_soft = self.min_q(obs, torch.tanh(mean))
-        _, log_prob = actor.action_log_prob(obs)
+        _, log_prob = actor.action_dist.log_prob_from_params(mean, log_std, **kwargs)  # one actor pass for both
         model = self.model
         ent_coef = torch.exp(model.log_ent_coef.detach()) if model.log_ent_coef is not None else model.ent_coef_tensor
         return q_soft + ent_coef * self.gamma / (1.0 - self.gamma) * log_prob.reshape(-1)

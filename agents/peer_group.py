@@ -32,7 +32,7 @@ class PeerGroup:
     def __init__(self, learners: Sequence[Learner], seed: int) -> None:
         self.learners = list(learners)
         self.rng = np.random.default_rng(seed)
-        self._turn = 0
+        self.turn = 0
 
     @property
     def run_steps(self) -> int:
@@ -46,9 +46,9 @@ class PeerGroup:
     def next_learner(self) -> int:
         """The index of the next learner to train: learners alternate, skipping finished ones."""
         for offset in range(len(self.learners)):
-            index = (self._turn + offset) % len(self.learners)
+            index = (self.turn + offset) % len(self.learners)
             if not self.learners[index].done:
-                self._turn = index + 1
+                self.turn = index + 1
                 return index
         raise RuntimeError("all learners are done")
 

@@ -183,15 +183,15 @@ def build_learner(setup: PeerSetup) -> Learner:
 
 def new_run(run_path: Path, cfg: RunConfig) -> "Trainer":
     """Build everything in memory first, so a user error leaves no run directory behind."""
-    group = build_group(cfg)
+    setups = check_config(cfg)
+    group = PeerGroup([build_learner(setup) for setup in setups], seed=cfg.seed)
     manifest = {
         "dpd_run": 1,
         "command": " ".join(sys.argv),
         "config": cfg.to_dict(),
-        "learners": [asdict(learner.spec) for learner in group.learners],
+        "learners": [asdict(setup.spec) for setup in setups],
         "resolved_peers": [
-            {"name": learner.spec.name, "algo_kwargs": setup.algo_kwargs, "distill": asdict(setup.distill)}
-            for learner, setup in zip(group.learners, peer_setups(cfg))
+            {"name": setup.spec.name, "algo_kwargs": setup.algo_kwargs, "distill": asdict(setup.distill)} for setup in setups
         ],
         "versions": package_versions(),
         "progress": {"run_steps": 0, "finished": False, "checkpoint": None},
@@ -222,7 +222,7 @@ def open_run(run_path: Path) -> "Trainer":
                 raise UserError(f"checkpoint {checkpoint / spec.name} is missing or corrupt: {type(exc).__name__}: {exc}") from None
         group = PeerGroup(learners, seed=cfg.seed)
         group.rng.bit_generator.state = progress["rng"]
-        group._turn = int(progress.get("turn", 0))
+        group.turn = int(progress.get("turn", 0))
     return Trainer(run, group, cfg)
 
 
@@ -294,7 +294,7 @@ class Trainer:
         progress: Dict[str, Any] = {
             "run_steps": group.run_steps,
             "learners": {l.spec.name: {"num_timesteps": l.num_timesteps, "iterations": l.iterations} for l in group.learners},
-            "turn": group._turn,
+            "turn": group.turn,
             "rng": group.rng.bit_generator.state,
             "finished": final_eval is not None,
         }

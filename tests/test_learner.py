@@ -95,3 +95,8 @@ def test_rl_zoo_linear_schedules():
     learner.train_iteration(0)
     learner.train_iteration(0)
     assert learner.model.policy.optimizer.param_groups[0]["lr"] == pytest.approx(1e-3 * (1 - 512 / 1024))
+
+
+def test_reward_scaling_uses_the_learners_discount():
+    (learner,) = make_learners(peers=1, total_steps=512)
+    assert learner.env.gamma == learner.model.gamma == 0.95  # the tiny env's PPO default
