@@ -1,11 +1,12 @@
 """Learners wrapping SB3 algorithms, the DPD peer group, and the loop that trains them."""
 
+from agents.algorithms import ALGORITHMS
 from agents.learner import Learner, LearnerSpec
 from agents.off_policy import DDPGLearner, OffPolicyLearner, SACLearner, TD3Learner
 from agents.on_policy import A2CLearner, OnPolicyLearner, PPOLearner
 from agents.peer_group import PeerGroup
+from agents.teacher_student import TeacherStudent, compare_models
 from agents.training import (
-    ALGORITHMS,
     EvalResult,
     PeerSetup,
     Trainer,
@@ -26,7 +27,9 @@ __all__ = [
     "PeerSetup",
     "SACLearner",
     "TD3Learner",
+    "TeacherStudent",
     "build_group",
+    "compare_models",
     "build_learner",
     "check_config",
     "peer_setups",

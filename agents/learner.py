@@ -193,20 +193,27 @@ class Learner(ABC):
         return self.num_timesteps >= self.spec.budget
 
     @property
+    def steps_per_iteration(self) -> int:
+        """Env steps one ``train_iteration`` takes."""
+        return self.model.n_envs
+
+    @property
     def planned_steps(self) -> int:
         """Env steps this learner will have taken when done (SB3 finishes its last iteration)."""
-        return self.spec.budget
+        per_iteration = self.steps_per_iteration
+        return -(-self.spec.budget // per_iteration) * per_iteration
 
     @property
     def logger(self) -> Logger:
         return self.model.logger
 
     @abstractmethod
-    def train_iteration(self, run_steps_before: int) -> int:
+    def train_iteration(self, run_steps_before: int, rl_update: bool = True) -> int:
         """Collect and train for one iteration; return the env steps it took.
 
         ``run_steps_before`` is the whole run's env steps before this iteration, logged as
-        ``time/run_total_steps`` so curves can be compared at equal total steps.
+        ``time/run_total_steps`` so curves can be compared at equal total steps. With
+        ``rl_update=False`` the learner only collects (on-policy distillation from a teacher).
         """
 
     def finish(self) -> None:
@@ -222,6 +229,10 @@ class Learner(ABC):
     def to_raw_return(self, values: np.ndarray) -> np.ndarray:
         """Undo VecNormalize's reward scaling: values trained on ``r / sqrt(ret_var + eps)``."""
         return self.env.unnormalize_reward(values)
+
+    @property
+    def action_space_shape(self) -> Tuple[int, ...]:
+        return tuple(self.model.action_space.shape)
 
     @property
     def gamma(self) -> float:

@@ -32,14 +32,12 @@ class OffPolicyLearner(Learner):
     log_interval = 4  # episodes between SB3 log dumps, as in ``learn()``
 
     @property
-    def planned_steps(self) -> int:
+    def steps_per_iteration(self) -> int:
         train_freq = self.model.train_freq
-        if train_freq.unit.value != "step":
-            return self.spec.budget
-        per_iteration = train_freq.frequency * self.model.n_envs
-        return -(-self.spec.budget // per_iteration) * per_iteration
+        frequency = train_freq.frequency if train_freq.unit.value == "step" else 1  # episodes: unknown length
+        return frequency * self.model.n_envs
 
-    def train_iteration(self, run_steps_before: int) -> int:
+    def train_iteration(self, run_steps_before: int, rl_update: bool = True) -> int:
         model = self.model
         assert isinstance(model, OffPolicyAlgorithm) and self._callback is not None
         before = model.num_timesteps
@@ -55,7 +53,7 @@ class OffPolicyLearner(Learner):
         self.iterations += 1
         taken = model.num_timesteps - before
         model.logger.record("time/run_total_steps", run_steps_before + taken)
-        if model.num_timesteps > 0 and model.num_timesteps > model.learning_starts:
+        if rl_update and model.num_timesteps > model.learning_starts:
             gradient_steps = model.gradient_steps if model.gradient_steps >= 0 else rollout.episode_timesteps
             if gradient_steps > 0:
                 model.train(batch_size=model.batch_size, gradient_steps=gradient_steps)

@@ -22,11 +22,10 @@ class OnPolicyLearner(Learner):
         return self.model.policy
 
     @property
-    def planned_steps(self) -> int:
-        per_iteration = self.model.n_steps * self.model.n_envs
-        return -(-self.spec.budget // per_iteration) * per_iteration
+    def steps_per_iteration(self) -> int:
+        return self.model.n_steps * self.model.n_envs
 
-    def train_iteration(self, run_steps_before: int) -> int:
+    def train_iteration(self, run_steps_before: int, rl_update: bool = True) -> int:
         model = self.model
         assert isinstance(model, OnPolicyAlgorithm) and self._callback is not None
         before = model.num_timesteps
@@ -36,7 +35,8 @@ class OnPolicyLearner(Learner):
         taken = model.num_timesteps - before
         model.logger.record("time/run_total_steps", run_steps_before + taken)
         model.dump_logs(self.iterations)
-        model.train()
+        if rl_update:
+            model.train()
         return taken
 
     def action_distribution(self, obs: torch.Tensor) -> PolicyOutput:

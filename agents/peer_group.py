@@ -87,38 +87,46 @@ class PeerGroup:
     def distill_step(self, learner: Learner, peers: Sequence[Learner]) -> Dict[str, float]:
         """One weighted distillation step of ``learner`` towards ``peers`` on their states."""
         config = learner.distill_config
-        states = self.sample_states(peers, config.batch)
-        target, peer_values = self.best_peer_targets(learner, peers, states)
-        weights = disadvantage_weights(peer_values, learner.values_on(states), config.weighting, config.alpha)
-        stats = {
-            "peer_gap": weights.peer_gap,
-            "peer_better_frac": weights.peer_better_frac,
-            "weight_mean": weights.raw_mean,
-            "weight_max": weights.raw_max,
-        }
-        if weights.weights.sum() > 0:  # the hard mask may select no state at all
-            stats["loss"] = learner.distill_update(states, target, weights.weights)
-        return stats
+        return distill_step(learner, peers, self.sample_states(peers, config.batch), config.weighting, config.alpha)
 
     def sample_states(self, peers: Sequence[Learner], batch: int) -> np.ndarray:
         """``batch`` raw states, split evenly over the peers' recent states."""
         sizes = [len(part) for part in np.array_split(np.arange(batch), len(peers))]
         return np.concatenate([peer.states.sample(size, self.rng) for peer, size in zip(peers, sizes) if size > 0])
 
-    @staticmethod
-    def best_peer_targets(learner: Learner, peers: Sequence[Learner], states: np.ndarray) -> Tuple[PolicyOutput, np.ndarray]:
-        """Per state, the output (in ``learner``'s distribution space) and raw value of the peer
-        with the highest value there."""
-        values = np.stack([peer.values_on(states) for peer in peers])  # (peers, batch)
-        best = torch.as_tensor(values.argmax(axis=0))
-        outputs = [learner.express_target(peer.policy_on(states), peer.distribution_kind) for peer in peers]
-        columns = torch.arange(len(states))
 
-        def pick(field: str) -> Optional[torch.Tensor]:
-            tensors = [getattr(output, field) for output in outputs]
-            if any(tensor is None for tensor in tensors):
-                return None
-            return torch.stack([t.expand_as(outputs[0].mean) for t in tensors])[best, columns]
+def best_targets(learner: Learner, teachers: Sequence[Learner], states: np.ndarray) -> Tuple[PolicyOutput, np.ndarray]:
+    """Per state, the output (in ``learner``'s distribution space) and raw value of the teacher
+    (a peer, or the one teacher) with the highest value there."""
+    values = np.stack([teacher.values_on(states) for teacher in teachers])  # (teachers, batch)
+    best = torch.as_tensor(values.argmax(axis=0))
+    outputs = [learner.express_target(teacher.policy_on(states), teacher.distribution_kind) for teacher in teachers]
+    columns = torch.arange(len(states))
 
-        target = PolicyOutput(pick("mean"), pick("log_std"), torch.stack([o.env_action for o in outputs])[best, columns])
-        return target, values[best.numpy(), np.arange(len(states))]
+    def pick(field: str) -> Optional[torch.Tensor]:
+        tensors = [getattr(output, field) for output in outputs]
+        if any(tensor is None for tensor in tensors):
+            return None
+        return torch.stack([t.expand_as(outputs[0].mean) for t in tensors])[best, columns]
+
+    target = PolicyOutput(pick("mean"), pick("log_std"), torch.stack([o.env_action for o in outputs])[best, columns])
+    return target, values[best.numpy(), np.arange(len(states))]
+
+
+def distill_step(
+    learner: Learner, teachers: Sequence[Learner], states: np.ndarray, weighting: str, alpha: float, scale: float = 1.0
+) -> Dict[str, float]:
+    """One distillation step of ``learner`` towards ``teachers`` on raw ``states``, weighted by
+    the disadvantage weights of ``xi = V_teacher - V_learner`` (times ``scale``); returns the
+    diagnostics that are logged under ``distill/``."""
+    target, teacher_values = best_targets(learner, teachers, states)
+    weights = disadvantage_weights(teacher_values, learner.values_on(states), weighting, alpha)
+    stats = {
+        "peer_gap": weights.peer_gap,
+        "peer_better_frac": weights.peer_better_frac,
+        "weight_mean": weights.raw_mean,
+        "weight_max": weights.raw_max,
+    }
+    if weights.weights.sum() > 0:  # the hard mask may select no state at all
+        stats["loss"] = learner.distill_update(states, target, weights.weights * scale)
+    return stats

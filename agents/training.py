@@ -3,17 +3,17 @@
 import inspect
 import platform
 import sys
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Type
+from typing import Any, Dict, List, Optional, Union
 
 from tqdm import tqdm
 
+from agents.algorithms import ALGORITHMS
 from agents.learner import Learner, LearnerSpec
-from agents.off_policy import DDPGLearner, SACLearner, TD3Learner
-from agents.on_policy import A2CLearner, PPOLearner
 from agents.peer_group import COMBINE_RULES, PeerGroup
+from agents.teacher_student import MODES, SCHEDULES, STUDENT_DISTILL_DEFAULTS, TeacherStudent, load_teacher
 from dpd.config import DistillConfig, RunConfig, build_config, build_distill_config, merge
 from dpd.errors import UserError, unknown_choice
 from dpd.losses import get_loss
@@ -22,13 +22,6 @@ from dpd.weighting import WEIGHTINGS
 from envs import check_env_id
 from envs.defaults import env_defaults
 
-ALGORITHMS: Dict[str, Type[Learner]] = {
-    "ppo": PPOLearner,
-    "a2c": A2CLearner,
-    "sac": SACLearner,
-    "td3": TD3Learner,
-    "ddpg": DDPGLearner,
-}
 # Arguments of SB3 constructors that dpd sets itself.
 RESERVED_ALGO_KWARGS = ("env", "seed", "device", "verbose", "tensorboard_log", "_init_setup_model")
 PEER_CONFIG_KEYS = ("algo", "algo_kwargs", "distill")
@@ -43,6 +36,7 @@ class EvalResult:
     mean_return: float
     std_return: float
     episodes: int
+    metrics: Dict[str, float] = field(default_factory=dict)  # e.g. a student's fidelity to its teacher
 
 
 @dataclass(frozen=True)
@@ -62,6 +56,7 @@ def peer_setups(cfg: RunConfig) -> List[PeerSetup]:
         raise UserError(f"peer_configs has {len(cfg.peer_configs)} entries for {cfg.peers} peers")
     algos = [name.strip() for name in cfg.algo.split(",")]
     run_distill = {key: value for key, value in asdict(cfg.distill).items() if value is not None}
+    student_defaults = STUDENT_DISTILL_DEFAULTS if cfg.teacher.path else {}
     setups = []
     for k in range(cfg.peers):
         override = cfg.peer_configs[k] if k < len(cfg.peer_configs) else {}
@@ -74,10 +69,10 @@ def peer_setups(cfg: RunConfig) -> List[PeerSetup]:
         if not isinstance(override.get("algo_kwargs", {}), dict) or not isinstance(override.get("distill", {}), dict):
             raise UserError(f"peer_configs[{k}]: algo_kwargs and distill must be mappings")
         build_distill_config(override.get("distill"), prefix=f"peer_configs[{k}].distill.")  # checks keys and types
-        distill = build_distill_config(ALGORITHMS[algo].distill_defaults, run_distill, override.get("distill"))
+        distill = build_distill_config(ALGORITHMS[algo].distill_defaults, student_defaults, run_distill, override.get("distill"))
         algo_kwargs = merge(merge(env_defaults(cfg.env, algo), cfg.algo_kwargs), override.get("algo_kwargs", {}))
         spec = LearnerSpec(
-            name=f"peer{k}",
+            name="student" if cfg.teacher.path else f"peer{k}",
             algo=algo,
             env_id=cfg.env,
             seed=cfg.seed + k * cfg.seed_offset,
@@ -110,11 +105,27 @@ def check_config(cfg: RunConfig) -> List[PeerSetup]:
             raise UserError(f"{key} must not be negative, got {value}")
     if cfg.total_steps < cfg.peers:
         raise UserError(f"total_steps ({cfg.total_steps}) must give each of the {cfg.peers} peers at least one step")
+    if cfg.teacher.path:
+        _check_teacher_config(cfg)
     setups = peer_setups(cfg)
     for setup in setups:
         _check_peer(setup)
     _check_group(setups)
     return setups
+
+
+def _check_teacher_config(cfg: RunConfig) -> None:
+    teacher = cfg.teacher
+    if cfg.peers != 1:
+        raise UserError(f"a teacher teaches one student; got peers={cfg.peers}")
+    if teacher.mode not in MODES:
+        raise unknown_choice("distillation mode", teacher.mode, MODES)
+    if teacher.kickstart_schedule not in SCHEDULES:
+        raise unknown_choice("kickstart schedule", teacher.kickstart_schedule, SCHEDULES)
+    if teacher.algo and teacher.algo not in ALGORITHMS:
+        raise unknown_choice("teacher algorithm", teacher.algo, ALGORITHMS)
+    if teacher.kickstart_lambda < 0 or teacher.kickstart_half_life <= 0 or teacher.agreement_tolerance <= 0:
+        raise UserError("teacher.kickstart_lambda must not be negative; kickstart_half_life and agreement_tolerance must be positive")
 
 
 def _check_peer(setup: PeerSetup) -> None:
@@ -168,9 +179,31 @@ def package_versions() -> Dict[str, str]:
     return versions
 
 
+Agent = Union[PeerGroup, TeacherStudent]
+
+
 def build_group(cfg: RunConfig) -> PeerGroup:
-    """Fresh learners for a config; bad hyperparameter values become user errors."""
+    """Fresh peers for a config without a teacher; bad hyperparameter values become user errors."""
     return PeerGroup([build_learner(setup) for setup in check_config(cfg)], seed=cfg.seed)
+
+
+def assemble(cfg: RunConfig, setups: List[PeerSetup], learners: List[Learner]) -> Agent:
+    """The peer group, or the teacher-student pair when the config names a teacher."""
+    if not cfg.teacher.path:
+        return PeerGroup(learners, seed=cfg.seed)
+    teacher = _checked_teacher(setups[0], load_teacher(cfg, setups[0].distill))
+    return TeacherStudent(teacher, learners[0], cfg.teacher, seed=cfg.seed)
+
+
+def _checked_teacher(student: PeerSetup, teacher: Learner) -> Learner:
+    """What a mixed peer group refuses, a student and teacher must also satisfy."""
+    teacher_setup = PeerSetup(teacher.spec, {"gamma": teacher.gamma}, student.distill)
+    try:
+        _check_group([student, teacher_setup])
+    except UserError as exc:
+        teacher.close()
+        raise UserError(f"teacher and student: {exc}") from None
+    return teacher
 
 
 def build_learner(setup: PeerSetup) -> Learner:
@@ -184,7 +217,7 @@ def build_learner(setup: PeerSetup) -> Learner:
 def new_run(run_path: Path, cfg: RunConfig) -> "Trainer":
     """Build everything in memory first, so a user error leaves no run directory behind."""
     setups = check_config(cfg)
-    group = PeerGroup([build_learner(setup) for setup in setups], seed=cfg.seed)
+    group = assemble(cfg, setups, [build_learner(setup) for setup in setups])
     manifest = {
         "dpd_run": 1,
         "command": " ".join(sys.argv),
@@ -210,7 +243,7 @@ def open_run(run_path: Path) -> "Trainer":
     progress = run.manifest["progress"]
     checkpoint = run.checkpoint_dir
     if checkpoint is None:
-        group = build_group(cfg)
+        group = assemble(cfg, setups, [build_learner(setup) for setup in setups])
     else:
         learners = []
         for setup in setups:
@@ -220,7 +253,7 @@ def open_run(run_path: Path) -> "Trainer":
                 learners.append(ALGORITHMS[spec.algo].load(spec, checkpoint / spec.name, setup.distill, iterations))
             except Exception as exc:  # any failure to read a checkpoint is reported, not raised
                 raise UserError(f"checkpoint {checkpoint / spec.name} is missing or corrupt: {type(exc).__name__}: {exc}") from None
-        group = PeerGroup(learners, seed=cfg.seed)
+        group = assemble(cfg, setups, learners)
         group.rng.bit_generator.state = progress["rng"]
         group.turn = int(progress.get("turn", 0))
     return Trainer(run, group, cfg)
@@ -229,7 +262,7 @@ def open_run(run_path: Path) -> "Trainer":
 class Trainer:
     """The training loop: peers take turns, with evaluation, TensorBoard logs and checkpoints."""
 
-    def __init__(self, run: RunDirectory, group: PeerGroup, cfg: RunConfig) -> None:
+    def __init__(self, run: RunDirectory, group: Agent, cfg: RunConfig) -> None:
         self.run = run
         self.group = group
         self.cfg = cfg
@@ -265,7 +298,7 @@ class Trainer:
             self.checkpoint()
             raise
         bar.close()
-        results = [self._evaluate(learner, cfg.eval.final_episodes) for learner in group.learners]
+        results = [self._evaluate(learner, cfg.eval.final_episodes, final=True) for learner in group.learners]
         for learner in group.learners:
             learner.finish()
         self.checkpoint(final_eval=[asdict(result) for result in results])
@@ -275,13 +308,18 @@ class Trainer:
     def _next_multiple(current: int, every: int) -> float:
         return (current // every + 1) * every if every > 0 else float("inf")
 
-    def _evaluate(self, learner: Learner, episodes: int) -> EvalResult:
+    def _evaluate(self, learner: Learner, episodes: int, final: bool = False) -> EvalResult:
         mean, std = learner.evaluate(episodes)
+        metrics: Dict[str, float] = {}
+        if isinstance(self.group, TeacherStudent):
+            metrics = self.group.final_metrics(learner, mean, episodes) if final else self.group.evaluation_metrics(learner)
         learner.logger.record("eval/mean_reward", mean)
         learner.logger.record("eval/std_reward", std)
         learner.logger.record("time/run_total_steps", self.group.run_steps)
+        for key, value in metrics.items():
+            learner.logger.record(key, value)
         learner.logger.dump(step=learner.num_timesteps)
-        return EvalResult(learner.spec.name, learner.spec.algo, learner.num_timesteps, mean, std, episodes)
+        return EvalResult(learner.spec.name, learner.spec.algo, learner.num_timesteps, mean, std, episodes, metrics)
 
     def checkpoint(self, final_eval: Optional[List[Dict[str, Any]]] = None) -> Path:
         """Save every learner and the loop's state; ``final_eval`` marks the run finished."""
@@ -305,6 +343,8 @@ class Trainer:
     def close(self) -> None:
         for learner in self.group.learners:
             learner.close()
+        if isinstance(self.group, TeacherStudent):
+            self.group.teacher.close()
 
 
 def evaluate_run(run_path: Path, episodes: int) -> List[EvalResult]:

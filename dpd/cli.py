@@ -39,6 +39,8 @@ def _print_results(results: List[Any], as_json: bool) -> None:
     print(f"{'learner':<10}{'algo':<6}{'env steps':>12}  deterministic return")
     for r in results:
         print(f"{r.learner:<10}{r.algo:<6}{r.env_steps:>12}  {r.mean_return:10.1f} +- {r.std_return:.1f} ({r.episodes} episodes)")
+        for key, value in r.metrics.items():
+            print(f"    {key:<40}{value:12.4f}")
 
 
 def _train_config(args: argparse.Namespace) -> Dict[str, Any]:
@@ -51,7 +53,7 @@ def _train_config(args: argparse.Namespace) -> Dict[str, Any]:
     return merge(layer, {key: value for key, value in flags.items() if value is not None})
 
 
-def cmd_train(args: argparse.Namespace) -> int:
+def cmd_train(args: argparse.Namespace, config_layers: Callable[[argparse.Namespace], Dict[str, Any]] = _train_config) -> int:
     if args.resume:
         given = [flag for flag, value in (("--config", args.config), ("--set", args.set), ("--env", args.env), ("--algo", args.algo), ("--peers", args.peers), ("--total-steps", args.total_steps), ("--seed", args.seed), ("--run-dir", args.run_dir)) if value]
         if given:
@@ -67,11 +69,14 @@ def cmd_train(args: argparse.Namespace) -> int:
             return 0
         print(f"resuming {args.resume} at {trainer.group.run_steps} of {trainer.cfg.total_steps} env steps")
     else:
-        cfg = build_config(_train_config(args))
+        cfg = build_config(config_layers(args))
         run_dir = Path(args.run_dir or f"runs/{cfg.env}_{cfg.algo.replace(',', '+')}_x{cfg.peers}_seed{cfg.seed}_{time.strftime('%Y%m%d-%H%M%S')}")
         trainer = new_run(run_dir, cfg)
-        mode = "DPD" if cfg.distill.enabled and cfg.peers > 1 else "no distillation"
-        print(f"{cfg.peers} x {cfg.algo} on {cfg.env}, {cfg.total_steps} total env steps ({mode}), run dir {run_dir}")
+        if cfg.teacher.path:
+            print(f"{cfg.algo} student of {cfg.teacher.path} on {cfg.env}, {cfg.total_steps} env steps ({cfg.teacher.mode}), run dir {run_dir}")
+        else:
+            mode = "DPD" if cfg.distill.enabled and cfg.peers > 1 else "no distillation"
+            print(f"{cfg.peers} x {cfg.algo} on {cfg.env}, {cfg.total_steps} total env steps ({mode}), run dir {run_dir}")
     try:
         results = trainer.train(progress_bar=not args.no_progress)
     except KeyboardInterrupt:
@@ -81,6 +86,42 @@ def cmd_train(args: argparse.Namespace) -> int:
         trainer.close()
     _print_results(results, as_json=False)
     print(f"TensorBoard: tensorboard --logdir {trainer.run.path / 'tb'}")
+    return 0
+
+
+def _distill_config(args: argparse.Namespace) -> Dict[str, Any]:
+    """``dpd distill`` flags as config layers: one student (peers=1) and its teacher."""
+    from dpd.config import merge
+
+    layer = _train_config(args)
+    teacher = {"path": args.teacher, "norm": args.teacher_norm, "algo": args.teacher_algo, "mode": args.mode}
+    layer = merge(layer, {"peers": 1, "teacher": {key: value for key, value in teacher.items() if value is not None}})
+    if args.student_net:
+        try:
+            net = [int(size) for size in args.student_net.split(",")]
+        except ValueError:
+            raise UserError(f"--student-net expects sizes like 64,64, got {args.student_net!r}") from None
+        layer = merge(layer, {"algo_kwargs": {"policy_kwargs": {"net_arch": net}}})
+    return layer
+
+
+def cmd_distill(args: argparse.Namespace) -> int:
+    args.algo, args.peers = args.student_algo, None
+    return cmd_train(args, _distill_config)
+
+
+def cmd_fidelity(args: argparse.Namespace) -> int:
+    if args.episodes <= 0 or args.states <= 0:
+        raise UserError("--episodes and --states must be positive")
+    _single_thread()
+    from agents import compare_models
+
+    report = compare_models(args.teacher, args.student, args.env, args.teacher_norm, args.student_norm, args.episodes, args.states, args.tolerance)
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        for key, value in report.items():
+            print(f"{key:<40}{'n/a' if value is None else f'{value:.4f}':>12}")
     return 0
 
 
@@ -106,22 +147,49 @@ def cmd_losses(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
+    """Flags shared by ``train`` and ``distill``."""
+    parser.add_argument("--env", help="Gymnasium env id (default HalfCheetah-v5)")
+    parser.add_argument("--total-steps", type=int, help="env steps of all learners together (default 1000000)")
+    parser.add_argument("--seed", type=int, help="base seed; peer k uses seed + k * seed_offset")
+    parser.add_argument("--run-dir", help="where logs and checkpoints go (default runs/<env>_<algo>_..._<time>)")
+    parser.add_argument("--config", help="YAML file of config keys (see config.yaml in any run dir)")
+    parser.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config key, e.g. distill.alpha=0.75 (repeatable)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="dpd", description="Policy distillation for reinforcement learning on Stable-Baselines3.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     train = sub.add_parser("train", help="train a group of peers (Dual Policy Distillation)")
-    train.add_argument("--env", help="Gymnasium env id (default HalfCheetah-v5)")
     train.add_argument("--algo", help="SB3 algorithm of the peers: ppo, a2c, sac, td3, ddpg, or a list such as ppo,sac cycled over the peers (default ppo)")
     train.add_argument("--peers", type=int, help="number of peers (default 2)")
-    train.add_argument("--total-steps", type=int, help="env steps of all peers together (default 1000000)")
-    train.add_argument("--seed", type=int, help="base seed; peer k uses seed + k * seed_offset")
-    train.add_argument("--run-dir", help="where logs and checkpoints go (default runs/<env>_<algo>_..._<time>)")
-    train.add_argument("--config", help="YAML file of config keys (see config.yaml in any run dir)")
-    train.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config key, e.g. distill.alpha=0.75 (repeatable)")
-    train.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run from its last checkpoint")
-    train.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _add_run_arguments(train)
+    train.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run (of train or distill) from its last checkpoint")
     train.set_defaults(handler=cmd_train)
+
+    distill = sub.add_parser("distill", help="distill a trained SB3 model (the teacher) into a student")
+    distill.add_argument("--teacher", required=True, help="the teacher's SB3 zip (from dpd, plain SB3 or the RL zoo)")
+    distill.add_argument("--teacher-norm", help="its VecNormalize statistics (default: vecnormalize.pkl beside the zip, if any)")
+    distill.add_argument("--teacher-algo", help="its algorithm (default: detected from the zip)")
+    distill.add_argument("--student-algo", default="ppo", help="the student's SB3 algorithm (default ppo)")
+    distill.add_argument("--student-net", help="the student's hidden layer sizes, e.g. 64,64")
+    distill.add_argument("--mode", help="offline, online (default), kickstart or gated")
+    _add_run_arguments(distill)
+    distill.set_defaults(handler=cmd_distill, resume=None)
+
+    fidelity = sub.add_parser("fidelity", help="how closely one saved model matches another")
+    fidelity.add_argument("teacher", help="SB3 zip")
+    fidelity.add_argument("student", help="SB3 zip")
+    fidelity.add_argument("--env", required=True)
+    fidelity.add_argument("--teacher-norm", help="default: vecnormalize.pkl beside the zip, if any")
+    fidelity.add_argument("--student-norm", help="default: vecnormalize.pkl beside the zip, if any")
+    fidelity.add_argument("--episodes", type=int, default=10, help="deterministic episodes for the return ratio")
+    fidelity.add_argument("--states", type=int, default=1000, help="held-out states from each policy")
+    fidelity.add_argument("--tolerance", type=float, default=0.1, help="agreement tolerance in [-1, 1] action units")
+    fidelity.add_argument("--json", action="store_true")
+    fidelity.set_defaults(handler=cmd_fidelity)
 
     evaluate = sub.add_parser("eval", help="deterministic return of each learner of a run")
     evaluate.add_argument("run_dir")

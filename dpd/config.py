@@ -46,6 +46,26 @@ class EvalConfig:
 
 
 @dataclass
+class TeacherConfig:
+    """Teacher-student distillation: a trained SB3 model teaches the run's single learner.
+
+    Modes: ``offline`` (the student regresses on states the teacher visits), ``online`` (the
+    student acts, the teacher labels its states), ``kickstart`` (the student's RL plus lambda
+    times distillation on its own states), ``gated`` (``online`` weighted by the disadvantage
+    weight of ``xi = V_teacher - V_student``).
+    """
+
+    path: str = ""  # the teacher's SB3 zip; empty: no teacher (a peer group)
+    norm: str = ""  # its VecNormalize statistics; default: vecnormalize.pkl beside the zip, if any
+    algo: str = ""  # its algorithm; default: detected from the zip
+    mode: str = "online"
+    kickstart_lambda: float = 1.0  # lambda at the start of training
+    kickstart_schedule: str = "linear"  # constant | linear (to 0 at the end) | exponential
+    kickstart_half_life: float = 0.1  # exponential: fraction of training over which lambda halves
+    agreement_tolerance: float = 0.1  # fidelity: actions agree when every dimension is this close, in [-1, 1] units
+
+
+@dataclass
 class RunConfig:
     env: str = "HalfCheetah-v5"
     algo: str = "ppo"  # one algorithm for every peer, or a comma-separated list cycled over the peers
@@ -62,6 +82,7 @@ class RunConfig:
     env_kwargs: Dict[str, Any] = field(default_factory=dict)  # passed to gymnasium.make
     distill: DistillConfig = field(default_factory=DistillConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    teacher: TeacherConfig = field(default_factory=TeacherConfig)
     # Per-peer overrides, one mapping per peer: {algo, algo_kwargs, distill} merged over the above.
     peer_configs: List[Dict[str, Any]] = field(default_factory=list)
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from agents.peer_group import PeerGroup
+from agents.peer_group import PeerGroup, best_targets
 from agents.state_buffer import RawStateBuffer
 from dpd.config import DistillConfig
 from dpd.losses import PolicyOutput
@@ -43,7 +43,7 @@ def test_best_rule_picks_the_highest_value_peer_per_state():
     # peer A is better on state 0, peer B on state 1
     peer_a = StubPeer(lambda s: np.where(s[:, 0] == 0.0, 5.0, 1.0), action=-1.0, states=states)
     peer_b = StubPeer(lambda s: np.where(s[:, 0] == 0.0, 2.0, 7.0), action=+1.0, states=states)
-    target, values = PeerGroup.best_peer_targets(peer_a, [peer_a, peer_b], states)
+    target, values = best_targets(peer_a, [peer_a, peer_b], states)
     np.testing.assert_array_equal(target.mean.numpy().reshape(-1), [-1.0, 1.0])
     np.testing.assert_array_equal(values, [5.0, 7.0])
 
