@@ -8,10 +8,11 @@ What distillation needs from a learner, whatever its algorithm:
 - a distillation update from (states, target distributions, weights) with its own optimizer.
 """
 
+import copy
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Dict, List, Optional, Tuple, Type
+from typing import Any, Callable, ClassVar, Dict, List, Optional, Tuple, Type
 
 import numpy as np
 import torch
@@ -124,7 +125,9 @@ class Learner(ABC):
     @classmethod
     def create(cls, spec: LearnerSpec, algo_kwargs: Dict, distill: DistillConfig) -> "Learner":
         """A fresh learner; ``algo_kwargs`` go to the SB3 constructor."""
-        kwargs = {key: linear_schedule(value) for key, value in algo_kwargs.items()}
+        # A copy: SB3 writes into policy_kwargs (A2C adds its optimizer class), and the caller's
+        # dict goes to the run manifest.
+        kwargs = {key: linear_schedule(value) for key, value in copy.deepcopy(algo_kwargs).items()}
         policy = kwargs.pop("policy", "MlpPolicy")
         env = make_env(
             spec.env_id,
@@ -208,13 +211,31 @@ class Learner(ABC):
         return self.model.logger
 
     @abstractmethod
-    def train_iteration(self, run_steps_before: int, rl_update: bool = True) -> int:
+    def train_iteration(self, run_steps_before: int, update: str = "rl") -> int:
         """Collect and train for one iteration; return the env steps it took.
 
         ``run_steps_before`` is the whole run's env steps before this iteration, logged as
-        ``time/run_total_steps`` so curves can be compared at equal total steps. With
-        ``rl_update=False`` the learner only collects (on-policy distillation from a teacher).
+        ``time/run_total_steps`` so curves can be compared at equal total steps. ``update``:
+        ``rl`` (the algorithm's own update), ``critic`` (its update with the actor frozen: the
+        critic learns the value of the current policy, which a student gated by its teacher's
+        advantage needs) or ``none`` (collect only).
         """
+
+    def _rl_update(self, update: str, train: Callable[[], None]) -> None:
+        """Run the algorithm's ``train`` as ``update`` asks."""
+        if update == "none":
+            return
+        if update == "rl":
+            train()
+            return
+        actor = self.actor_parameters()
+        for parameter in actor:
+            parameter.requires_grad_(False)  # no gradient: the optimizers skip these
+        try:
+            train()
+        finally:
+            for parameter in actor:
+                parameter.requires_grad_(True)
 
     def finish(self) -> None:
         """Flush the last records to TensorBoard."""

@@ -37,7 +37,7 @@ class OffPolicyLearner(Learner):
         frequency = train_freq.frequency if train_freq.unit.value == "step" else 1  # episodes: unknown length
         return frequency * self.model.n_envs
 
-    def train_iteration(self, run_steps_before: int, rl_update: bool = True) -> int:
+    def train_iteration(self, run_steps_before: int, update: str = "rl") -> int:
         model = self.model
         assert isinstance(model, OffPolicyAlgorithm) and self._callback is not None
         before = model.num_timesteps
@@ -53,10 +53,10 @@ class OffPolicyLearner(Learner):
         self.iterations += 1
         taken = model.num_timesteps - before
         model.logger.record("time/run_total_steps", run_steps_before + taken)
-        if rl_update and model.num_timesteps > model.learning_starts:
+        if model.num_timesteps > model.learning_starts:
             gradient_steps = model.gradient_steps if model.gradient_steps >= 0 else rollout.episode_timesteps
             if gradient_steps > 0:
-                model.train(batch_size=model.batch_size, gradient_steps=gradient_steps)
+                self._rl_update(update, lambda: model.train(batch_size=model.batch_size, gradient_steps=gradient_steps))
         return taken
 
     def min_q(self, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:

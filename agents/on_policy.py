@@ -25,7 +25,7 @@ class OnPolicyLearner(Learner):
     def steps_per_iteration(self) -> int:
         return self.model.n_steps * self.model.n_envs
 
-    def train_iteration(self, run_steps_before: int, rl_update: bool = True) -> int:
+    def train_iteration(self, run_steps_before: int, update: str = "rl") -> int:
         model = self.model
         assert isinstance(model, OnPolicyAlgorithm) and self._callback is not None
         before = model.num_timesteps
@@ -35,8 +35,7 @@ class OnPolicyLearner(Learner):
         taken = model.num_timesteps - before
         model.logger.record("time/run_total_steps", run_steps_before + taken)
         model.dump_logs(self.iterations)
-        if rl_update:
-            model.train()
+        self._rl_update(update, model.train)
         return taken
 
     def action_distribution(self, obs: torch.Tensor) -> PolicyOutput:

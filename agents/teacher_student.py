@@ -11,7 +11,8 @@ Modes (who samples the states, Czarnecki et al. 2019):
   annealed (Schmitt et al.); the two losses take alternate gradient steps rather than one summed step;
 - ``gated``: ``online`` weighted by the disadvantage weight of ``xi = V_teacher - V_student``
   (DPD's rule in teacher-student form; with ``distill.weighting=hard`` it is Czarnecki et al.'s
-  value-gated loss).
+  value-gated loss); the student's critic trains (its actor frozen) so that ``V_student`` values
+  the student's current policy.
 """
 
 import json
@@ -32,11 +33,15 @@ from dpd.fidelity import policy_fidelity
 from envs import check_env_id, make_env
 
 MODES = ("offline", "online", "kickstart", "gated")
+# What a student's own algorithm updates in each mode where the student acts: kickstarting keeps
+# its RL; gating needs the student's critic to value its current policy, so only the critic learns.
+STUDENT_UPDATES = {"online": "none", "kickstart": "rl", "gated": "critic"}
 SCHEDULES = ("constant", "linear", "exponential")
 TEACHER_SEED_SHIFT = 20_000  # a teacher acts in its own env, seeded away from the student's
-# Distillation defaults for a student: every iteration, 32 steps of 256 states at lr 1e-3 (ours:
-# a student learns from the teacher alone, so it needs far more distillation than a DPD peer).
-STUDENT_DISTILL_DEFAULTS = {"every": 1, "steps": 32, "batch": 256, "lr": 1e-3, "buffer_size": 100_000}
+# Distillation defaults for a student: every iteration, 128 steps of 256 states at lr 1e-3 (ours,
+# from benchmarks/teacher_student.py: a student learns from the teacher alone, so it needs far
+# more distillation than a DPD peer).
+STUDENT_DISTILL_DEFAULTS = {"every": 1, "steps": 128, "batch": 256, "lr": 1e-3, "buffer_size": 100_000}
 FIDELITY_STATES = 1000
 
 
@@ -55,6 +60,21 @@ def detect_algo(path: Path) -> str:
     if module.endswith("common.policies"):
         return "ppo" if "clip_range" in data else "a2c"
     raise UserError(f"cannot tell the algorithm of {path} (policy module {module}); name it ({', '.join(sorted(ALGORITHMS))})")
+
+
+def student_distill_defaults(cfg: RunConfig, student_algo: str) -> Dict[str, Any]:
+    """A student's distillation defaults; the loss is KL where student and teacher are Gaussians
+    of one kind (it matches the spread as well as the mean: a student that acts on its own
+    states needs the teacher's exploration noise, not its own initial one), MSE otherwise."""
+    path = Path(cfg.teacher.path)
+    if not path.is_file():
+        raise UserError(f"teacher model not found: {path}")
+    teacher_algo = cfg.teacher.algo or detect_algo(path)
+    if teacher_algo not in ALGORITHMS:
+        raise unknown_choice("teacher algorithm", teacher_algo, ALGORITHMS)
+    kinds = {ALGORITHMS[teacher_algo].distribution_kind, ALGORITHMS[student_algo].distribution_kind}
+    same_gaussian = len(kinds) == 1 and "deterministic" not in kinds
+    return dict(STUDENT_DISTILL_DEFAULTS, loss="kl" if same_gaussian else "mse")
 
 
 def load_saved_learner(
@@ -112,7 +132,7 @@ def compare_models(
     """Fidelity of any saved student to any saved teacher, on held-out states from both
     policies' deterministic episodes, and the return ratio student / teacher."""
     check_env_id(env_id)
-    distill = DistillConfig(alpha=0.0, every=1, steps=1, batch=1, lr=1e-3, buffer_size=1)  # neither is trained
+    distill = DistillConfig(loss="mse", alpha=0.0, every=1, steps=1, batch=1, lr=1e-3, buffer_size=1)  # neither is trained
     teacher = load_saved_learner("teacher", Path(teacher_path), teacher_norm or "", "", env_id, 0, {}, distill)
     student = load_saved_learner("student", Path(student_path), student_norm or "", "", env_id, 0, {}, distill)
     try:
@@ -207,7 +227,7 @@ class TeacherStudent:
             student.iterations += 1
             source = self.teacher.states
         else:
-            taken = student.train_iteration(self.run_steps, rl_update=mode == "kickstart")
+            taken = student.train_iteration(self.run_steps, update=STUDENT_UPDATES[mode])
             source = student.states
         config = student.distill_config
         if config.enabled and student.iterations % config.every == 0:

@@ -13,7 +13,7 @@ from tqdm import tqdm
 from agents.algorithms import ALGORITHMS
 from agents.learner import Learner, LearnerSpec
 from agents.peer_group import COMBINE_RULES, PeerGroup
-from agents.teacher_student import MODES, SCHEDULES, STUDENT_DISTILL_DEFAULTS, TeacherStudent, load_teacher
+from agents.teacher_student import MODES, SCHEDULES, TeacherStudent, load_teacher, student_distill_defaults
 from dpd.config import DistillConfig, RunConfig, build_config, build_distill_config, merge
 from dpd.errors import UserError, unknown_choice
 from dpd.losses import get_loss
@@ -26,6 +26,7 @@ from envs.defaults import env_defaults
 RESERVED_ALGO_KWARGS = ("env", "seed", "device", "verbose", "tensorboard_log", "_init_setup_model")
 PEER_CONFIG_KEYS = ("algo", "algo_kwargs", "distill")
 DISTRIBUTION_LOSSES = ("nll", "kl", "kl_reverse")
+PEER_DISTILL_DEFAULTS = {"loss": "mse"}  # the paper's choice
 
 
 @dataclass(frozen=True)
@@ -56,7 +57,6 @@ def peer_setups(cfg: RunConfig) -> List[PeerSetup]:
         raise UserError(f"peer_configs has {len(cfg.peer_configs)} entries for {cfg.peers} peers")
     algos = [name.strip() for name in cfg.algo.split(",")]
     run_distill = {key: value for key, value in asdict(cfg.distill).items() if value is not None}
-    student_defaults = STUDENT_DISTILL_DEFAULTS if cfg.teacher.path else {}
     setups = []
     for k in range(cfg.peers):
         override = cfg.peer_configs[k] if k < len(cfg.peer_configs) else {}
@@ -69,7 +69,8 @@ def peer_setups(cfg: RunConfig) -> List[PeerSetup]:
         if not isinstance(override.get("algo_kwargs", {}), dict) or not isinstance(override.get("distill", {}), dict):
             raise UserError(f"peer_configs[{k}]: algo_kwargs and distill must be mappings")
         build_distill_config(override.get("distill"), prefix=f"peer_configs[{k}].distill.")  # checks keys and types
-        distill = build_distill_config(ALGORITHMS[algo].distill_defaults, student_defaults, run_distill, override.get("distill"))
+        role_defaults = student_distill_defaults(cfg, algo) if cfg.teacher.path else PEER_DISTILL_DEFAULTS
+        distill = build_distill_config(ALGORITHMS[algo].distill_defaults, role_defaults, run_distill, override.get("distill"))
         algo_kwargs = merge(merge(env_defaults(cfg.env, algo), cfg.algo_kwargs), override.get("algo_kwargs", {}))
         spec = LearnerSpec(
             name="student" if cfg.teacher.path else f"peer{k}",

@@ -2,7 +2,7 @@
 
 1. Train the teacher with dpd itself: one PPO learner (SB3 defaults + VecNormalize, 64x64), 1M
    steps (skipped when ``--out``/teacher already holds it).
-2. Distill it into a student with ``--student-net`` (default 16,16: about 8x fewer parameters) by
+2. Distill it into a student with ``--student-net`` (default 24,24: about 4.9x fewer parameters) by
    each mode for ``--student-steps`` env steps.
 3. Report each student's return ratio to the teacher, its fidelity and the env steps it used.
 
@@ -30,7 +30,7 @@ def main() -> None:
     parser.add_argument("--out", default="results/teacher_student")
     parser.add_argument("--teacher-steps", type=int, default=1_000_000)
     parser.add_argument("--student-steps", type=int, default=100_000)
-    parser.add_argument("--student-net", default="16,16")
+    parser.add_argument("--student-net", default="24,24")
     parser.add_argument("--modes", default="online,offline,kickstart,gated")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--episodes", type=int, default=10)

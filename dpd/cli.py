@@ -197,6 +197,10 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--json", action="store_true", help="machine-readable output")
     evaluate.set_defaults(handler=cmd_eval)
 
+    from dpd.kd.cli import add_kd_parser  # imports no torch: other commands stay fast
+
+    add_kd_parser(sub)
+
     losses = sub.add_parser("losses", help="list the loss registry")
     losses.add_argument("--json", action="store_true")
     losses.set_defaults(handler=cmd_losses)

@@ -24,7 +24,7 @@ class DistillConfig:
     """
 
     enabled: bool = True
-    loss: str = "mse"
+    loss: Optional[str] = None  # peers: mse (the paper's); a student: kl where it and its teacher share a distribution kind
     weighting: str = "soft"
     alpha: Optional[float] = None
     every: Optional[int] = None  # learner iterations between distillation rounds

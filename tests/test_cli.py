@@ -103,3 +103,11 @@ def test_a_failed_save_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
         trainer.checkpoint()
     after = json.loads((run_dir / "manifest.json").read_text())["progress"]["checkpoint"]
     assert after == before and (run_dir / before / "peer0" / "model.zip").is_file()
+
+
+def test_kd_is_a_dpd_command(tmp_path, capsys):
+    run_dir = tmp_path / "kd"
+    assert main(["kd", "--method", "hinton", "--dataset", "wine", "--teacher-net", "16", "--student-net", "4", "--epochs", "3", "--run-dir", str(run_dir)]) == 0
+    assert "student" in capsys.readouterr().out and (run_dir / "teacher.pt").is_file()
+    assert main(["kd", "--method", "telepathy", "--run-dir", str(tmp_path / "never")]) == 2
+    assert "telepathy" in capsys.readouterr().err and not (tmp_path / "never").exists()

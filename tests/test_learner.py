@@ -100,3 +100,13 @@ def test_rl_zoo_linear_schedules():
 def test_reward_scaling_uses_the_learners_discount():
     (learner,) = make_learners(peers=1, total_steps=512)
     assert learner.env.gamma == learner.model.gamma == 0.95  # the tiny env's PPO default
+
+
+def test_critic_update_leaves_the_actor_alone():
+    (learner,) = make_learners(peers=1, total_steps=1024)
+    actor_before = [p.detach().clone() for p in learner.actor_parameters()]
+    critic_before = [p.detach().clone() for p in learner.policy.value_net.parameters()]
+    learner.train_iteration(0, update="critic")
+    assert all(torch.equal(a, b) for a, b in zip(actor_before, learner.actor_parameters()))
+    assert not all(torch.equal(a, b) for a, b in zip(critic_before, learner.policy.value_net.parameters()))
+    assert all(p.requires_grad for p in learner.actor_parameters())

@@ -74,4 +74,4 @@ def loss_specs() -> List[LossSpec]:
 
 
 # Import the modules that register losses, so that importing the registry is enough.
-from dpd.losses import policy  # noqa: E402,F401
+from dpd.losses import policy, supervised  # noqa: E402,F401

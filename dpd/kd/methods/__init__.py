@@ -1,0 +1,8 @@
+"""The supervised distillation methods, each registered by name for ``dpd kd --method``."""
+
+from dpd.kd.methods.base import METHODS, DistillContext, Distilled, KDMethod, KDOptions, get_method, kd_method, method_names
+
+# Import the modules that register methods, in the order they are listed.
+from dpd.kd.methods import logits, features, rkd, reaugkd, disk, cooperative  # noqa: E402,F401,I001
+
+__all__ = ["METHODS", "DistillContext", "Distilled", "KDMethod", "KDOptions", "get_method", "kd_method", "method_names"]
