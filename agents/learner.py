@@ -26,7 +26,7 @@ from stable_baselines3.common.vec_env import VecNormalize
 from agents.state_buffer import RawStateBuffer
 from dpd.config import DistillConfig
 from dpd.errors import UserError
-from dpd.losses import PolicyOutput, get_loss
+from dpd.losses import PolicyOutput, get_loss, with_temperature
 from envs import make_env
 
 MODEL_FILE = "model.zip"
@@ -309,6 +309,7 @@ class Learner(ABC):
     def distill_update(self, raw_obs: np.ndarray, target: PolicyOutput, weights: np.ndarray) -> float:
         """One gradient step of the weighted distillation loss towards ``target``."""
         student = self.action_distribution(self.normalize(raw_obs))
+        target = with_temperature(target, self.distill_config.temperature)
         loss = self.distill_loss(student, target, torch.as_tensor(weights, dtype=torch.float32))
         self.distill_optimizer.zero_grad()
         loss.backward()

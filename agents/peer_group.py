@@ -29,10 +29,12 @@ class PeerGroup:
     """The learners of one run and the distillation between them. Each learner's own
     ``distill_config`` (resolved for its algorithm) governs how it distills."""
 
-    def __init__(self, learners: Sequence[Learner], seed: int) -> None:
+    def __init__(self, learners: Sequence[Learner], seed: int, turn_steps: int = 0) -> None:
         self.learners = list(learners)
         self.rng = np.random.default_rng(seed)
         self.turn = 0
+        # A learner's turn lasts at least this many env steps (and at least one iteration).
+        self.turn_steps = turn_steps
 
     @property
     def run_steps(self) -> int:
@@ -53,12 +55,18 @@ class PeerGroup:
         raise RuntimeError("all learners are done")
 
     def train(self, after_iteration: Optional[Callable[[int, int], None]] = None) -> None:
-        """Train every learner to its budget; ``after_iteration(index, steps_taken)`` runs after each turn."""
+        """Train every learner to its budget, in turns of at least ``turn_steps`` env steps;
+        ``after_iteration(index, steps_taken)`` runs after each iteration."""
         while not self.done:
             index = self.next_learner()
-            taken = self.train_iteration(index)
-            if after_iteration is not None:
-                after_iteration(index, taken)
+            learner, taken_in_turn = self.learners[index], 0
+            while True:
+                taken = self.train_iteration(index)
+                taken_in_turn += taken
+                if after_iteration is not None:
+                    after_iteration(index, taken)
+                if learner.done or taken_in_turn >= self.turn_steps:
+                    break
 
     def train_iteration(self, index: int) -> int:
         """One iteration of learner ``index``, then its distillation round when it is due."""

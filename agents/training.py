@@ -101,7 +101,7 @@ def check_config(cfg: RunConfig) -> List[PeerSetup]:
     for key, value in positive.items():
         if value <= 0:
             raise UserError(f"{key} must be positive, got {value}")
-    for key, value in {"eval.every": cfg.eval.every, "checkpoint_every": cfg.checkpoint_every}.items():
+    for key, value in {"eval.every": cfg.eval.every, "checkpoint_every": cfg.checkpoint_every, "turn_steps": cfg.turn_steps}.items():
         if value < 0:
             raise UserError(f"{key} must not be negative, got {value}")
     if cfg.total_steps < cfg.peers:
@@ -132,12 +132,14 @@ def _check_teacher_config(cfg: RunConfig) -> None:
 def _check_peer(setup: PeerSetup) -> None:
     distill, algo = setup.distill, setup.spec.algo
     where = f"{setup.spec.name} ({algo})"
-    for key in ("every", "steps", "batch", "buffer_size", "lr", "max_grad_norm"):
+    for key in ("every", "steps", "batch", "buffer_size", "lr", "max_grad_norm", "temperature"):
         if getattr(distill, key) <= 0:
             raise UserError(f"distill.{key} must be positive, got {getattr(distill, key)} for {where}")
     if distill.alpha < 0:
         raise UserError(f"distill.alpha must not be negative, got {distill.alpha} for {where}")
     get_loss(distill.loss, kind="policy")
+    if distill.temperature != 1.0 and distill.loss not in ("kl", "kl_reverse"):
+        raise UserError(f"distill.temperature applies to the kl and kl_reverse losses, not {distill.loss!r} ({where})")
     if distill.weighting not in WEIGHTINGS:
         raise unknown_choice("weighting", distill.weighting, WEIGHTINGS)
     if distill.combine not in COMBINE_RULES:
@@ -185,13 +187,13 @@ Agent = Union[PeerGroup, TeacherStudent]
 
 def build_group(cfg: RunConfig) -> PeerGroup:
     """Fresh peers for a config without a teacher; bad hyperparameter values become user errors."""
-    return PeerGroup([build_learner(setup) for setup in check_config(cfg)], seed=cfg.seed)
+    return PeerGroup([build_learner(setup) for setup in check_config(cfg)], seed=cfg.seed, turn_steps=cfg.turn_steps)
 
 
 def assemble(cfg: RunConfig, setups: List[PeerSetup], learners: List[Learner]) -> Agent:
     """The peer group, or the teacher-student pair when the config names a teacher."""
     if not cfg.teacher.path:
-        return PeerGroup(learners, seed=cfg.seed)
+        return PeerGroup(learners, seed=cfg.seed, turn_steps=cfg.turn_steps)
     teacher = _checked_teacher(setups[0], load_teacher(cfg, setups[0].distill))
     return TeacherStudent(teacher, learners[0], cfg.teacher, seed=cfg.seed)
 

@@ -32,6 +32,7 @@ class DistillConfig:
     batch: Optional[int] = None
     lr: Optional[float] = None
     max_grad_norm: float = 0.5
+    temperature: float = 1.0  # kl, kl_reverse: the teacher's standard deviation is multiplied by it
     buffer_size: Optional[int] = None
     combine: str = "best"  # with N > 2 peers: "best" (per state, the peer with the highest value) or "round_robin"
 
@@ -76,6 +77,10 @@ class RunConfig:
     n_envs: int = 1
     normalize_obs: bool = True
     normalize_reward: bool = True
+    # Env steps of a learner's turn before the next peer's (at least one iteration). PPO and A2C
+    # peers still alternate every iteration; off-policy peers, whose iterations are single steps,
+    # alternate every 1000 steps, which keeps each learner's networks in the CPU's caches.
+    turn_steps: int = 1000
     checkpoint_every: int = 100_000  # run env steps between checkpoints (0: only at the end)
     save_replay_buffer: bool = True  # off-policy learners: checkpoint the replay buffer for an exact resume
     algo_kwargs: Dict[str, Any] = field(default_factory=dict)  # passed to the SB3 constructor

@@ -40,6 +40,8 @@ def run_expecting_error(args, capsys):
         (["--set", "peer_configs=[{}, {}, {}]"], "peer_configs has 3 entries for 2 peers"),
         (["--set", "env_kwargs.gravity=3"], "rejected env_kwargs"),
         (["--algo", "sac", "--set", "algo_kwargs.n_epochs=3"], "unknown sac hyperparameter"),
+        (["--set", "distill.temperature=2"], "distill.temperature applies to the kl and kl_reverse losses"),
+        (["--set", "distill.loss=kl", "--set", "distill.temperature=0"], "distill.temperature must be positive"),
     ],
 )
 def test_bad_train_input(tmp_path, capsys, extra, message):

@@ -80,3 +80,15 @@ def test_weights_must_match_the_batch():
     p = gaussian([[0.0], [1.0]], [[0.0], [0.0]])
     with pytest.raises(ValueError, match="weights shape"):
         get_loss("mse")(p, p, weights=torch.ones(3))
+
+
+def test_temperature_scales_the_teachers_spread():
+    from dpd.losses import with_temperature
+
+    teacher = gaussian([[0.0]], [[0.0]])
+    student = gaussian([[0.0]], [[math.log(2.0)]])
+    assert get_loss("kl")(student, teacher).item() > 0
+    # a teacher std of 1 at temperature 2 is the student's std of 2: nothing left to match
+    assert get_loss("kl")(student, with_temperature(teacher, 2.0)).item() == pytest.approx(0.0, abs=1e-7)
+    deterministic = PolicyOutput(torch.zeros(1, 1))
+    assert with_temperature(deterministic, 2.0) is deterministic

@@ -14,7 +14,7 @@ from dpd.losses.registry import (
     register_loss,
     weighted_mean,
 )
-from dpd.losses.policy import PolicyOutput
+from dpd.losses.policy import PolicyOutput, with_temperature
 
 __all__ = [
     "PolicyOutput",
@@ -24,4 +24,5 @@ __all__ = [
     "loss_specs",
     "register_loss",
     "weighted_mean",
+    "with_temperature",
 ]

@@ -34,6 +34,16 @@ class PolicyOutput(NamedTuple):
         return self.mean if self.action is None else self.action
 
 
+def with_temperature(output: PolicyOutput, temperature: float) -> PolicyOutput:
+    """A Gaussian target with its standard deviation multiplied by ``temperature``: above 1 a
+    softer target (the student is asked for less certainty), below 1 a sharper one. The
+    continuous analogue of Rusu et al.'s softmax temperature; it matters to ``kl`` and
+    ``kl_reverse``, which compare spreads."""
+    if output.log_std is None or temperature == 1.0:
+        return output
+    return output._replace(log_std=output.log_std + math.log(temperature))
+
+
 def _require_std(output: PolicyOutput, loss: str, role: str) -> torch.Tensor:
     if output.log_std is None:
         raise ValueError(f"loss {loss!r} needs a stochastic {role}; use 'mse' for deterministic policies")
