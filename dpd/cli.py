@@ -65,6 +65,7 @@ def cmd_train(args: argparse.Namespace, config_layers: Callable[[argparse.Namesp
     if args.resume:
         trainer = open_run(Path(args.resume))
         if trainer.finished:
+            trainer.close()
             print(f"run {args.resume} is already complete ({trainer.run.manifest['progress']['run_steps']} env steps); see dpd eval {args.resume}")
             return 0
         print(f"resuming {args.resume} at {trainer.group.run_steps} of {trainer.cfg.total_steps} env steps")
