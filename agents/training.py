@@ -269,6 +269,7 @@ class Trainer:
         self.run = run
         self.group = group
         self.cfg = cfg
+        self.history: List[EvalResult] = []  # every evaluation of this process, in order
 
     @property
     def finished(self) -> bool:
@@ -322,7 +323,9 @@ class Trainer:
         for key, value in metrics.items():
             learner.logger.record(key, value)
         learner.logger.dump(step=learner.num_timesteps)
-        return EvalResult(learner.spec.name, learner.spec.algo, learner.num_timesteps, mean, std, episodes, metrics)
+        result = EvalResult(learner.spec.name, learner.spec.algo, learner.num_timesteps, mean, std, episodes, metrics)
+        self.history.append(result)
+        return result
 
     def checkpoint(self, final_eval: Optional[List[Dict[str, Any]]] = None) -> Path:
         """Save every learner and the loop's state; ``final_eval`` marks the run finished."""

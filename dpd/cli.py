@@ -1,4 +1,4 @@
-"""The ``dpd`` command line: train, eval and losses.
+"""The ``dpd`` command line: train, distill, fidelity, eval, kd, bench and losses.
 
 User errors (``UserError``) end in one line on stderr and exit code 2, with nothing written.
 """
@@ -201,6 +201,9 @@ def build_parser() -> argparse.ArgumentParser:
     from dpd.kd.cli import add_kd_parser  # imports no torch: other commands stay fast
 
     add_kd_parser(sub)
+    from dpd.bench.cli import add_bench_parser
+
+    add_bench_parser(sub)
 
     losses = sub.add_parser("losses", help="list the loss registry")
     losses.add_argument("--json", action="store_true")
@@ -211,6 +214,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Optional[List[str]] = None) -> int:
     try:
         args = build_parser().parse_args(argv)
+        args.argv = list(sys.argv[1:] if argv is None else argv)  # the command as typed, for reports
         handler: Callable[[argparse.Namespace], int] = args.handler
         return handler(args)
     except UserError as exc:

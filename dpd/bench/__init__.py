@@ -1,0 +1,1 @@
+"""Benchmarking dpd against plain SB3 baselines: a grid of runs, statistics, tables and plots."""

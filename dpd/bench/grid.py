@@ -1,0 +1,145 @@
+"""What a benchmark runs: methods, presets and the grid of (env, algo, method, seed) runs.
+
+Every method of one grid gets the same total env steps, hyperparameters and seeds; only the
+number of learners and the distillation settings differ.
+"""
+
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Tuple
+
+from dpd.errors import UserError, unknown_choice
+
+# Config layers that turn the grid's shared config into each method. ``sb3`` is trained by
+# SB3's own ``learn()`` (runner.py); the layer only fixes its single learner.
+METHODS: Dict[str, Dict[str, Any]] = {
+    "sb3": {"peers": 1, "distill": {"enabled": False}},
+    "dpd": {},
+    "independent": {"distill": {"enabled": False}},
+    "dpd-hard": {"distill": {"weighting": "hard"}},
+    "dpd-none": {"distill": {"weighting": "none"}},
+}
+PLAIN_SB3 = "sb3"
+
+
+@dataclass(frozen=True)
+class Grid:
+    envs: Tuple[str, ...]
+    algos: Tuple[str, ...]
+    methods: Tuple[str, ...]
+    seeds: Tuple[int, ...]
+    total_steps: int
+    peers: int = 2
+    eval_every: int = 50_000  # total env steps of a run between evaluations
+    eval_episodes: int = 5
+    final_episodes: int = 10
+    overrides: Tuple[str, ...] = ()  # "key=value" config overrides for every run (e.g. distill.alpha=1.0)
+
+
+PRESETS: Dict[str, Grid] = {
+    # A coffee's worth on 2 cores (about 25 minutes).
+    "quick": Grid(
+        envs=("HalfCheetah-v5", "Hopper-v5"),
+        algos=("ppo",),
+        methods=("sb3", "dpd", "independent"),
+        seeds=(0, 1, 2),
+        total_steps=200_000,
+        eval_every=20_000,
+    ),
+    # The product's evidence: 75 runs of 1M steps (hours of CPU time; use --workers).
+    "full": Grid(
+        envs=("HalfCheetah-v5", "Hopper-v5", "Walker2d-v5"),
+        algos=("ppo",),
+        methods=tuple(METHODS),
+        seeds=(0, 1, 2, 3, 4),
+        total_steps=1_000_000,
+        eval_every=50_000,
+    ),
+}
+
+
+@dataclass(frozen=True)
+class BenchRun:
+    """One training run of the grid; ``key`` names its directory under ``--out``."""
+
+    env: str
+    algo: str
+    method: str
+    seed: int
+    total_steps: int
+    peers: int
+    eval_every: int
+    eval_episodes: int
+    final_episodes: int
+    overrides: Tuple[str, ...] = field(default=())
+
+    @property
+    def key(self) -> str:
+        return f"{self.env}/{self.algo}/{self.method}/seed{self.seed}"
+
+    def config(self) -> Dict[str, Any]:
+        """The run's ``RunConfig`` layer: the grid's settings, overrides, then the method's."""
+        from dpd.config import merge, parse_overrides
+
+        learners = 1 if self.method == PLAIN_SB3 else self.peers
+        layer: Dict[str, Any] = {
+            "env": self.env,
+            "algo": self.algo,
+            "seed": self.seed,
+            "total_steps": self.total_steps,
+            "peers": learners,
+            "checkpoint_every": 0,
+            # Each learner evaluates at its own steps; peers share the budget, so a group is
+            # evaluated every ``eval_every`` total steps, like the single learner.
+            "eval": {"every": max(1, self.eval_every // learners), "episodes": self.eval_episodes, "final_episodes": self.final_episodes},
+        }
+        layer = merge(layer, parse_overrides(list(self.overrides)))
+        return merge(layer, METHODS[self.method])
+
+
+def parse_seeds(text: str) -> Tuple[int, ...]:
+    """``0-4`` or ``0,2,7`` or a mix such as ``0-2,9``."""
+    seeds: List[int] = []
+    try:
+        for part in text.split(","):
+            first, _, last = part.strip().partition("-")
+            seeds.extend(range(int(first), int(last) + 1) if last else [int(first)])
+    except ValueError:
+        raise UserError(f"--seeds expects a list such as 0-4 or 0,2,7, got {text!r}") from None
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise UserError(f"--seeds must name distinct seeds, got {text!r}")
+    return tuple(seeds)
+
+
+def split_list(text: str) -> Tuple[str, ...]:
+    return tuple(item.strip() for item in text.split(",") if item.strip())
+
+
+def expand(grid: Grid) -> List[BenchRun]:
+    """Every run of the grid, checked before anything starts (a typo fails at once, not an hour in)."""
+    from agents import check_config
+    from agents.algorithms import ALGORITHMS
+    from dpd.config import build_config
+
+    for method in grid.methods:
+        if method not in METHODS:
+            raise unknown_choice("benchmark method", method, METHODS)
+    for algo in grid.algos:
+        if algo not in ALGORITHMS:
+            raise unknown_choice("algorithm", algo, ALGORITHMS)
+    positive = {"total_steps": grid.total_steps, "peers": grid.peers, "eval_every": grid.eval_every, "eval_episodes": grid.eval_episodes, "final_episodes": grid.final_episodes}
+    for name, value in positive.items():
+        if value <= 0:
+            raise UserError(f"{name} must be positive, got {value}")
+    if not (grid.envs and grid.algos and grid.methods and grid.seeds):
+        raise UserError("the grid is empty: give at least one env, algo, method and seed")
+    runs = [
+        BenchRun(env, algo, method, seed, grid.total_steps, grid.peers, grid.eval_every, grid.eval_episodes, grid.final_episodes, grid.overrides)
+        for env in grid.envs
+        for algo in grid.algos
+        for method in grid.methods
+        for seed in grid.seeds
+    ]
+    for run in runs:
+        if run.seed == grid.seeds[0]:
+            check_config(build_config(run.config()))
+    return runs

@@ -1,0 +1,272 @@
+"""Turn benchmark result rows into per-method statistics, a markdown table, a CSV and learning curves.
+
+A result row is a dict written by the runner, one per (env, algo, method, seed)::
+
+    {"env": "HalfCheetah-v5", "algo": "ppo", "method": "dpd", "seed": 0, "total_steps": 200000,
+     "status": "ok", "score": 1234.5, "peer_scores": [1200.0, 1269.0], "best_peer": 1269.0,
+     "seconds": 81.2, "curve": [[20000, -300.1], [40000, 12.0]]}
+
+``score`` of a multi-peer run is the mean over its peers, so that it is compared with a single
+SB3 learner on the same total environment steps; ``best_peer`` (None for single learners) is a
+selection effect and only fair against the best of the independent peers. Rows whose status is
+not "ok" are left out of the statistics and listed as failed runs.
+"""
+
+import csv
+import re
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+
+import numpy as np
+
+from dpd.bench.grid import METHODS
+from dpd.bench.stats import bootstrap_interval, iqm
+
+Row = Mapping[str, Any]
+SectionKey = Tuple[str, str, int]  # env, algo, total_steps: only runs on the same budget are compared
+
+METHOD_ORDER = tuple(METHODS)
+DISTILLATION_METHODS = ("dpd", "dpd-hard", "dpd-none")  # multi-peer methods compared with the references
+REFERENCE_METHODS = ("sb3", "independent")
+CSV_COLUMNS = (
+    "env", "algo", "method", "seed", "total_steps", "status", "score", "best_peer", "peer_scores", "seconds"
+)
+
+EXPLANATION = (
+    "The score of a multi-peer run is the mean over its peers, so it is compared with one SB3 "
+    "learner on the same total environment steps. The best peer is a selection effect (the best "
+    "of several peers is an optimistic pick); it is shown for comparison with the best of the "
+    "independent peers, not with sb3. IQM is the interquartile mean over seeds; intervals are "
+    "95% stratified bootstrap intervals over seeds (Agarwal et al. 2021)."
+)
+
+
+@dataclass(frozen=True)
+class MethodSummary:
+    """Statistics over the successful seeds of one method on one (env, algo, budget)."""
+
+    env: str
+    algo: str
+    method: str
+    seeds: int
+    mean: float
+    iqm: float
+    ci_low: float  # 95% bootstrap interval of the IQM over seeds
+    ci_high: float
+    best_peer_iqm: Optional[float]  # None for single-learner methods
+    total_steps: int
+
+
+def method_sort_key(method: str) -> Tuple[int, str]:
+    """Known methods in METHOD_ORDER, unknown ones after them alphabetically."""
+    if method in METHOD_ORDER:
+        return METHOD_ORDER.index(method), ""
+    return len(METHOD_ORDER), method
+
+
+def _is_ok(row: Row) -> bool:
+    return row.get("status") == "ok"
+
+
+def _sections(rows: Sequence[Row]) -> Dict[SectionKey, List[Row]]:
+    """Rows grouped by (env, algo, total_steps), sorted so the output does not depend on run order."""
+    grouped: Dict[SectionKey, List[Row]] = defaultdict(list)
+    for row in rows:
+        grouped[(row["env"], row["algo"], int(row["total_steps"]))].append(row)
+    return dict(sorted(grouped.items()))
+
+
+def _by_method(rows: Sequence[Row]) -> Dict[str, List[Row]]:
+    """Successful rows grouped by method, in METHOD_ORDER."""
+    grouped: Dict[str, List[Row]] = defaultdict(list)
+    for row in rows:
+        if _is_ok(row):
+            grouped[row["method"]].append(row)
+    return {method: grouped[method] for method in sorted(grouped, key=method_sort_key)}
+
+
+def _summarize_method(key: SectionKey, method: str, rows: Sequence[Row]) -> MethodSummary:
+    scores = np.array([row["score"] for row in rows], dtype=np.float64)
+    best_peers = [row["best_peer"] for row in rows if row.get("best_peer") is not None]
+    ci_low, ci_high = bootstrap_interval([scores])
+    env, algo, total_steps = key
+    return MethodSummary(
+        env=env,
+        algo=algo,
+        method=method,
+        seeds=len(rows),
+        mean=float(scores.mean()),
+        iqm=iqm(scores),
+        ci_low=ci_low,
+        ci_high=ci_high,
+        best_peer_iqm=iqm(best_peers) if best_peers else None,
+        total_steps=total_steps,
+    )
+
+
+def summarize(rows: Sequence[Row]) -> List[MethodSummary]:
+    """One summary per (env, algo, total_steps, method) over the successful seeds."""
+    return [
+        _summarize_method(key, method, method_rows)
+        for key, section_rows in _sections(rows).items()
+        for method, method_rows in _by_method(section_rows).items()
+    ]
+
+
+def _format_return(value: Optional[float]) -> str:
+    return "-" if value is None else f"{value:.1f}"
+
+
+def _format_ratio(summary: MethodSummary, reference: Optional[MethodSummary]) -> str:
+    """IQM over the reference's IQM; only meaningful where the reference IQM is positive."""
+    if reference is None or reference.iqm <= 0:
+        return "-"
+    return f"{summary.iqm / reference.iqm:.3f}"
+
+
+def _comparison_line(summary: MethodSummary, reference: MethodSummary) -> str:
+    """Relative IQM change (over |reference IQM|, so the sign stays right for negative returns)."""
+    if reference.iqm == 0:
+        change = f"{summary.iqm - reference.iqm:+.1f} IQM ({reference.method} IQM is 0)"
+    else:
+        change = f"{100 * (summary.iqm - reference.iqm) / abs(reference.iqm):+.1f}% IQM"
+    overlap = summary.ci_low <= reference.ci_high and reference.ci_low <= summary.ci_high
+    intervals = "intervals overlap" if overlap else "intervals do not overlap"
+    return f"{summary.method} vs {reference.method}: {change}, {intervals}"
+
+
+def _failed_line(rows: Sequence[Row]) -> str:
+    failed = [row for row in rows if not _is_ok(row)]
+    failed.sort(key=lambda row: (method_sort_key(row["method"]), row["seed"]))
+    if not failed:
+        return "Failed runs: none."
+    listed = ", ".join(f"{row['method']} seed {row['seed']} ({row.get('status')})" for row in failed)
+    return f"Failed runs ({len(failed)}): {listed}."
+
+
+def _section_markdown(key: SectionKey, rows: Sequence[Row]) -> List[str]:
+    env, algo, total_steps = key
+    lines = [f"### {env} ({algo}, {total_steps} total env steps)", ""]
+    summaries = {
+        method: _summarize_method(key, method, method_rows)
+        for method, method_rows in _by_method(rows).items()
+    }
+    if summaries:
+        lines += [
+            "| method | seeds | mean | IQM | 95% CI of IQM | IQM / sb3 | IQM / independent "
+            "| best peer IQM (selection effect) |",
+            "|---|---:|---:|---:|---|---:|---:|---:|",
+        ]
+        for summary in summaries.values():
+            ratios = " | ".join(_format_ratio(summary, summaries.get(ref)) for ref in REFERENCE_METHODS)
+            lines.append(
+                f"| {summary.method} | {summary.seeds} | {_format_return(summary.mean)} "
+                f"| {_format_return(summary.iqm)} "
+                f"| [{_format_return(summary.ci_low)}, {_format_return(summary.ci_high)}] "
+                f"| {ratios} | {_format_return(summary.best_peer_iqm)} |"
+            )
+        comparisons = [
+            _comparison_line(summaries[method], summaries[ref])
+            for method in DISTILLATION_METHODS
+            if method in summaries
+            for ref in REFERENCE_METHODS
+            if ref in summaries
+        ]
+        if comparisons:
+            lines += [""] + [f"- {comparison}" for comparison in comparisons]
+    else:
+        lines.append("No successful runs.")
+    lines += ["", _failed_line(rows), ""]
+    return lines
+
+
+def markdown_table(
+    rows: Sequence[Row], date: Optional[str] = None, command: Optional[str] = None
+) -> str:
+    """A markdown report: one table per (env, algo, budget) with comparisons and failed runs."""
+    lines: List[str] = []
+    if command or date:
+        made_by = f" by `{command}`" if command else ""
+        made_on = f" on {date}" if date else ""
+        lines += [f"Made{made_by}{made_on}.", ""]
+    lines += [EXPLANATION, ""]
+    for key, section_rows in _sections(rows).items():
+        lines += _section_markdown(key, section_rows)
+    return "\n".join(lines).rstrip("\n") + "\n"
+
+
+def _csv_value(value: Any) -> Any:
+    if value is None:
+        return ""
+    if isinstance(value, (list, tuple)):
+        return ";".join(str(item) for item in value)
+    return value
+
+
+def write_csv(rows: Sequence[Row], path: Path) -> None:
+    """One line per run (failed ones included), without the learning curve."""
+    with open(path, "w", newline="") as file:
+        writer = csv.writer(file)
+        writer.writerow(CSV_COLUMNS)
+        for row in rows:
+            writer.writerow([_csv_value(row.get(column)) for column in CSV_COLUMNS])
+
+
+def _mean_curve(rows: Sequence[Row]) -> Tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """x, mean over seeds, and its 95% bootstrap band, on the x points every seed evaluated at."""
+    curves = [{int(x): float(y) for x, y in row["curve"]} for row in rows]
+    xs = np.array(sorted(set.intersection(*(set(curve) for curve in curves))), dtype=np.int64)
+    values = np.array([[curve[x] for curve in curves] for x in xs], dtype=np.float64)
+    values = values.reshape(len(xs), len(curves))  # keeps two dimensions when no x point is shared
+    bands = [bootstrap_interval([seeds], statistic=np.mean) for seeds in values]
+    bands = np.array(bands, dtype=np.float64).reshape(len(xs), 2)
+    return xs, values.mean(axis=1), bands[:, 0], bands[:, 1]
+
+
+def _plot_name(key: SectionKey, keys: Sequence[SectionKey]) -> str:
+    """``curves_{env}_{algo}.png``, with the budget added only where one env and algo ran several."""
+    env, algo, total_steps = key
+    several_budgets = sum(1 for other in keys if other[:2] == (env, algo)) > 1
+    stem = f"curves_{env}_{algo}" + (f"_{total_steps}steps" if several_budgets else "")
+    return re.sub(r"[^A-Za-z0-9._-]", "_", stem) + ".png"  # env ids like ALE/Pong-v5
+
+
+def plot_curves(rows: Sequence[Row], out_dir: Path) -> List[Path]:
+    """One PNG of learning curves per (env, algo): the mean over seeds with a 95% bootstrap band."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display on benchmark machines
+    import matplotlib.pyplot as plt
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    sections = _sections(rows)
+    methods = sorted({row["method"] for row in rows}, key=method_sort_key)  # one colour per method throughout
+    written = []
+    for key, section_rows in sections.items():
+        with_curves = {
+            method: [row for row in method_rows if row.get("curve")]
+            for method, method_rows in _by_method(section_rows).items()
+        }
+        with_curves = {method: method_rows for method, method_rows in with_curves.items() if method_rows}
+        if not with_curves:
+            continue
+        figure, axes = plt.subplots(figsize=(7, 4.5))
+        for method, method_rows in with_curves.items():
+            xs, mean, low, high = _mean_curve(method_rows)
+            color = f"C{methods.index(method) % 10}"
+            axes.plot(xs, mean, color=color, label=f"{method} ({len(method_rows)} seeds)")
+            axes.fill_between(xs, low, high, color=color, alpha=0.2)
+        env, algo, _ = key
+        axes.set_xlabel("total environment steps")
+        axes.set_ylabel("evaluation return (mean over peers)")
+        axes.set_title(f"{env} ({algo})")
+        axes.legend()
+        figure.tight_layout()
+        path = out_dir / _plot_name(key, list(sections))
+        figure.savefig(path, dpi=120)
+        plt.close(figure)
+        written.append(path)
+    return written

@@ -1,0 +1,223 @@
+"""Running one benchmark run, and a whole grid on a local process pool.
+
+Each run lives in ``<out>/<env>/<algo>/<method>/seed<k>/``: its TensorBoard logs, its models,
+and ``result.json`` once it is complete (written last, atomically). A rerun with the same
+``--out`` skips complete runs and restarts incomplete ones from scratch; a run that fails
+leaves ``error.txt`` and does not stop the others.
+"""
+
+import json
+import multiprocessing
+import shutil
+import sys
+import time
+import traceback
+from collections import defaultdict
+from dataclasses import asdict
+from multiprocessing.connection import wait
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+
+from dpd.bench.grid import PLAIN_SB3, BenchRun
+from dpd.errors import UserError
+
+RESULT_FILE = "result.json"
+ERROR_FILE = "error.txt"
+Curve = List[List[float]]  # [total env steps, score] pairs
+
+
+def run_dir(out: Path, run: BenchRun) -> Path:
+    return out / run.key
+
+
+def run_fields(run: BenchRun) -> Dict[str, Any]:
+    """The run's settings as they appear in its result row (JSON types)."""
+    return {**asdict(run), "overrides": list(run.overrides)}
+
+
+def load_result(directory: Path) -> Optional[Dict[str, Any]]:
+    path = directory / RESULT_FILE
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def completed_result(out: Path, run: BenchRun) -> Optional[Dict[str, Any]]:
+    """The run's result if it is complete; one made with other settings is a user error, not a skip."""
+    row = load_result(run_dir(out, run))
+    if row is None:
+        return None
+    differing = [key for key, value in run_fields(run).items() if row.get(key) != value]
+    if differing:
+        changes = ", ".join(f"{key} {row.get(key)!r} there, {run_fields(run)[key]!r} now" for key in differing)
+        raise UserError(f"{run_dir(out, run)} holds a run with other settings ({changes}); choose another --out")
+    return row
+
+
+# --- one run, inside a worker process ------------------------------------------------------
+
+
+def plain_sb3_learner(cfg: Any, tensorboard_dir: Optional[Path] = None) -> Any:
+    """One learner with the whole budget and the same hyperparameters as a dpd peer, to be
+    trained by SB3's own ``learn()``: the baseline a user knows."""
+    from stable_baselines3.common.logger import configure
+
+    from agents import build_learner, check_config
+
+    learner = build_learner(check_config(cfg)[0])
+    formats = ["tensorboard"] if tensorboard_dir else []
+    learner.model.set_logger(configure(str(tensorboard_dir) if tensorboard_dir else None, formats))
+    return learner
+
+
+def _evaluate_between_iterations(learner: Any, every: int, episodes: int, curve: Curve) -> Any:
+    """An SB3 callback that evaluates after each training iteration that crosses a multiple of
+    ``every`` env steps, where dpd's trainer evaluates its learners too."""
+    from stable_baselines3.common.callbacks import BaseCallback
+
+    class EvaluateBetweenIterations(BaseCallback):
+        def __init__(self) -> None:
+            super().__init__()
+            self.next_eval = every
+
+        def _on_rollout_start(self) -> None:  # the previous iteration has trained
+            if self.num_timesteps >= self.next_eval:
+                mean, _ = learner.evaluate(episodes)
+                self.logger.record("eval/mean_reward", mean)
+                curve.append([self.num_timesteps, mean])
+                self.next_eval = (self.num_timesteps // every + 1) * every
+
+        def _on_step(self) -> bool:
+            return True
+
+    return EvaluateBetweenIterations()
+
+
+def _train_plain_sb3(run: BenchRun, directory: Path, cfg: Any) -> Tuple[List[float], Curve]:
+    learner = plain_sb3_learner(cfg, directory / "tb" / PLAIN_SB3)
+    curve: Curve = []
+    try:
+        learner.model.learn(learner.spec.budget, callback=_evaluate_between_iterations(learner, run.eval_every, run.eval_episodes, curve))
+        final, _ = learner.evaluate(run.final_episodes)
+        learner.model.save(directory / "model.zip")
+        learner.env.save(str(directory / "vecnormalize.pkl"))
+    finally:
+        learner.close()
+    return [final], curve + [[run.total_steps, final]]
+
+
+def group_curve(history: Sequence[Any], peers: int) -> Curve:
+    """Mean over peers of evaluations at the same own step, at total steps ``own * peers``
+    (peers share the budget equally)."""
+    by_step: Dict[int, List[float]] = defaultdict(list)
+    for result in history:
+        by_step[result.env_steps].append(result.mean_return)
+    return [[step * peers, sum(scores) / len(scores)] for step, scores in sorted(by_step.items()) if len(scores) == peers]
+
+
+def _train_group(run: BenchRun, directory: Path, cfg: Any) -> Tuple[List[float], Curve]:
+    from agents import new_run
+
+    trainer = new_run(directory / "run", cfg)
+    try:
+        final = trainer.train(progress_bar=False)
+    finally:
+        trainer.close()
+    final_ids = {id(result) for result in final}
+    curve = group_curve([result for result in trainer.history if id(result) not in final_ids], cfg.peers)
+    scores = [result.mean_return for result in final]
+    return scores, curve + [[run.total_steps, sum(scores) / len(scores)]]
+
+
+def execute(run: BenchRun, directory: Path) -> Dict[str, Any]:
+    """Train and score one run; the row that ``report`` reads."""
+    from dpd.config import build_config
+
+    cfg = build_config(run.config())
+    start = time.perf_counter()
+    train = _train_plain_sb3 if run.method == PLAIN_SB3 else _train_group
+    peer_scores, curve = train(run, directory, cfg)
+    return {
+        **run_fields(run),
+        "status": "ok",
+        "score": sum(peer_scores) / len(peer_scores),
+        "peer_scores": peer_scores,
+        "best_peer": max(peer_scores) if run.method != PLAIN_SB3 else None,
+        "seconds": time.perf_counter() - start,
+        "curve": curve,
+    }
+
+
+def run_in_process(run: BenchRun, directory: Path) -> None:
+    """A worker's whole life: one thread, one run, its result or its error written to disk."""
+    import torch
+
+    from dpd.rundir import atomic_write_text
+
+    torch.set_num_threads(1)
+    try:
+        row = execute(run, directory)
+    except BaseException:
+        directory.mkdir(parents=True, exist_ok=True)
+        (directory / ERROR_FILE).write_text(traceback.format_exc())
+        sys.exit(1)
+    atomic_write_text(directory / RESULT_FILE, json.dumps(row))
+
+
+# --- the grid --------------------------------------------------------------------------------
+
+
+def failure_row(run: BenchRun, directory: Path, exitcode: Optional[int]) -> Dict[str, Any]:
+    error_file = directory / ERROR_FILE
+    lines = error_file.read_text().strip().splitlines() if error_file.exists() else []
+    error = lines[-1] if lines else f"worker exited with code {exitcode} and left no error (killed?)"
+    return {**run_fields(run), "status": "failed", "error": error}
+
+
+def run_grid(
+    runs: Sequence[BenchRun],
+    out: Path,
+    workers: int,
+    on_event: Callable[[str, BenchRun, Dict[str, Any]], None] = lambda kind, run, row: None,
+    target: Callable[[BenchRun, Path], None] = run_in_process,
+) -> List[Dict[str, Any]]:
+    """Run every incomplete run, at most ``workers`` at once, each in a fresh process
+    (``target(run, directory)``); returns one row per run (complete, skipped because complete
+    earlier, or failed). ``on_event(kind, run, row)`` reports "skipped", "done" and "failed"
+    as they happen."""
+    rows: Dict[str, Dict[str, Any]] = {}
+    pending: List[BenchRun] = []
+    for run in runs:
+        done = completed_result(out, run)
+        if done is not None:
+            rows[run.key] = done
+            on_event("skipped", run, done)
+        else:
+            pending.append(run)
+    context = multiprocessing.get_context("spawn")
+    active: Dict[Any, BenchRun] = {}
+    try:
+        while pending or active:
+            while pending and len(active) < workers:
+                run = pending.pop(0)
+                directory = run_dir(out, run)
+                shutil.rmtree(directory, ignore_errors=True)  # an earlier, incomplete attempt
+                directory.mkdir(parents=True)
+                process = context.Process(target=target, args=(run, directory), name=f"dpd-bench {run.key}")
+                process.start()
+                active[process] = run
+            for sentinel in wait([process.sentinel for process in active]):
+                process = next(p for p in active if p.sentinel == sentinel)
+                process.join()
+                run = active.pop(process)
+                result = load_result(run_dir(out, run))
+                if result is not None:
+                    rows[run.key] = result
+                    on_event("done", run, result)
+                else:
+                    rows[run.key] = failure_row(run, run_dir(out, run), process.exitcode)
+                    on_event("failed", run, rows[run.key])
+    finally:
+        for process in active:  # interrupted: no worker outlives the sweep
+            process.terminate()
+        for process in active:
+            process.join()
+    return [rows[run.key] for run in runs]

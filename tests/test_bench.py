@@ -1,0 +1,111 @@
+"""``dpd bench``: a tiny grid on the tiny env end to end, resume-skip, and crash isolation."""
+
+import dataclasses
+import json
+from pathlib import Path
+
+import pytest
+
+from dpd.bench.grid import PRESETS, BenchRun, Grid, expand, parse_seeds
+from dpd.bench.runner import group_curve, run_grid, run_in_process
+from dpd.cli import main
+from dpd.errors import UserError
+from tests.conftest import TINY
+
+TINY_GRID = ["--envs", TINY, "--algos", "ppo", "--methods", "sb3,dpd,independent", "--seeds", "0-1",
+             "--total-steps", "2048", "--eval-every", "1024", "--eval-episodes", "2", "--final-episodes", "3", "--workers", "2", "--no-progress",
+             "--set", "distill.every=1"]
+
+
+@pytest.fixture(scope="module")
+def tiny_bench(tmp_path_factory):
+    out = tmp_path_factory.mktemp("bench")
+    assert main(["bench", *TINY_GRID, "--out", str(out)]) == 0
+    return out
+
+
+def test_tiny_grid_writes_rows_table_and_plot(tiny_bench):
+    rows = [json.loads(line) for line in (tiny_bench / "results.jsonl").read_text().splitlines()]
+    assert sorted((row["method"], row["seed"]) for row in rows) == sorted((m, s) for m in ("sb3", "dpd", "independent") for s in (0, 1))
+    for row in rows:
+        assert row["status"] == "ok"
+        learners = 1 if row["method"] == "sb3" else 2
+        assert len(row["peer_scores"]) == learners
+        assert row["score"] == pytest.approx(sum(row["peer_scores"]) / learners)
+        assert row["curve"][-1] == [2048, pytest.approx(row["score"])]
+        assert len(row["curve"]) >= 2  # evaluations during training, then the final one
+    score = {(row["method"], row["seed"]): row["score"] for row in rows}
+    assert score[("dpd", 0)] != score[("independent", 0)]  # same seeds: only distillation differs
+    table = (tiny_bench / "results.md").read_text()
+    assert table.startswith(f"Made by `dpd bench {' '.join(TINY_GRID)}")
+    assert f"### {TINY}" in table and "| independent |" in table
+    assert (tiny_bench / "results.csv").read_text().startswith("env,")
+    assert (tiny_bench / f"curves_{TINY}_ppo.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # TensorBoard logs of every run
+    assert list((tiny_bench / TINY / "ppo" / "sb3" / "seed0" / "tb").rglob("events.out.tfevents.*"))
+    assert list((tiny_bench / TINY / "ppo" / "dpd" / "seed1" / "run" / "tb" / "peer1").rglob("events.out.tfevents.*"))
+
+
+def test_rerun_skips_complete_runs(tiny_bench, capsys):
+    before = (tiny_bench / TINY / "ppo" / "dpd" / "seed0" / "result.json").stat().st_mtime_ns
+    assert main(["bench", *TINY_GRID, "--out", str(tiny_bench)]) == 0
+    assert "6 of 6 runs complete, 0 failed" in capsys.readouterr().out
+    assert (tiny_bench / TINY / "ppo" / "dpd" / "seed0" / "result.json").stat().st_mtime_ns == before
+
+
+def test_rerun_with_other_settings_is_refused(tiny_bench, capsys):
+    assert main(["bench", *TINY_GRID, "--total-steps", "4096", "--out", str(tiny_bench)]) == 2
+    assert "other settings" in capsys.readouterr().err
+
+
+def crash_on_seeds_one_and_two(run: BenchRun, directory: Path) -> None:
+    """Seed 1: the worker dies, the way a segfault or an OOM kill would; seed 2: the run raises."""
+    if run.seed == 1:
+        raise SystemExit(3)
+    run_in_process(dataclasses.replace(run, env="NoSuchEnv-v0") if run.seed == 2 else run, directory)
+
+
+def test_a_crashed_run_does_not_stop_the_sweep(tmp_path):
+    grid = Grid(envs=(TINY,), algos=("ppo",), methods=("sb3",), seeds=(0, 1, 2, 3), total_steps=512, eval_every=512, eval_episodes=1, final_episodes=1)
+    events = []
+    rows = run_grid(expand(grid), tmp_path, workers=2, on_event=lambda kind, run, row: events.append((kind, run.seed)), target=crash_on_seeds_one_and_two)
+    assert [row["status"] for row in rows] == ["ok", "failed", "failed", "ok"]
+    assert "exited with code 3" in rows[1]["error"]
+    assert "NoSuchEnv-v0" in rows[2]["error"]
+    assert sorted(events) == [("done", 0), ("done", 3), ("failed", 1), ("failed", 2)]
+    # failed runs are retried on the next sweep; complete ones are skipped
+    events.clear()
+    rows = run_grid(expand(grid), tmp_path, workers=2, on_event=lambda kind, run, row: events.append((kind, run.seed)))
+    assert [row["status"] for row in rows] == ["ok", "ok", "ok", "ok"]
+    assert sorted(events) == [("done", 1), ("done", 2), ("skipped", 0), ("skipped", 3)]
+
+
+def test_a_bad_override_is_refused_before_anything_runs():
+    grid = Grid(envs=(TINY,), algos=("ppo",), methods=("sb3",), seeds=(0,), total_steps=512, overrides=("distill.weighting=magic",))
+    with pytest.raises(UserError):  # caught before anything runs
+        expand(grid)
+
+
+def test_group_curve_averages_peers_at_equal_own_steps():
+    class Eval:
+        def __init__(self, steps, value):
+            self.env_steps, self.mean_return = steps, value
+
+    history = [Eval(100, 1.0), Eval(100, 3.0), Eval(200, 5.0), Eval(200, 7.0), Eval(300, 9.0)]
+    assert group_curve(history, peers=2) == [[200, 2.0], [400, 6.0]]  # 300: only one peer so far
+
+
+def test_grid_errors_name_the_choices(capsys):
+    assert main(["bench", "--methods", "sb3,magic", "--out", "/nonexistent/x"]) == 2
+    assert "magic" in capsys.readouterr().err
+    assert main(["bench", "--preset", "huge"]) == 2
+    assert "quick" in capsys.readouterr().err
+    with pytest.raises(UserError):
+        parse_seeds("0-x")
+    assert parse_seeds("0-2,7") == (0, 1, 2, 7)
+    assert not Path("/nonexistent/x").exists()
+
+
+def test_presets_are_valid_grids():
+    assert len(expand(PRESETS["quick"])) == 18
+    assert len(expand(PRESETS["full"])) == 75

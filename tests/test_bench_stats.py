@@ -1,0 +1,182 @@
+import csv
+
+import numpy as np
+import pytest
+
+from dpd.bench.report import (
+    METHOD_ORDER,
+    _mean_curve,
+    markdown_table,
+    method_sort_key,
+    plot_curves,
+    summarize,
+    write_csv,
+)
+from dpd.bench.stats import bootstrap_interval, iqm
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def test_iqm_is_the_mean_of_the_middle_half():
+    # Sorted: -100, 1, 2, 3, 4, 5, 6, 100; two trimmed from each end leaves 2, 3, 4, 5.
+    assert iqm([1, 2, 3, 4, 100, -100, 5, 6]) == pytest.approx(3.5)
+    assert iqm(range(8)) == pytest.approx((2 + 3 + 4 + 5) / 4)
+    assert iqm([10, 0, 1, 2, 3]) == pytest.approx(2.0)  # int(0.25 * 5) = 1 trimmed per end
+    assert iqm([1.0, 2.0, 6.0]) == pytest.approx(3.0)  # too few values to trim: the mean
+
+
+def test_bootstrap_interval_covers_the_true_mean_at_about_the_stated_rate():
+    rng = np.random.default_rng(0)
+    trials, covered = 200, 0
+    for trial in range(trials):
+        draws = rng.normal(loc=5.0, scale=2.0, size=30)
+        low, high = bootstrap_interval([draws], statistic=np.mean, resamples=500, seed=trial)
+        covered += low <= 5.0 <= high
+    assert 0.88 <= covered / trials <= 0.99
+
+
+def test_stratified_resampling_keeps_the_strata_sizes():
+    # 20 values in [-1, 1] and 5 in [99, 101]. Resampled within strata, every resample still has
+    # 20 + 5 values from the same ranges, so its mean lies in [(20*-1 + 5*99)/25, (20*1 + 5*101)/25].
+    low_stratum, high_stratum = np.linspace(-1, 1, 20), 100 + np.linspace(-1, 1, 5)
+    low, high = bootstrap_interval([low_stratum, high_stratum], statistic=np.mean)
+    assert 19.0 <= low < high <= 21.0
+    # Pooled into one stratum, the number of high values per resample varies, and so does the mean.
+    pooled_low, pooled_high = bootstrap_interval([np.concatenate([low_stratum, high_stratum])], np.mean)
+    assert pooled_low < 19.0 - 5 and pooled_high > 21.0 + 5
+
+
+def test_bootstrap_interval_is_reproducible_from_its_seed():
+    values = [np.arange(10.0)]
+    assert bootstrap_interval(values, np.mean, seed=3) == bootstrap_interval(values, np.mean, seed=3)
+    assert bootstrap_interval(values, np.mean, seed=3) != bootstrap_interval(values, np.mean, seed=4)
+
+
+def test_degenerate_samples_give_the_point_value(recwarn):
+    assert bootstrap_interval([[3.0]]) == (3.0, 3.0)
+    assert bootstrap_interval([[2.0, 2.0, 2.0]]) == (2.0, 2.0)
+    assert bootstrap_interval([[0.0, 0.0, 0.0], [10.0, 10.0, 10.0]], np.mean) == (5.0, 5.0)
+    assert bootstrap_interval([[1.0], [5.0]], np.mean) == (3.0, 3.0)
+    assert not recwarn.list
+    # A one-value stratum beside a varying one is held fixed: means of {1,1}, {1,2}, {2,2} with 5.
+    low, high = bootstrap_interval([[1.0, 2.0], [5.0]], np.mean)
+    assert 7 / 3 <= low <= high <= 3.0
+    with pytest.raises(ValueError):
+        bootstrap_interval([])
+    with pytest.raises(ValueError):
+        bootstrap_interval([[1.0, 2.0], []])
+
+
+def failed_row(method, seed, env="HalfCheetah-v5"):
+    """As the runner writes it: the run's settings, no scores."""
+    return {"env": env, "algo": "ppo", "method": method, "seed": seed, "total_steps": 200000,
+            "status": "failed", "error": "boom"}
+
+
+def row(method, seed, score, best_peer=None, env="HalfCheetah-v5", curve=None):
+    peers = best_peer is not None
+    ok = {key: value for key, value in failed_row(method, seed, env).items() if key != "error"}
+    return {
+        **ok,
+        "status": "ok",
+        "score": score,
+        "peer_scores": [score, best_peer] if peers else [score],
+        "best_peer": best_peer,
+        "seconds": 10.0,
+        "curve": curve if curve is not None else [[100000, score / 2], [200000, score]],
+    }
+
+
+def benchmark_rows():
+    """IQMs by hand (4 seeds: one trimmed per end): sb3 100, dpd 120, independent 80, dpd-hard 100."""
+    rows = [row("sb3", seed, score) for seed, score in enumerate([90.0, 100.0, 100.0, 110.0])]
+    rows += [row("dpd", seed, s, best_peer=130.0) for seed, s in enumerate([110.0, 120.0, 120.0, 1000.0])]
+    rows += [row("independent", seed, s, best_peer=100.0) for seed, s in enumerate([70.0, 80.0, 80.0, 90.0])]
+    rows += [row("dpd-hard", seed, s, best_peer=105.0) for seed, s in enumerate([90.0, 100.0, 100.0, 110.0])]
+    rows.append(failed_row("dpd", 4))
+    rows += [row("sb3", seed, 3000.0 + seed, env="Hopper-v5") for seed in range(3)]
+    return rows
+
+
+def test_summarize_uses_only_successful_runs():
+    ordered = summarize(benchmark_rows())
+    summaries = {(s.env, s.method): s for s in ordered}
+    dpd = summaries[("HalfCheetah-v5", "dpd")]
+    assert dpd.seeds == 4
+    assert dpd.iqm == pytest.approx(120.0)
+    assert dpd.mean == pytest.approx(337.5)
+    assert dpd.best_peer_iqm == pytest.approx(130.0)
+    assert 110.0 <= dpd.ci_low <= dpd.iqm <= dpd.ci_high <= 1000.0
+    assert summaries[("HalfCheetah-v5", "sb3")].best_peer_iqm is None
+    assert summaries[("Hopper-v5", "sb3")].iqm == pytest.approx(3001.0)
+    methods = [s.method for s in ordered if s.env == "HalfCheetah-v5"]
+    assert methods == ["sb3", "dpd", "independent", "dpd-hard"]
+
+
+def test_unknown_methods_come_after_known_ones_alphabetically():
+    assert sorted(["zeta", "dpd-none", "alpha", "sb3"], key=method_sort_key) == ["sb3", "dpd-none", "alpha", "zeta"]
+    assert sorted(METHOD_ORDER, key=method_sort_key) == list(METHOD_ORDER)
+
+
+def table_row(markdown, method):
+    line = next(line for line in markdown.splitlines() if line.startswith(f"| {method} |"))
+    return [cell.strip() for cell in line.strip("|").split("|")]
+
+
+def test_markdown_table_sections_ratios_comparisons_and_failures():
+    markdown = markdown_table(benchmark_rows(), date="2025-01-02", command="dpd bench --grid small")
+    assert markdown.startswith("Made by `dpd bench --grid small` on 2025-01-02.")
+    assert "selection effect" in markdown and "stratified bootstrap" in markdown
+    cheetah, hopper = markdown.split("### HalfCheetah-v5 (ppo, 200000 total env steps)")[1].split(
+        "### Hopper-v5 (ppo, 200000 total env steps)"
+    )
+    method, seeds, mean, iqm_cell, _, over_sb3, over_independent, best_peer = table_row(cheetah, "dpd")
+    assert (method, seeds, mean, iqm_cell) == ("dpd", "4", "337.5", "120.0")
+    assert (over_sb3, over_independent, best_peer) == ("1.200", "1.500", "130.0")
+    assert table_row(cheetah, "sb3")[5:] == ["1.000", "1.250", "-"]
+    assert "dpd vs sb3: +20.0% IQM" in cheetah
+    # dpd's resampled IQMs are at least 110, independent's at most 90.
+    assert "dpd vs independent: +50.0% IQM, intervals do not overlap" in cheetah
+    assert "dpd-hard vs sb3: +0.0% IQM, intervals overlap" in cheetah  # same scores, same intervals
+    assert "independent vs" not in cheetah and "sb3 vs" not in cheetah
+    assert "Failed runs (1): dpd seed 4 (failed)." in cheetah
+    # Hopper has no reference besides sb3 itself and no failures.
+    _, seeds, mean, iqm_cell, _, over_sb3, over_independent, best_peer = table_row(hopper, "sb3")
+    assert [seeds, mean, iqm_cell, over_sb3, over_independent, best_peer] == ["3", "3001.0", "3001.0", "1.000", "-", "-"]
+    assert " vs " not in hopper and "Failed runs: none." in hopper
+
+
+def test_markdown_table_without_provenance_and_with_only_failures():
+    markdown = markdown_table([failed_row("dpd", 0)])
+    assert not markdown.startswith("Made")
+    assert "No successful runs." in markdown and "Failed runs (1): dpd seed 0 (failed)." in markdown
+
+
+def test_write_csv(tmp_path):
+    path = tmp_path / "results.csv"
+    write_csv(benchmark_rows(), path)
+    with open(path, newline="") as file:
+        lines = list(csv.reader(file))
+    assert lines[0] == [
+        "env", "algo", "method", "seed", "total_steps", "status", "score", "best_peer", "peer_scores", "seconds"
+    ]
+    assert len(lines) == 1 + len(benchmark_rows())
+    assert lines[1] == ["HalfCheetah-v5", "ppo", "sb3", "0", "200000", "ok", "90.0", "", "90.0", "10.0"]
+    assert lines[5][2] == "dpd" and lines[5][7:9] == ["130.0", "110.0;130.0"]
+    failed = next(line for line in lines if line[5] == "failed")
+    assert failed[6] == "" and failed[2:4] == ["dpd", "4"]
+
+
+def test_mean_curve_uses_the_x_points_every_seed_has():
+    rows = [row("sb3", 0, 0.0, curve=[[1, 0.0], [2, 2.0], [3, 4.0]]), row("sb3", 1, 0.0, curve=[[2, 4.0], [3, 6.0]])]
+    xs, mean, low, high = _mean_curve(rows)
+    np.testing.assert_array_equal(xs, [2, 3])
+    np.testing.assert_allclose(mean, [3.0, 5.0])
+    assert np.all(low <= mean) and np.all(mean <= high)
+
+
+def test_plot_curves_writes_one_png_per_env(tmp_path):
+    paths = plot_curves(benchmark_rows(), tmp_path / "plots")
+    assert [path.name for path in paths] == ["curves_HalfCheetah-v5_ppo.png", "curves_Hopper-v5_ppo.png"]
+    for path in paths:
+        assert path.read_bytes().startswith(PNG_SIGNATURE) and path.stat().st_size > 1000
