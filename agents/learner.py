@@ -237,6 +237,12 @@ class Learner(ABC):
             for parameter in actor:
                 parameter.requires_grad_(True)
 
+    def log(self, metrics: Dict[str, float], step: int) -> None:
+        """Record scalars (an evaluation, say) and write them to TensorBoard at ``step``."""
+        for key, value in metrics.items():
+            self.logger.record(key, value)
+        self.logger.dump(step=step)
+
     def finish(self) -> None:
         """Flush the last records to TensorBoard."""
         self.logger.dump(step=self.num_timesteps)

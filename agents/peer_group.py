@@ -1,9 +1,14 @@
 """Dual Policy Distillation: N >= 2 peers that distill from each other where the peer is better.
 
-Peers train in turn, one iteration each. Every ``distill.every`` iterations of its own, a learner
-takes ``distill.steps`` gradient steps, each on ``distill.batch`` raw states sampled from its
-peers' recent states, towards the peers' action distributions on those states, weighted by the
-disadvantage weight of ``xi = V_peer - V_self`` (``dpd.weighting``).
+The group trains in rounds. In a round every peer that has budget left trains one turn (at
+least ``turn_steps`` env steps); the peers are independent then, so on the ``process`` and
+``ray`` backends they train at once. At the end of the round, each learner that reached
+distillation points during its turn (every ``distill.every`` iterations of its own) takes
+``distill.steps`` gradient steps per point, each on ``distill.batch`` raw states sampled from
+its peers' recent states, towards the peers' action distributions on those states, weighted by
+the disadvantage weight of ``xi = V_peer - V_self`` (``dpd.weighting``). All targets of a round
+are computed before any learner updates, so the order of the peers does not matter and every
+backend gives the same result for the same seed.
 
 With more than two peers, ``distill.combine`` says how a learner combines them:
 - ``best`` (default): states are drawn evenly from all peers' buffers, and on each state the
@@ -13,28 +18,75 @@ With more than two peers, ``distill.combine`` says how a learner combines them:
 With two peers both rules are the same: the one peer, on its own states.
 """
 
-from typing import Callable, Dict, Optional, Sequence, Tuple
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
 
 from agents.learner import Learner
+from agents.peers import PeerProxy
+from dpd.config import DistillConfig
 from dpd.losses import PolicyOutput
 from dpd.weighting import disadvantage_weights
 
 COMBINE_RULES = ("best", "round_robin")
 
 
-class PeerGroup:
-    """The learners of one run and the distillation between them. Each learner's own
-    ``distill_config`` (resolved for its algorithm) governs how it distills."""
+@dataclass(frozen=True)
+class TeacherAnswer:
+    """What a peer (or a teacher) sends about given states: its policy output there, as a
+    target, and its values in raw return units. Never the model itself."""
 
-    def __init__(self, learners: Sequence[Learner], seed: int, turn_steps: int = 0) -> None:
-        self.learners = list(learners)
-        self.rng = np.random.default_rng(seed)
-        self.turn = 0
+    output: PolicyOutput
+    values: np.ndarray
+    kind: str  # the teacher's distribution kind
+
+    def part(self, start: int, stop: int) -> "TeacherAnswer":
+        output = PolicyOutput(*(None if t is None else t[start:stop] for t in self.output))  # all per state
+        return TeacherAnswer(output, self.values[start:stop], self.kind)
+
+
+@dataclass(frozen=True)
+class DistillBatch:
+    """One gradient step's states and every chosen peer's answer on them."""
+
+    states: np.ndarray
+    answers: Tuple[TeacherAnswer, ...]
+
+
+@dataclass(frozen=True)
+class PlannedStep:
+    teachers: Tuple[int, ...]  # peers whose answers are compared on every state
+    draws: Tuple[Tuple[int, np.ndarray], ...]  # (peer, indices into its state buffer)
+
+
+def answer_on(teacher: Learner, states: np.ndarray) -> TeacherAnswer:
+    return TeacherAnswer(teacher.policy_on(states), teacher.values_on(states), teacher.distribution_kind)
+
+
+class PeerGroup:
+    """The peers of one run (on any backend) and the distillation between them. Each peer's
+    ``DistillConfig`` (resolved for its algorithm) governs how it distills."""
+
+    def __init__(self, backend: Any, specs: Sequence[Any], configs: Sequence[DistillConfig], seed: int, turn_steps: int = 0) -> None:
+        self.backend = backend
+        self.learners = [PeerProxy(backend, index, spec) for index, spec in enumerate(specs)]
+        self.configs = list(configs)
+        # One stream per learner: its samples do not depend on which peers sample before it.
+        self.rngs = [np.random.default_rng([seed, index]) for index in range(len(specs))]
         # A learner's turn lasts at least this many env steps (and at least one iteration).
         self.turn_steps = turn_steps
+        self.bytes_per_round: List[int] = []  # bytes the backend moved in each distillation phase
+        self.last_stats: Dict[int, List[Dict[str, float]]] = {}  # each learner's latest steps
+
+    @classmethod
+    def local(cls, learners: Sequence[Learner], seed: int, turn_steps: int = 0) -> "PeerGroup":
+        """A sequential group of learners built in this process."""
+        from agents.peers import LocalPeers
+
+        return cls(LocalPeers(learners), [l.spec for l in learners], [l.distill_config for l in learners], seed, turn_steps)
 
     @property
     def run_steps(self) -> int:
@@ -45,71 +97,119 @@ class PeerGroup:
     def done(self) -> bool:
         return all(learner.done for learner in self.learners)
 
-    def next_learner(self) -> int:
-        """The index of the next learner to train: learners alternate, skipping finished ones."""
-        for offset in range(len(self.learners)):
-            index = (self.turn + offset) % len(self.learners)
-            if not self.learners[index].done:
-                self.turn = index + 1
-                return index
-        raise RuntimeError("all learners are done")
+    @property
+    def random_state(self) -> List[Dict[str, Any]]:
+        return [rng.bit_generator.state for rng in self.rngs]
 
-    def train(self, after_iteration: Optional[Callable[[int, int], None]] = None) -> None:
-        """Train every learner to its budget, in turns of at least ``turn_steps`` env steps;
-        ``after_iteration(index, steps_taken)`` runs after each iteration."""
+    @random_state.setter
+    def random_state(self, states: List[Dict[str, Any]]) -> None:
+        for rng, state in zip(self.rngs, states):
+            rng.bit_generator.state = state
+
+    def train(self, after_turn: Optional[Callable[[int, int], None]] = None, after_round: Optional[Callable[[], None]] = None) -> None:
+        """Rounds until every learner has spent its budget; ``after_turn(index, steps_taken)``
+        and ``after_round()`` let the training loop evaluate and checkpoint."""
         while not self.done:
-            index = self.next_learner()
-            learner, taken_in_turn = self.learners[index], 0
-            while True:
-                taken = self.train_iteration(index)
-                taken_in_turn += taken
-                if after_iteration is not None:
-                    after_iteration(index, taken)
-                if learner.done or taken_in_turn >= self.turn_steps:
-                    break
+            self.train_round(after_turn)
+            if after_round is not None:
+                after_round()
 
-    def train_iteration(self, index: int) -> int:
-        """One iteration of learner ``index``, then its distillation round when it is due."""
-        learner = self.learners[index]
-        taken = learner.train_iteration(self.run_steps)
-        config = learner.distill_config
-        if config.enabled and learner.iterations % config.every == 0:
-            self.distill_round(index)
-        return taken
+    def train_round(self, after_turn: Optional[Callable[[int, int], None]] = None) -> None:
+        active = [index for index, learner in enumerate(self.learners) if not learner.done]
+        round_start = self.run_steps
+        reports = self.backend.call("train_turn", [(index, (round_start, self.turn_steps)) for index in active])
+        for index, report in zip(active, reports):
+            self.learners[index].status = report.status
+            if after_turn is not None:
+                after_turn(index, report.taken)
+        self.distill({index: report.due for index, report in zip(active, reports) if report.due})
 
-    def distill_round(self, index: int) -> None:
-        """``distill.steps`` gradient steps of learner ``index``, their diagnostics logged."""
-        learner = self.learners[index]
-        config = learner.distill_config
-        peers = [peer for j, peer in enumerate(self.learners) if j != index and len(peer.states) > 0]
+    # ----- the distillation phase -------------------------------------------------------------
+
+    def plan(self, index: int, rounds: int) -> List[PlannedStep]:
+        """The gradient steps of ``rounds`` distillation rounds of learner ``index``: which
+        peers it compares and which of their states it samples (from its own random stream)."""
+        config = self.configs[index]
+        peers = [j for j, peer in enumerate(self.learners) if j != index and peer.status.buffer_len > 0]
         if not peers:
+            return []
+        steps_before = (self.learners[index].iterations // config.every - rounds) * config.steps
+        steps = []
+        for step in range(rounds * config.steps):
+            chosen = peers if config.combine == "best" else [peers[(steps_before + step) % len(peers)]]
+            sizes = [len(part) for part in np.array_split(np.arange(config.batch), len(chosen))]
+            draws = tuple(
+                (j, self.rngs[index].integers(0, self.learners[j].status.buffer_len, size=size))
+                for j, size in zip(chosen, sizes)
+                if size > 0
+            )
+            steps.append(PlannedStep(tuple(chosen), draws))
+        return steps
+
+    def distill(self, due: Dict[int, int]) -> None:
+        """Every due learner's distillation steps, with all targets taken before any update."""
+        plans = {index: steps for index, steps in ((i, self.plan(i, rounds)) for i, rounds in due.items()) if steps}
+        if not plans:
             return
-        rounds_before = (learner.iterations // config.every - 1) * config.steps
-        for step in range(config.steps):
-            chosen = peers
-            if config.combine == "round_robin":
-                chosen = [peers[(rounds_before + step) % len(peers)]]
-            for key, value in self.distill_step(learner, chosen).items():
-                learner.logger.record_mean(f"distill/{key}", value)
+        before = self.backend.bytes_exchanged
+        states = self._gather_states(plans)
+        answers = self._gather_answers(plans, states)
+        learners = sorted(plans)
+        batches = [
+            [DistillBatch(states[(i, s)], tuple(answers[(i, s, k)] for k in step.teachers)) for s, step in enumerate(plans[i])]
+            for i in learners
+        ]
+        stats = self.backend.call("distill", [(i, (batch,)) for i, batch in zip(learners, batches)])
+        self.last_stats = dict(zip(learners, stats))
+        self.bytes_per_round.append(self.backend.bytes_exchanged - before)
 
-    def distill_step(self, learner: Learner, peers: Sequence[Learner]) -> Dict[str, float]:
-        """One weighted distillation step of ``learner`` towards ``peers`` on their states."""
-        config = learner.distill_config
-        return distill_step(learner, peers, self.sample_states(peers, config.batch), config.weighting, config.alpha)
+    def _gather_states(self, plans: Dict[int, List[PlannedStep]]) -> Dict[Tuple[int, int], np.ndarray]:
+        """One request per peer for every state sampled from its buffer, split back per step."""
+        wanted: Dict[int, List[Tuple[Tuple[int, int], np.ndarray]]] = defaultdict(list)
+        for i, steps in plans.items():
+            for s, step in enumerate(steps):
+                for j, indices in step.draws:
+                    wanted[j].append(((i, s), indices))
+        peers = sorted(wanted)
+        replies = self.backend.call("states_at", [(j, (np.concatenate([idx for _, idx in wanted[j]]),)) for j in peers])
+        parts: Dict[Tuple[int, int], List[Tuple[int, np.ndarray]]] = defaultdict(list)
+        for j, reply in zip(peers, replies):
+            offset = 0
+            for key, indices in wanted[j]:
+                parts[key].append((j, reply[offset : offset + len(indices)]))
+                offset += len(indices)
+        # In the order of the step's draws, as a sequential sample would be.
+        return {key: np.concatenate([states for _, states in sorted(chunks, key=lambda c: c[0])]) for key, chunks in parts.items()}
 
-    def sample_states(self, peers: Sequence[Learner], batch: int) -> np.ndarray:
-        """``batch`` raw states, split evenly over the peers' recent states."""
-        sizes = [len(part) for part in np.array_split(np.arange(batch), len(peers))]
-        return np.concatenate([peer.states.sample(size, self.rng) for peer, size in zip(peers, sizes) if size > 0])
+    def _gather_answers(self, plans: Dict[int, List[PlannedStep]], states: Dict[Tuple[int, int], np.ndarray]) -> Dict[Tuple[int, int, int], TeacherAnswer]:
+        """One request per teacher for all the states it is asked about, split back per step."""
+        questions: Dict[int, List[Tuple[int, int]]] = defaultdict(list)
+        for i, steps in plans.items():
+            for s, step in enumerate(steps):
+                for k in step.teachers:
+                    questions[k].append((i, s))
+        teachers = sorted(questions)
+        replies = self.backend.call("answer", [(k, (np.concatenate([states[key] for key in questions[k]]),)) for k in teachers])
+        answers = {}
+        for k, reply in zip(teachers, replies):
+            offset = 0
+            for i, s in questions[k]:
+                size = len(states[(i, s)])
+                answers[(i, s, k)] = reply.part(offset, offset + size)
+                offset += size
+        return answers
+
+    def close(self) -> None:
+        self.backend.close()
 
 
-def best_targets(learner: Learner, teachers: Sequence[Learner], states: np.ndarray) -> Tuple[PolicyOutput, np.ndarray]:
+def best_targets(learner: Learner, answers: Sequence[TeacherAnswer], states_count: int) -> Tuple[PolicyOutput, np.ndarray]:
     """Per state, the output (in ``learner``'s distribution space) and raw value of the teacher
     (a peer, or the one teacher) with the highest value there."""
-    values = np.stack([teacher.values_on(states) for teacher in teachers])  # (teachers, batch)
+    values = np.stack([answer.values for answer in answers])  # (teachers, batch)
     best = torch.as_tensor(values.argmax(axis=0))
-    outputs = [learner.express_target(teacher.policy_on(states), teacher.distribution_kind) for teacher in teachers]
-    columns = torch.arange(len(states))
+    outputs = [learner.express_target(answer.output, answer.kind) for answer in answers]
+    columns = torch.arange(states_count)
 
     def pick(field: str) -> Optional[torch.Tensor]:
         tensors = [getattr(output, field) for output in outputs]
@@ -118,16 +218,16 @@ def best_targets(learner: Learner, teachers: Sequence[Learner], states: np.ndarr
         return torch.stack([t.expand_as(outputs[0].mean) for t in tensors])[best, columns]
 
     target = PolicyOutput(pick("mean"), pick("log_std"), torch.stack([o.env_action for o in outputs])[best, columns])
-    return target, values[best.numpy(), np.arange(len(states))]
+    return target, values[best.numpy(), np.arange(states_count)]
 
 
 def distill_step(
-    learner: Learner, teachers: Sequence[Learner], states: np.ndarray, weighting: str, alpha: float, scale: float = 1.0
+    learner: Learner, answers: Sequence[TeacherAnswer], states: np.ndarray, weighting: str, alpha: float, scale: float = 1.0
 ) -> Dict[str, float]:
-    """One distillation step of ``learner`` towards ``teachers`` on raw ``states``, weighted by
-    the disadvantage weights of ``xi = V_teacher - V_learner`` (times ``scale``); returns the
-    diagnostics that are logged under ``distill/``."""
-    target, teacher_values = best_targets(learner, teachers, states)
+    """One distillation step of ``learner`` towards the teachers' ``answers`` on raw ``states``,
+    weighted by the disadvantage weights of ``xi = V_teacher - V_learner`` (times ``scale``);
+    returns the diagnostics that are logged under ``distill/``."""
+    target, teacher_values = best_targets(learner, answers, len(states))
     weights = disadvantage_weights(teacher_values, learner.values_on(states), weighting, alpha)
     stats = {
         "peer_gap": weights.peer_gap,

@@ -34,7 +34,11 @@ class RawStateBuffer:
         """``batch_size`` states drawn uniformly with replacement."""
         if len(self) == 0:
             raise ValueError("cannot sample from an empty state buffer")
-        return self.states[rng.integers(0, len(self), size=batch_size)]
+        return self.at(rng.integers(0, len(self), size=batch_size))
+
+    def at(self, indices: np.ndarray) -> np.ndarray:
+        """The states at ``indices`` in ``[0, len(self))``: a peer group draws the indices."""
+        return self.states[indices]
 
     def save(self, path: Path) -> None:
         """Save the filled part in chronological order (``np.save``)."""

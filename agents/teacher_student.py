@@ -26,7 +26,7 @@ from stable_baselines3.common.vec_env import VecNormalize
 
 from agents.algorithms import ALGORITHMS
 from agents.learner import Learner, LearnerSpec, make_eval_env
-from agents.peer_group import distill_step
+from agents.peer_group import answer_on, distill_step
 from dpd.config import DistillConfig, RunConfig, TeacherConfig
 from dpd.errors import UserError, unknown_choice
 from dpd.fidelity import policy_fidelity
@@ -199,7 +199,6 @@ class TeacherStudent:
         self.config = config
         self.learners: List[Learner] = [student]  # what the loop trains, evaluates and saves
         self.rng = np.random.default_rng(seed)
-        self.turn = 0
         self._teacher_obs: Optional[np.ndarray] = None
         self._teacher_states: Optional[np.ndarray] = None
         self._teacher_return: Optional[float] = None
@@ -212,11 +211,26 @@ class TeacherStudent:
     def done(self) -> bool:
         return self.student.done
 
-    def train(self, after_iteration: Optional[Callable[[int, int], None]] = None) -> None:
+    @property
+    def random_state(self) -> Dict[str, Any]:
+        return self.rng.bit_generator.state
+
+    @random_state.setter
+    def random_state(self, state: Dict[str, Any]) -> None:
+        self.rng.bit_generator.state = state
+
+    def train(self, after_turn: Optional[Callable[[int, int], None]] = None, after_round: Optional[Callable[[], None]] = None) -> None:
+        """One iteration per turn and per round (one learner: nothing to synchronise)."""
         while not self.done:
             taken = self.train_iteration(0)
-            if after_iteration is not None:
-                after_iteration(0, taken)
+            if after_turn is not None:
+                after_turn(0, taken)
+            if after_round is not None:
+                after_round()
+
+    def close(self) -> None:
+        self.student.close()
+        self.teacher.close()
 
     def train_iteration(self, index: int = 0) -> int:
         """One iteration of the student (or, offline, of the teacher), then distillation."""
@@ -236,7 +250,7 @@ class TeacherStudent:
             student.logger.record("distill/lambda", scale)
             for _ in range(config.steps):
                 states = source.sample(config.batch, self.rng)
-                for key, value in distill_step(student, [self.teacher], states, weighting, config.alpha, scale).items():
+                for key, value in distill_step(student, [answer_on(self.teacher, states)], states, weighting, config.alpha, scale).items():
                     student.logger.record_mean(f"distill/{key}", value)
         if mode == "offline":
             student.logger.dump(step=student.num_timesteps)  # no SB3 rollout dumps the records

@@ -1,18 +1,21 @@
 """Building, training, checkpointing and resuming a peer group inside a run directory."""
 
+import functools
 import inspect
 import platform
+import shutil
 import sys
 from dataclasses import asdict, dataclass, field
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Union
+from typing import Any, Callable, Dict, List, Optional, Union
 
 from tqdm import tqdm
 
 from agents.algorithms import ALGORITHMS
 from agents.learner import Learner, LearnerSpec
 from agents.peer_group import COMBINE_RULES, PeerGroup
+from agents.peers import BACKENDS, PeerFailure, make_backend
 from agents.teacher_student import MODES, SCHEDULES, TeacherStudent, load_teacher, student_distill_defaults
 from dpd.config import DistillConfig, RunConfig, build_config, build_distill_config, merge
 from dpd.errors import UserError, unknown_choice
@@ -104,6 +107,10 @@ def check_config(cfg: RunConfig) -> List[PeerSetup]:
     for key, value in {"eval.every": cfg.eval.every, "checkpoint_every": cfg.checkpoint_every, "turn_steps": cfg.turn_steps}.items():
         if value < 0:
             raise UserError(f"{key} must not be negative, got {value}")
+    if cfg.backend not in BACKENDS:
+        raise unknown_choice("backend", cfg.backend, BACKENDS)
+    if cfg.teacher.path and cfg.backend != "local":
+        raise UserError("a teacher-student run trains one learner: --parallel and --backend apply to peer groups")
     if cfg.total_steps < cfg.peers:
         raise UserError(f"total_steps ({cfg.total_steps}) must give each of the {cfg.peers} peers at least one step")
     if cfg.teacher.path:
@@ -185,17 +192,35 @@ def package_versions() -> Dict[str, str]:
 Agent = Union[PeerGroup, TeacherStudent]
 
 
+LearnerFactory = Callable[[], Learner]
+
+
 def build_group(cfg: RunConfig) -> PeerGroup:
     """Fresh peers for a config without a teacher; bad hyperparameter values become user errors."""
-    return PeerGroup([build_learner(setup) for setup in check_config(cfg)], seed=cfg.seed, turn_steps=cfg.turn_steps)
+    setups = check_config(cfg)
+    group = assemble(cfg, setups, [functools.partial(build_learner, setup) for setup in setups])
+    assert isinstance(group, PeerGroup), "a config with a teacher builds a TeacherStudent"
+    return group
 
 
-def assemble(cfg: RunConfig, setups: List[PeerSetup], learners: List[Learner]) -> Agent:
-    """The peer group, or the teacher-student pair when the config names a teacher."""
+def build_learners(cfg: RunConfig) -> List[Learner]:
+    """Fresh learners of a config, in this process (to drive by hand, as the tests do)."""
+    return [build_learner(setup) for setup in check_config(cfg)]
+
+
+def assemble(cfg: RunConfig, setups: List[PeerSetup], factories: List[LearnerFactory]) -> Agent:
+    """The peer group on its backend (where the factories run), or the teacher-student pair
+    when the config names a teacher."""
     if not cfg.teacher.path:
-        return PeerGroup(learners, seed=cfg.seed, turn_steps=cfg.turn_steps)
-    teacher = _checked_teacher(setups[0], load_teacher(cfg, setups[0].distill))
-    return TeacherStudent(teacher, learners[0], cfg.teacher, seed=cfg.seed)
+        backend = make_backend(cfg.backend, factories, [setup.spec.name for setup in setups], cfg.ray_address)
+        return PeerGroup(backend, [setup.spec for setup in setups], [setup.distill for setup in setups], cfg.seed, cfg.turn_steps)
+    student = factories[0]()
+    try:
+        teacher = _checked_teacher(setups[0], load_teacher(cfg, setups[0].distill))
+    except BaseException:
+        student.close()
+        raise
+    return TeacherStudent(teacher, student, cfg.teacher, seed=cfg.seed)
 
 
 def _checked_teacher(student: PeerSetup, teacher: Learner) -> Learner:
@@ -217,10 +242,21 @@ def build_learner(setup: PeerSetup) -> Learner:
         raise UserError(f"cannot build a {setup.spec.algo} learner from algo_kwargs {setup.algo_kwargs}: {exc}") from None
 
 
+def load_learner(setup: PeerSetup, directory: Path, iterations: int) -> Learner:
+    """A learner from its checkpoint directory; any failure to read it is a user error. A peer
+    that never reached a checkpoint (it died first) starts afresh."""
+    if iterations == 0 and not directory.exists():
+        return build_learner(setup)
+    try:
+        return ALGORITHMS[setup.spec.algo].load(setup.spec, directory, setup.distill, iterations)
+    except Exception as exc:
+        raise UserError(f"checkpoint {directory} is missing or corrupt: {type(exc).__name__}: {exc}") from None
+
+
 def new_run(run_path: Path, cfg: RunConfig) -> "Trainer":
     """Build everything in memory first, so a user error leaves no run directory behind."""
     setups = check_config(cfg)
-    group = assemble(cfg, setups, [build_learner(setup) for setup in setups])
+    group = assemble(cfg, setups, [functools.partial(build_learner, setup) for setup in setups])
     manifest = {
         "dpd_run": 1,
         "command": " ".join(sys.argv),
@@ -235,30 +271,26 @@ def new_run(run_path: Path, cfg: RunConfig) -> "Trainer":
     return Trainer(RunDirectory.create(run_path, manifest), group, cfg)
 
 
-def open_run(run_path: Path) -> "Trainer":
-    """A run rebuilt from its latest checkpoint (or from scratch if it has none yet)."""
+def open_run(run_path: Path, backend: Optional[str] = None) -> "Trainer":
+    """A run rebuilt from its latest checkpoint (or from scratch if it has none yet), on its
+    own backend or on ``backend`` (the backend does not change the results)."""
     run = RunDirectory.open(run_path)
     try:
-        cfg = build_config(run.manifest["config"])
+        cfg = build_config(run.manifest["config"], {"backend": backend} if backend else None)
         setups = check_config(cfg)
     except UserError as exc:
         raise UserError(f"run manifest in {run_path} is corrupt: {exc}") from None
     progress = run.manifest["progress"]
     checkpoint = run.checkpoint_dir
     if checkpoint is None:
-        group = assemble(cfg, setups, [build_learner(setup) for setup in setups])
-    else:
-        learners = []
-        for setup in setups:
-            spec = setup.spec
-            try:
-                iterations = int(progress["learners"][spec.name]["iterations"])
-                learners.append(ALGORITHMS[spec.algo].load(spec, checkpoint / spec.name, setup.distill, iterations))
-            except Exception as exc:  # any failure to read a checkpoint is reported, not raised
-                raise UserError(f"checkpoint {checkpoint / spec.name} is missing or corrupt: {type(exc).__name__}: {exc}") from None
-        group = assemble(cfg, setups, learners)
-        group.rng.bit_generator.state = progress["rng"]
-        group.turn = int(progress.get("turn", 0))
+        return Trainer(run, assemble(cfg, setups, [functools.partial(build_learner, setup) for setup in setups]), cfg)
+    try:
+        iterations = {setup.spec.name: int(progress["learners"][setup.spec.name]["iterations"]) for setup in setups}
+    except (KeyError, TypeError, ValueError) as exc:
+        raise UserError(f"run manifest in {run_path} is corrupt: no progress for {exc}") from None
+    factories = [functools.partial(load_learner, setup, checkpoint / setup.spec.name, iterations[setup.spec.name]) for setup in setups]
+    group = assemble(cfg, setups, factories)
+    group.random_state = progress["rng"]
     return Trainer(run, group, cfg)
 
 
@@ -284,22 +316,28 @@ class Trainer:
         total = sum(learner.planned_steps for learner in group.learners)
         bar = tqdm(total=total, initial=min(group.run_steps, total), unit="step", desc="dpd train", disable=not progress_bar, mininterval=1.0, dynamic_ncols=True)
 
-        def after_iteration(index: int, taken: int) -> None:
-            nonlocal next_checkpoint
+        def after_turn(index: int, taken: int) -> None:
             bar.update(taken)
             learner = group.learners[index]
             if learner.num_timesteps >= next_eval[index]:
                 self._evaluate(learner, cfg.eval.episodes)
                 next_eval[index] = self._next_multiple(learner.num_timesteps, cfg.eval.every)
+
+        def after_round() -> None:  # between rounds every peer is in a consistent state
+            nonlocal next_checkpoint
             if group.run_steps >= next_checkpoint:
                 self.checkpoint()
                 next_checkpoint = self._next_multiple(group.run_steps, cfg.checkpoint_every)
 
         try:
-            group.train(after_iteration)
+            group.train(after_turn, after_round)
         except KeyboardInterrupt:
             bar.close()
             self.checkpoint()
+            raise
+        except PeerFailure as failure:
+            bar.close()
+            self.checkpoint_survivors(failure.index)
             raise
         bar.close()
         results = [self._evaluate(learner, cfg.eval.final_episodes, final=True) for learner in group.learners]
@@ -317,12 +355,7 @@ class Trainer:
         metrics: Dict[str, float] = {}
         if isinstance(self.group, TeacherStudent):
             metrics = self.group.final_metrics(learner, mean, episodes) if final else self.group.evaluation_metrics(learner)
-        learner.logger.record("eval/mean_reward", mean)
-        learner.logger.record("eval/std_reward", std)
-        learner.logger.record("time/run_total_steps", self.group.run_steps)
-        for key, value in metrics.items():
-            learner.logger.record(key, value)
-        learner.logger.dump(step=learner.num_timesteps)
+        learner.log({"eval/mean_reward": mean, "eval/std_reward": std, "time/run_total_steps": self.group.run_steps, **metrics}, learner.num_timesteps)
         result = EvalResult(learner.spec.name, learner.spec.algo, learner.num_timesteps, mean, std, episodes, metrics)
         self.history.append(result)
         return result
@@ -338,19 +371,36 @@ class Trainer:
         progress: Dict[str, Any] = {
             "run_steps": group.run_steps,
             "learners": {l.spec.name: {"num_timesteps": l.num_timesteps, "iterations": l.iterations} for l in group.learners},
-            "turn": group.turn,
-            "rng": group.rng.bit_generator.state,
+            "rng": group.random_state,
             "finished": final_eval is not None,
         }
         if final_eval is not None:
             progress["final_eval"] = final_eval
         return self.run.save_checkpoint(f"step_{group.run_steps:010d}", write, progress)
 
+    def checkpoint_survivors(self, failed: int) -> Path:
+        """After peer ``failed`` died: the others as they are now, the failed one as in the last
+        checkpoint (or afresh, if it had none), so that ``--resume`` loses only its work."""
+        group = self.group
+        previous, before = self.run.checkpoint_dir, self.run.manifest["progress"].get("learners", {})
+        failed_name = group.learners[failed].spec.name
+        failed_progress = before.get(failed_name, {"num_timesteps": 0, "iterations": 0})
+
+        def write(directory: Path) -> None:
+            for learner in group.learners:
+                if learner.spec.name != failed_name:
+                    learner.save(directory / learner.spec.name)
+                elif previous is not None and (previous / failed_name).exists():
+                    shutil.copytree(previous / failed_name, directory / failed_name)
+
+        learners = {l.spec.name: {"num_timesteps": l.num_timesteps, "iterations": l.iterations} for l in group.learners}
+        learners[failed_name] = failed_progress
+        run_steps = sum(entry["num_timesteps"] for entry in learners.values())
+        progress = {"run_steps": run_steps, "learners": learners, "rng": group.random_state, "finished": False}
+        return self.run.save_checkpoint(f"step_{run_steps:010d}", write, progress)
+
     def close(self) -> None:
-        for learner in self.group.learners:
-            learner.close()
-        if isinstance(self.group, TeacherStudent):
-            self.group.teacher.close()
+        self.group.close()
 
 
 def evaluate_run(run_path: Path, episodes: int) -> List[EvalResult]:

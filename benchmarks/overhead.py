@@ -46,8 +46,7 @@ def time_dpd(algo: str, env_id: str, steps: int, seed: int, tb: Path) -> Timing:
         group.train()
 
     timing = measure(train)
-    for learner in group.learners:
-        learner.close()
+    group.close()
     return timing
 
 

@@ -14,6 +14,7 @@ from dpd.errors import UserError
 
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130
+EXIT_PEER_FAILED = 1
 
 
 class _Parser(argparse.ArgumentParser):
@@ -49,8 +50,18 @@ def _train_config(args: argparse.Namespace) -> Dict[str, Any]:
 
     layer: Dict[str, Any] = load_yaml(args.config) if args.config else {}
     layer = merge(layer, parse_overrides(args.set or []))
-    flags = {"env": args.env, "algo": args.algo, "peers": args.peers, "total_steps": args.total_steps, "seed": args.seed}
+    flags = {"env": args.env, "algo": args.algo, "peers": args.peers, "total_steps": args.total_steps, "seed": args.seed, "backend": _backend(args), "ray_address": getattr(args, "address", None)}
     return merge(layer, {key: value for key, value in flags.items() if value is not None})
+
+
+def _backend(args: argparse.Namespace) -> Optional[str]:
+    """``--backend`` if given, ``process`` for a bare ``--parallel``."""
+    backend = getattr(args, "backend", None)
+    if backend is None and getattr(args, "parallel", False):
+        return "process"
+    if backend == "local" and getattr(args, "parallel", False):
+        raise UserError("--parallel contradicts --backend local")
+    return backend
 
 
 def cmd_train(args: argparse.Namespace, config_layers: Callable[[argparse.Namespace], Dict[str, Any]] = _train_config) -> int:
@@ -60,10 +71,11 @@ def cmd_train(args: argparse.Namespace, config_layers: Callable[[argparse.Namesp
             raise UserError(f"--resume takes the config from the run dir; drop {', '.join(given)}")
     _single_thread()
     from agents import new_run, open_run
+    from agents.peers import PeerFailure
     from dpd.config import build_config
 
     if args.resume:
-        trainer = open_run(Path(args.resume))
+        trainer = open_run(Path(args.resume), backend=_backend(args))
         if trainer.finished:
             trainer.close()
             print(f"run {args.resume} is already complete ({trainer.run.manifest['progress']['run_steps']} env steps); see dpd eval {args.resume}")
@@ -83,6 +95,9 @@ def cmd_train(args: argparse.Namespace, config_layers: Callable[[argparse.Namesp
     except KeyboardInterrupt:
         print(f"\ninterrupted; checkpoint saved. Continue with: dpd train --resume {trainer.run.path}", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except PeerFailure as failure:
+        print(f"dpd: error: {failure}; the other peers were checkpointed, {failure.name} goes back to its last checkpoint. Continue with: dpd train --resume {trainer.run.path}", file=sys.stderr)
+        return EXIT_PEER_FAILED
     finally:
         trainer.close()
     _print_results(results, as_json=False)
@@ -167,7 +182,10 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--algo", help="SB3 algorithm of the peers: ppo, a2c, sac, td3, ddpg, or a list such as ppo,sac cycled over the peers (default ppo)")
     train.add_argument("--peers", type=int, help="number of peers (default 2)")
     _add_run_arguments(train)
-    train.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run (of train or distill) from its last checkpoint")
+    train.add_argument("--parallel", action="store_true", help="each peer in its own process, one core each (same results as sequential)")
+    train.add_argument("--backend", help="where peers live: local (default), process (= --parallel) or ray (pip install 'dpd[ray]')")
+    train.add_argument("--address", help="with --backend ray: the Ray cluster's address (default: start a local instance)")
+    train.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run (of train or distill) from its last checkpoint; --parallel/--backend may change where its peers live")
     train.set_defaults(handler=cmd_train)
 
     distill = sub.add_parser("distill", help="distill a trained SB3 model (the teacher) into a student")

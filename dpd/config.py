@@ -82,6 +82,10 @@ class RunConfig:
     # alternate every 1000 steps, which keeps each learner's networks in the CPU's caches.
     turn_steps: int = 1000
     checkpoint_every: int = 100_000  # run env steps between checkpoints (0: only at the end)
+    # Where peers live: "local" (this process, one after another), "process" (one process per
+    # peer, --parallel) or "ray" (Ray actors, at ray_address or a local instance). Same results.
+    backend: str = "local"
+    ray_address: str = ""
     save_replay_buffer: bool = True  # off-policy learners: checkpoint the replay buffer for an exact resume
     algo_kwargs: Dict[str, Any] = field(default_factory=dict)  # passed to the SB3 constructor
     env_kwargs: Dict[str, Any] = field(default_factory=dict)  # passed to gymnasium.make

@@ -8,7 +8,7 @@ import torch
 from stable_baselines3 import A2C, DDPG, PPO, SAC, TD3
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from agents import build_group
+from agents import build_learners
 from agents.peer_group import PeerGroup
 from dpd.cli import main
 from dpd.config import build_config
@@ -26,7 +26,7 @@ def beats_random(mean_return: float, random_return: float) -> bool:
 
 def tiny_learners(algo, peers=1, total_steps=2000, **overrides):
     cfg = build_config({"env": TINY, "algo": algo, "peers": peers, "total_steps": total_steps}, overrides)
-    return build_group(cfg).learners
+    return build_learners(cfg)
 
 
 @pytest.mark.parametrize("algo", ["a2c", "sac", "td3", "ddpg"])
@@ -45,18 +45,16 @@ def test_pair_trains_resumes_and_beats_random(algo, tmp_path, monkeypatch, rando
     budget = BUDGETS[algo]
     args = ["train", "--env", TINY, "--algo", algo, "--total-steps", str(2 * budget), "--no-progress", "--run-dir", str(run_dir)]
     args += ["--set", f"checkpoint_every={budget // 2}", "--set", "eval.every=0", *CADENCE[algo]]
-    original = PeerGroup.train_iteration
-    calls = {"n": 0}
+    original = PeerGroup.train_round
 
-    def interrupt_halfway(self, index):
-        calls["n"] += 1
+    def interrupt_halfway(self, after_turn=None):
         if self.run_steps >= budget:
             raise KeyboardInterrupt
-        return original(self, index)
+        return original(self, after_turn)
 
-    monkeypatch.setattr(PeerGroup, "train_iteration", interrupt_halfway)
+    monkeypatch.setattr(PeerGroup, "train_round", interrupt_halfway)
     assert main(args) == 130
-    monkeypatch.setattr(PeerGroup, "train_iteration", original)
+    monkeypatch.setattr(PeerGroup, "train_round", original)
     assert main(["train", "--resume", str(run_dir), "--no-progress"]) == 0
     manifest = json.loads((run_dir / "manifest.json").read_text())
     assert manifest["progress"]["finished"]

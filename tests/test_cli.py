@@ -62,20 +62,21 @@ def test_losses_lists_the_registry(capsys):
 
 def test_interrupted_run_resumes_to_its_budget(tmp_path, monkeypatch, capsys):
     run_dir = tmp_path / "resume"
-    original = PeerGroup.train_iteration
+    original = PeerGroup.train_round
     calls = {"n": 0}
 
-    def interrupt_after_ten(self, index):
+    def interrupt_after_two_rounds(self, after_turn=None):
         calls["n"] += 1
-        if calls["n"] > 10:
+        if calls["n"] > 2:
             raise KeyboardInterrupt
-        return original(self, index)
+        return original(self, after_turn)
 
-    monkeypatch.setattr(PeerGroup, "train_iteration", interrupt_after_ten)
+    monkeypatch.setattr(PeerGroup, "train_round", interrupt_after_two_rounds)
     assert main(["train", *FAST, "--total-steps", "8192", "--run-dir", str(run_dir)]) == 130
     manifest = json.loads((run_dir / "manifest.json").read_text())
-    assert manifest["progress"]["run_steps"] == 10 * 256 and not manifest["progress"]["finished"]
-    monkeypatch.setattr(PeerGroup, "train_iteration", original)
+    # a round: each peer's turn of 4 iterations of 256 steps (turn_steps 1000)
+    assert manifest["progress"]["run_steps"] == 2 * 2 * 4 * 256 and not manifest["progress"]["finished"]
+    monkeypatch.setattr(PeerGroup, "train_round", original)
     assert main(["train", "--resume", str(run_dir), "--no-progress"]) == 0
     manifest = json.loads((run_dir / "manifest.json").read_text())
     assert manifest["progress"]["finished"]
@@ -98,8 +99,10 @@ def test_a_failed_save_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
     monkeypatch.setattr(Learner, "save", broken_save)
     from agents import open_run
 
+    from agents.peers import PeerFailure
+
     trainer = open_run(run_dir)
-    with pytest.raises(OSError):
+    with pytest.raises(PeerFailure, match="peer0 failed: OSError: disk full"):
         trainer.checkpoint()
     after = json.loads((run_dir / "manifest.json").read_text())["progress"]["checkpoint"]
     assert after == before and (run_dir / before / "peer0" / "model.zip").is_file()

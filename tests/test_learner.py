@@ -2,13 +2,13 @@ import numpy as np
 import pytest
 import torch
 
-from agents import build_group
+from agents import build_learners
 from dpd.config import build_config
 from tests.conftest import TINY
 
 
 def make_learners(peers=2, total_steps=2048, **overrides):
-    learners = build_group(build_config({"env": TINY, "peers": peers, "total_steps": total_steps}, overrides)).learners
+    learners = build_learners(build_config({"env": TINY, "peers": peers, "total_steps": total_steps}, overrides))
     for learner in learners:
         learner.start(None)
     return learners

@@ -1,13 +1,24 @@
 """The peer group's choices on constructed peers with known values and actions."""
 
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 import torch
 
-from agents.peer_group import PeerGroup, best_targets
+from agents.peer_group import PeerGroup, answer_on, best_targets, distill_step
+from agents.peers import LocalPeers
 from agents.state_buffer import RawStateBuffer
 from dpd.config import DistillConfig
 from dpd.losses import PolicyOutput
+
+
+class _Records:
+    def __init__(self):
+        self.means = {}
+
+    def record_mean(self, key, value):
+        self.means.setdefault(key, []).append(value)
 
 
 class StubPeer:
@@ -15,7 +26,11 @@ class StubPeer:
 
     distribution_kind = "gaussian"
 
-    def __init__(self, value_fn, action: float, states: np.ndarray, **distill) -> None:
+    def __init__(self, value_fn, action: float, states: np.ndarray, name: str = "stub", **distill) -> None:
+        self.spec = SimpleNamespace(name=name, seed=0)
+        self.num_timesteps = self.iterations = self.planned_steps = 0
+        self.done = False
+        self.logger = _Records()
         self.value_fn = value_fn
         self.action = action
         self.states = RawStateBuffer(len(states), states.shape[1])
@@ -43,7 +58,7 @@ def test_best_rule_picks_the_highest_value_peer_per_state():
     # peer A is better on state 0, peer B on state 1
     peer_a = StubPeer(lambda s: np.where(s[:, 0] == 0.0, 5.0, 1.0), action=-1.0, states=states)
     peer_b = StubPeer(lambda s: np.where(s[:, 0] == 0.0, 2.0, 7.0), action=+1.0, states=states)
-    target, values = best_targets(peer_a, [peer_a, peer_b], states)
+    target, values = best_targets(peer_a, [answer_on(peer_a, states), answer_on(peer_b, states)], len(states))
     np.testing.assert_array_equal(target.mean.numpy().reshape(-1), [-1.0, 1.0])
     np.testing.assert_array_equal(values, [5.0, 7.0])
 
@@ -53,38 +68,33 @@ def test_distill_step_weights_states_where_the_peer_is_better():
     learner = StubPeer(lambda s: np.array([0.0] * len(s)), action=0.0, states=states, weighting="hard")
     # the peer is better than the learner on state 1 only
     peer = StubPeer(lambda s: np.where(s[:, 0] == 1.0, 3.0, -3.0), action=1.0, states=states)
-    group = PeerGroup([learner, peer], seed=0)
-    stats = group.distill_step(learner, [peer])
-    raw, _, weights = learner.updates[-1]
+    raw = states[np.random.default_rng(0).integers(0, 2, size=64)]
+    stats = distill_step(learner, [answer_on(peer, raw)], raw, "hard", alpha=0.5)
+    _, _, weights = learner.updates[-1]
     assert np.all(weights[raw[:, 0] == 0.0] == 0.0) and np.all(weights[raw[:, 0] == 1.0] > 0.0)
     assert weights.sum() == pytest.approx(1.0)
     assert stats["peer_better_frac"] == pytest.approx(np.mean(raw[:, 0] == 1.0))
 
 
-def test_states_are_drawn_from_every_peer():
-    a = StubPeer(lambda s: np.zeros(len(s)), 0.0, np.zeros((10, 1), dtype=np.float32))
-    b = StubPeer(lambda s: np.zeros(len(s)), 0.0, np.ones((10, 1), dtype=np.float32))
-    group = PeerGroup([a, b], seed=0)
-    states = group.sample_states([a, b], 9)
-    assert len(states) == 9 and set(states[:, 0]) == {0.0, 1.0}
+def local_group(learners):
+    return PeerGroup(LocalPeers(learners), [l.spec for l in learners], [l.distill_config for l in learners], seed=0)
 
 
-class _Records:
-    def __init__(self):
-        self.means = {}
-
-    def record_mean(self, key, value):
-        self.means.setdefault(key, []).append(value)
+def test_states_are_drawn_from_every_peer_but_the_learner():
+    learners = [StubPeer(lambda s: np.zeros(len(s)), 0.0, np.full((10, 1), v, dtype=np.float32), name=f"p{v}", batch=9) for v in range(3)]
+    learners[0].iterations = 5
+    local_group(learners).distill({0: 1})
+    (raw, _, _), = learners[0].updates
+    assert len(raw) == 9 and sorted(set(raw[:, 0])) == [1.0, 2.0]
 
 
 def test_round_robin_uses_one_peer_per_step_in_turn():
     states = np.zeros((4, 1), dtype=np.float32)
     config = {"combine": "round_robin", "steps": 4, "every": 5, "weighting": "none", "batch": 8}
-    learners = [StubPeer(lambda s, v=v: np.full(len(s), v), float(v), states, **config) for v in (0.0, 1.0, 2.0)]
+    learners = [StubPeer(lambda s, v=v: np.full(len(s), v), float(v), states, name=f"p{v}", **config) for v in (0.0, 1.0, 2.0)]
     learner = learners[0]
-    learner.iterations, learner.logger = 5, _Records()
-    group = PeerGroup(learners, seed=0)
-    group.distill_round(0)
+    learner.iterations = 5
+    local_group(learners).distill({0: 1})
     targets = [float(target.mean[0, 0]) for _, target, _ in learner.updates]
     assert targets == [1.0, 2.0, 1.0, 2.0]
     assert len(learner.logger.means["distill/loss"]) == 4
