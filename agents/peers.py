@@ -28,6 +28,13 @@ RAY_INSTALL_HINT = "the ray backend needs Ray: pip install 'dpd[ray]' (or pip in
 Call = Tuple[int, Tuple[Any, ...]]  # (peer index, arguments)
 
 
+def first_line(exc: BaseException, limit: int = 300) -> str:
+    """An exception as one short line: some (torch's) span many lines with whole tensors."""
+    lines = str(exc).strip().splitlines()
+    text = lines[0] if lines else ""
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 class PeerFailure(RuntimeError):
     """A peer died (its process was killed) or raised; names the peer and the cause."""
 
@@ -167,7 +174,7 @@ class LocalPeers:
                 raise
             except Exception as exc:  # the same report as from a peer process
                 self._dead.add(index)
-                raise PeerFailure(index, self.names[index], f"{type(exc).__name__}: {exc}") from exc
+                raise PeerFailure(index, self.names[index], f"{type(exc).__name__}: {first_line(exc)}") from exc
         return replies
 
     def alive(self, index: int) -> bool:
@@ -185,7 +192,7 @@ def _serve(factory: Callable[[], Learner], connection: Any) -> None:
     try:
         peer = Peer(factory())
     except BaseException as exc:  # reported to the group, which raises it there
-        connection.send(("error", type(exc).__name__, str(exc)))
+        connection.send(("error", type(exc).__name__, first_line(exc, limit=2000)))
         return
     connection.send(("ok", peer.status()))
     while True:
@@ -196,7 +203,7 @@ def _serve(factory: Callable[[], Learner], connection: Any) -> None:
         try:
             connection.send(("ok", peer.call(method, *args)))
         except BaseException as exc:
-            connection.send(("error", type(exc).__name__, str(exc)))
+            connection.send(("error", type(exc).__name__, first_line(exc, limit=2000)))
         if method == "close":
             break
 

@@ -309,8 +309,12 @@ class Trainer:
 
     def train(self, progress_bar: bool = True) -> List[EvalResult]:
         group, cfg = self.group, self.cfg
-        for learner in group.learners:
-            learner.start(self.run.tensorboard_dir(learner.spec.name))
+        try:
+            for learner in group.learners:
+                learner.start(self.run.tensorboard_dir(learner.spec.name))
+        except PeerFailure as failure:
+            self.checkpoint_survivors(failure.index)
+            raise
         next_eval = [self._next_multiple(learner.num_timesteps, cfg.eval.every) for learner in group.learners]
         next_checkpoint = self._next_multiple(group.run_steps, cfg.checkpoint_every)
         total = sum(learner.planned_steps for learner in group.learners)
