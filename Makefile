@@ -17,7 +17,7 @@ $(VENV)/.installed: pyproject.toml
 		if command -v nvidia-smi >/dev/null 2>&1; then $(BIN)/pip install --quiet torch; \
 		else $(BIN)/pip install --quiet "$(TORCH_CPU)"; fi; \
 	fi
-	$(BIN)/pip install --quiet -e ".[test]"
+	$(BIN)/pip install --quiet -e ".[test,ray]"
 	touch $@
 
 # The main job: two PPO peers with disadvantage-weighted distillation on HalfCheetah-v5.

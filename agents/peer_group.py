@@ -44,7 +44,8 @@ class TeacherAnswer:
     kind: str  # the teacher's distribution kind
 
     def part(self, start: int, stop: int) -> "TeacherAnswer":
-        output = PolicyOutput(*(None if t is None else t[start:stop] for t in self.output))  # all per state
+        # A copy: a pickled view would carry its whole storage, every other learner's part too.
+        output = PolicyOutput(*(None if t is None else t[start:stop].clone() for t in self.output))
         return TeacherAnswer(output, self.values[start:stop], self.kind)
 
 
@@ -78,7 +79,8 @@ class PeerGroup:
         self.rngs = [np.random.default_rng([seed, index]) for index in range(len(specs))]
         # A learner's turn lasts at least this many env steps (and at least one iteration).
         self.turn_steps = turn_steps
-        self.bytes_per_round: List[int] = []  # bytes the backend moved in each distillation phase
+        # (learners that distilled, bytes the backend moved) for each distillation phase
+        self.exchanges: List[Tuple[int, int]] = []
         self.last_stats: Dict[int, List[Dict[str, float]]] = {}  # each learner's latest steps
 
     @classmethod
@@ -161,7 +163,7 @@ class PeerGroup:
         ]
         stats = self.backend.call("distill", [(i, (batch,)) for i, batch in zip(learners, batches)])
         self.last_stats = dict(zip(learners, stats))
-        self.bytes_per_round.append(self.backend.bytes_exchanged - before)
+        self.exchanges.append((len(learners), self.backend.bytes_exchanged - before))
 
     def _gather_states(self, plans: Dict[int, List[PlannedStep]]) -> Dict[Tuple[int, int], np.ndarray]:
         """One request per peer for every state sampled from its buffer, split back per step."""

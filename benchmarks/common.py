@@ -8,10 +8,9 @@ from typing import Any, Dict, Optional, Tuple
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
-from stable_baselines3.common.logger import configure  # noqa: E402
-
-from agents import build_learner, check_config, peer_setups  # noqa: E402
+from agents import check_config  # noqa: E402
 from agents.learner import Learner  # noqa: E402
+from dpd.bench.runner import plain_sb3_learner as bench_plain_sb3_learner  # noqa: E402
 from dpd.config import RunConfig, build_config  # noqa: E402
 
 
@@ -29,12 +28,8 @@ def run_config(env_id: str, algo: str, total_steps: int, seed: int, peers: int =
 
 def plain_sb3_learner(env_id: str, algo: str, total_steps: int, seed: int, tensorboard_dir: Optional[Path] = None) -> Learner:
     """One learner with the whole budget and the same hyperparameters as a dpd peer, trained by
-    SB3's own ``learn()``: the baseline a user knows."""
-    cfg = run_config(env_id, algo, total_steps, seed, peers=1)
-    learner = build_learner(peer_setups(cfg)[0])
-    formats = ["tensorboard"] if tensorboard_dir else []
-    learner.model.set_logger(configure(str(tensorboard_dir) if tensorboard_dir else None, formats))
-    return learner
+    SB3's own ``learn()``: the baseline a user knows (``dpd bench`` builds it the same way)."""
+    return bench_plain_sb3_learner(run_config(env_id, algo, total_steps, seed, peers=1), tensorboard_dir)
 
 
 def train_plain_sb3(learner: Learner) -> None:

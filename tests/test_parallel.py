@@ -48,7 +48,7 @@ def test_parallel_peers_reproduce_the_sequential_group():
         for (mean_s, values_s), (mean_p, values_p) in zip(outputs(sequential), outputs(parallel)):
             np.testing.assert_array_equal(mean_s, mean_p)
             np.testing.assert_array_equal(values_s, values_p)
-        assert parallel.bytes_per_round and min(parallel.bytes_per_round) > STATES.nbytes
+        assert parallel.exchanges and min(size for _, size in parallel.exchanges) > STATES.nbytes
     finally:
         sequential.close()
         parallel.close()

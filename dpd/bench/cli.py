@@ -16,6 +16,8 @@ from typing import Any, Dict, List
 from dpd.bench.grid import METHODS, PRESETS, BenchRun, Grid, expand, parse_seeds, split_list
 from dpd.errors import UserError, unknown_choice
 
+BENCH_BACKENDS = ("process", "ray")
+
 
 def add_bench_parser(subparsers: Any) -> None:
     bench = subparsers.add_parser(
@@ -35,6 +37,8 @@ def add_bench_parser(subparsers: Any) -> None:
     bench.add_argument("--final-episodes", type=int, help="deterministic episodes of the final score")
     bench.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override for every run, e.g. distill.alpha=1.0 (repeatable)")
     bench.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="runs at once, one single-threaded process each (default: number of cores)")
+    bench.add_argument("--backend", default="process", help="process (default: a local process pool) or ray (each run a Ray task; pip install 'dpd[ray]')")
+    bench.add_argument("--address", default="", help="with --backend ray: the Ray cluster's address (default: start a local instance)")
     bench.add_argument("--out", help="results directory (default results/bench-<preset>); rerunning skips complete runs")
     bench.add_argument("--report-only", action="store_true", help="only remake the table and plots from the results in --out")
     bench.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -62,6 +66,8 @@ def grid_from(args: argparse.Namespace) -> Grid:
 def cmd_bench(args: argparse.Namespace) -> int:
     if args.workers <= 0:
         raise UserError(f"--workers must be positive, got {args.workers}")
+    if args.backend not in BENCH_BACKENDS:
+        raise unknown_choice("bench backend", args.backend, BENCH_BACKENDS)
     grid = grid_from(args)
     out = Path(args.out or f"results/bench-{args.preset}")
     runs = expand(grid)
@@ -73,7 +79,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         if not rows:
             raise UserError(f"no complete runs of this grid in {out}")
     else:
-        rows = _run(runs, out, min(args.workers, len(runs)), progress=not args.no_progress)
+        rows = _run(runs, out, min(args.workers, len(runs)), not args.no_progress, args.backend, args.address)
     written = write_outputs(rows, out, command)
     failed = [row for row in rows if row["status"] != "ok"]
     print(f"{len(rows) - len(failed)} of {len(runs)} runs complete, {len(failed)} failed; wrote {', '.join(str(p) for p in written)}")
@@ -83,7 +89,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
-def _run(runs: List[BenchRun], out: Path, workers: int, progress: bool) -> List[Dict[str, Any]]:
+def _run(runs: List[BenchRun], out: Path, workers: int, progress: bool, backend: str, address: str) -> List[Dict[str, Any]]:
     from tqdm import tqdm
 
     from dpd.bench.runner import run_grid
@@ -99,7 +105,7 @@ def _run(runs: List[BenchRun], out: Path, workers: int, progress: bool) -> List[
 
     print(f"{len(runs)} runs, {workers} at a time, in {out}")
     try:
-        return run_grid(runs, out, workers, report)
+        return run_grid(runs, out, workers, report, backend=backend, address=address)
     finally:
         bar.close()
 

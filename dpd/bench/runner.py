@@ -101,7 +101,7 @@ def _train_plain_sb3(run: BenchRun, directory: Path, cfg: Any) -> Tuple[List[flo
         learner.env.save(str(directory / "vecnormalize.pkl"))
     finally:
         learner.close()
-    return [final], curve + [[run.total_steps, final]]
+    return [final], with_final_point(curve, learner.num_timesteps, final)
 
 
 def group_curve(history: Sequence[Any], peers: int) -> Curve:
@@ -124,7 +124,13 @@ def _train_group(run: BenchRun, directory: Path, cfg: Any) -> Tuple[List[float],
     final_ids = {id(result) for result in final}
     curve = group_curve([result for result in trainer.history if id(result) not in final_ids], cfg.peers)
     scores = [result.mean_return for result in final]
-    return scores, curve + [[run.total_steps, sum(scores) / len(scores)]]
+    return scores, with_final_point(curve, sum(result.env_steps for result in final), sum(scores) / len(scores))
+
+
+def with_final_point(curve: Curve, env_steps: int, score: float) -> Curve:
+    """The curve ending in the final score (more episodes), which replaces an evaluation at the
+    same step; SB3 finishes its last iteration, so ``env_steps`` may pass the budget a little."""
+    return [point for point in curve if point[0] < env_steps] + [[env_steps, score]]
 
 
 def execute(run: BenchRun, directory: Path) -> Dict[str, Any]:
@@ -146,8 +152,8 @@ def execute(run: BenchRun, directory: Path) -> Dict[str, Any]:
     }
 
 
-def run_in_process(run: BenchRun, directory: Path) -> None:
-    """A worker's whole life: one thread, one run, its result or its error written to disk."""
+def execute_and_record(run: BenchRun, directory: Path) -> bool:
+    """One thread, one run, its result or its error written to disk; whether it succeeded."""
     import torch
 
     from dpd.rundir import atomic_write_text
@@ -158,17 +164,24 @@ def run_in_process(run: BenchRun, directory: Path) -> None:
     except BaseException:
         directory.mkdir(parents=True, exist_ok=True)
         (directory / ERROR_FILE).write_text(traceback.format_exc())
-        sys.exit(1)
+        return False
     atomic_write_text(directory / RESULT_FILE, json.dumps(row))
+    return True
+
+
+def run_in_process(run: BenchRun, directory: Path) -> None:
+    """A pool worker's whole life: one run, then exit (non-zero on failure)."""
+    if not execute_and_record(run, directory):
+        sys.exit(1)
 
 
 # --- the grid --------------------------------------------------------------------------------
 
 
-def failure_row(run: BenchRun, directory: Path, exitcode: Optional[int]) -> Dict[str, Any]:
+def failure_row(run: BenchRun, directory: Path, exit_detail: str) -> Dict[str, Any]:
     error_file = directory / ERROR_FILE
     lines = error_file.read_text().strip().splitlines() if error_file.exists() else []
-    error = lines[-1] if lines else f"worker exited with code {exitcode} and left no error (killed?)"
+    error = lines[-1] if lines else f"{exit_detail} and left no error (killed?)"
     return {**run_fields(run), "status": "failed", "error": error}
 
 
@@ -178,11 +191,14 @@ def run_grid(
     workers: int,
     on_event: Callable[[str, BenchRun, Dict[str, Any]], None] = lambda kind, run, row: None,
     target: Callable[[BenchRun, Path], None] = run_in_process,
+    backend: str = "process",
+    address: str = "",
 ) -> List[Dict[str, Any]]:
     """Run every incomplete run, at most ``workers`` at once, each in a fresh process
     (``target(run, directory)``); returns one row per run (complete, skipped because complete
     earlier, or failed). ``on_event(kind, run, row)`` reports "skipped", "done" and "failed"
-    as they happen."""
+    as they happen. ``backend`` "ray" runs them as Ray tasks instead (``target`` is then
+    ``execute_and_record``)."""
     rows: Dict[str, Dict[str, Any]] = {}
     pending: List[BenchRun] = []
     for run in runs:
@@ -192,32 +208,104 @@ def run_grid(
             on_event("skipped", run, done)
         else:
             pending.append(run)
-    context = multiprocessing.get_context("spawn")
-    active: Dict[Any, BenchRun] = {}
+    pool = RayPool(workers, address) if backend == "ray" else ProcessPool(workers, target)
     try:
-        while pending or active:
-            while pending and len(active) < workers:
+        while pending or pool.busy:
+            while pending and pool.has_room:
                 run = pending.pop(0)
                 directory = run_dir(out, run)
                 shutil.rmtree(directory, ignore_errors=True)  # an earlier, incomplete attempt
                 directory.mkdir(parents=True)
-                process = context.Process(target=target, args=(run, directory), name=f"dpd-bench {run.key}")
-                process.start()
-                active[process] = run
-            for sentinel in wait([process.sentinel for process in active]):
-                process = next(p for p in active if p.sentinel == sentinel)
-                process.join()
-                run = active.pop(process)
+                pool.start(run, directory)
+            for run, exit_detail in pool.wait_finished():
                 result = load_result(run_dir(out, run))
                 if result is not None:
                     rows[run.key] = result
                     on_event("done", run, result)
                 else:
-                    rows[run.key] = failure_row(run, run_dir(out, run), process.exitcode)
+                    rows[run.key] = failure_row(run, run_dir(out, run), exit_detail)
                     on_event("failed", run, rows[run.key])
     finally:
-        for process in active:  # interrupted: no worker outlives the sweep
-            process.terminate()
-        for process in active:
-            process.join()
+        pool.close()  # interrupted: no worker outlives the sweep
     return [rows[run.key] for run in runs]
+
+
+class ProcessPool:
+    """At most ``workers`` runs at once, each in a fresh process (a crash takes one run only)."""
+
+    def __init__(self, workers: int, target: Callable[[BenchRun, Path], None]) -> None:
+        self.workers = workers
+        self.target = target
+        self.context = multiprocessing.get_context("spawn")
+        self.active: Dict[Any, BenchRun] = {}
+
+    @property
+    def busy(self) -> bool:
+        return bool(self.active)
+
+    @property
+    def has_room(self) -> bool:
+        return len(self.active) < self.workers
+
+    def start(self, run: BenchRun, directory: Path) -> None:
+        process = self.context.Process(target=self.target, args=(run, directory), name=f"dpd-bench {run.key}")
+        process.start()
+        self.active[process] = run
+
+    def wait_finished(self) -> List[Tuple[BenchRun, str]]:
+        finished = []
+        for sentinel in wait([process.sentinel for process in self.active]):
+            process = next(p for p in self.active if p.sentinel == sentinel)
+            process.join()
+            finished.append((self.active.pop(process), f"worker exited with code {process.exitcode}"))
+        return finished
+
+    def close(self) -> None:
+        for process in self.active:
+            process.terminate()
+        for process in self.active:
+            process.join()
+
+
+class RayPool:
+    """The same as ``ProcessPool`` with each run a Ray task (one CPU), on a local instance or
+    the cluster at ``address``."""
+
+    def __init__(self, workers: int, address: str) -> None:
+        from agents.ray_peers import connect, import_ray
+
+        self.ray = import_ray()
+        self._owns_ray = connect(address, cpus_needed=1)
+        self.task = self.ray.remote(num_cpus=1, max_retries=0)(execute_and_record)
+        self.workers = workers
+        self.active: Dict[Any, BenchRun] = {}
+
+    @property
+    def busy(self) -> bool:
+        return bool(self.active)
+
+    @property
+    def has_room(self) -> bool:
+        return len(self.active) < self.workers
+
+    def start(self, run: BenchRun, directory: Path) -> None:
+        self.active[self.task.remote(run, directory)] = run
+
+    def wait_finished(self) -> List[Tuple[BenchRun, str]]:
+        ready, _ = self.ray.wait(list(self.active), num_returns=1)
+        finished = []
+        for reference in ready:
+            run = self.active.pop(reference)
+            try:
+                self.ray.get(reference)
+                detail = "the run left no result"
+            except Exception as exc:  # the worker died: no error.txt was written
+                detail = f"Ray task failed: {type(exc).__name__}"
+            finished.append((run, detail))
+        return finished
+
+    def close(self) -> None:
+        for reference in self.active:
+            self.ray.cancel(reference, force=True)
+        if self._owns_ray:
+            self.ray.shutdown()

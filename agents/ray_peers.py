@@ -1,0 +1,106 @@
+"""Peers as Ray actors (``--backend ray``): the requests of a peer process, through Ray.
+
+Requests and their batches (raw states, policy outputs, values) travel as Ray task arguments
+and results, that is through Ray's object store; models never leave their actor. Ray is an
+optional extra: ``pip install 'dpd[ray]'``.
+"""
+
+import os
+import pickle
+from typing import Any, Callable, List, Sequence, Set
+
+from agents.learner import Learner
+from agents.peers import RAY_INSTALL_HINT, Call, Peer, PeerFailure, first_line
+from dpd.errors import UserError
+
+
+def import_ray() -> Any:
+    try:
+        import ray
+    except ImportError:
+        raise UserError(RAY_INSTALL_HINT) from None
+    return ray
+
+
+def connect(address: str, cpus_needed: int) -> bool:
+    """Join the cluster at ``address``, or start a local instance with a CPU per peer (at least
+    the machine's cores). Returns whether this process started Ray (and so must stop it)."""
+    ray = import_ray()
+    if ray.is_initialized():
+        return False
+    options = {"include_dashboard": False, "log_to_driver": False, "configure_logging": False}
+    if address:
+        ray.init(address=address, **options)
+    else:
+        ray.init(num_cpus=max(os.cpu_count() or 1, cpus_needed), **options)
+    return True
+
+
+class RayPeer:
+    """The actor: one ``Peer`` in a single-threaded Ray worker."""
+
+    def __init__(self, factory: Callable[[], Learner]) -> None:
+        import torch
+
+        torch.set_num_threads(1)
+        self.peer = Peer(factory())
+
+    def call(self, method: str, *args: Any) -> Any:
+        return self.peer.call(method, *args)
+
+
+class RayPeers:
+    """One Ray actor per peer, one CPU each; the interface of ``ProcessPeers``."""
+
+    def __init__(self, factories: Sequence[Callable[[], Learner]], names: Sequence[str], address: str = "") -> None:
+        self.ray = import_ray()
+        self.names = list(names)
+        self.bytes_exchanged = 0  # pickled size of requests and replies: what the object store carries
+        self._dead: Set[int] = set()
+        self._owns_ray = connect(address, len(factories))
+        actor_class = self.ray.remote(num_cpus=1)(RayPeer)
+        self.actors = [actor_class.remote(factory) for factory in factories]
+        try:
+            self.call("status", [(index, ()) for index in range(len(self.actors))])  # built, or the error
+        except BaseException:
+            self.close()
+            raise
+
+    def call(self, method: str, calls: Sequence[Call]) -> List[Any]:
+        references = [self.actors[index].call.remote(method, *args) for index, args in calls]
+        self.bytes_exchanged += sum(len(pickle.dumps(args, protocol=pickle.HIGHEST_PROTOCOL)) for _, args in calls)
+        replies, failures = [], []
+        for (index, _), reference in zip(calls, references):
+            try:
+                reply = self.ray.get(reference)
+                self.bytes_exchanged += len(pickle.dumps(reply, protocol=pickle.HIGHEST_PROTOCOL))
+                replies.append(reply)
+            except self.ray.exceptions.RayTaskError as exc:
+                cause = exc.cause if getattr(exc, "cause", None) is not None else exc
+                self._dead.add(index)
+                failures.append((index, cause))
+                replies.append(None)
+            except self.ray.exceptions.RayActorError as exc:
+                self._dead.add(index)
+                failures.append((index, RuntimeError(f"actor died: {first_line(exc)}")))
+                replies.append(None)
+        if failures:
+            index, cause = failures[0]
+            if isinstance(cause, UserError):
+                raise UserError(str(cause))
+            raise PeerFailure(index, self.names[index], f"{type(cause).__name__}: {first_line(cause)}")
+        return replies
+
+    def alive(self, index: int) -> bool:
+        return index not in self._dead
+
+    def close(self) -> None:
+        living = [actor for index, actor in enumerate(self.actors) if self.alive(index)]
+        try:
+            self.ray.get([actor.call.remote("close") for actor in living], timeout=60)
+        except Exception:  # a dying actor cannot close its envs; it is killed below anyway
+            pass
+        for actor in self.actors:
+            self.ray.kill(actor)
+        if self._owns_ray:
+            self.ray.shutdown()
