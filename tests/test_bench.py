@@ -14,7 +14,7 @@ from tests.conftest import TINY
 
 TINY_GRID = ["--envs", TINY, "--algos", "ppo", "--methods", "sb3,dpd,independent", "--seeds", "0-1",
              "--total-steps", "2048", "--eval-every", "1024", "--eval-episodes", "2", "--final-episodes", "3", "--workers", "2", "--no-progress",
-             "--set", "distill.every=1"]
+             "--set", "distill.every=1", "--set", "turn_steps=256"]
 
 
 @pytest.fixture(scope="module")
