@@ -61,32 +61,42 @@ class TurnReport:
     status: PeerStatus
 
 
+RandomState = Tuple[Any, Any, torch.Tensor]
+
+
+def _global_random_state() -> RandomState:
+    return random.getstate(), np.random.get_state(), torch.get_rng_state()
+
+
+def _set_global_random_state(state: RandomState) -> None:
+    random.setstate(state[0])
+    np.random.set_state(state[1])
+    torch.set_rng_state(state[2])
+
+
 class Peer:
     """One learner and what a peer group asks of it; see the module docstring."""
 
     def __init__(self, learner: Learner) -> None:
         self.learner = learner
         # A fresh, peer-specific random state: the same whichever process the peer lives in.
-        generator = np.random.default_rng([learner.spec.seed, learner.num_timesteps])
-        seed = int(generator.integers(2**31))
-        state = (random.getstate(), np.random.get_state(), torch.get_rng_state())
+        seed = int(np.random.default_rng([learner.spec.seed, learner.num_timesteps]).integers(2**31))
+        saved = _global_random_state()
         random.seed(seed)
         np.random.seed(seed)
         torch.manual_seed(seed)
-        self._random_state = (random.getstate(), np.random.get_state(), torch.get_rng_state())
-        random.setstate(state[0]), np.random.set_state(state[1]), torch.set_rng_state(state[2])
+        self._random_state = _global_random_state()
+        _set_global_random_state(saved)
 
     def call(self, method: str, *args: Any) -> Any:
         """Run ``method`` with this peer's random state in place of the process's."""
-        saved = (random.getstate(), np.random.get_state(), torch.get_rng_state())
-        random.setstate(self._random_state[0])
-        np.random.set_state(self._random_state[1])
-        torch.set_rng_state(self._random_state[2])
+        saved = _global_random_state()
+        _set_global_random_state(self._random_state)
         try:
             return getattr(self, method)(*args)
         finally:
-            self._random_state = (random.getstate(), np.random.get_state(), torch.get_rng_state())
-            random.setstate(saved[0]), np.random.set_state(saved[1]), torch.set_rng_state(saved[2])
+            self._random_state = _global_random_state()
+            _set_global_random_state(saved)
 
     # ----- requests -----------------------------------------------------------------------
 

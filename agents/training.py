@@ -409,7 +409,7 @@ class Trainer:
 
 def evaluate_run(run_path: Path, episodes: int) -> List[EvalResult]:
     """Deterministic returns of each learner of a run, from its latest checkpoint."""
-    trainer = open_run(run_path)
+    trainer = open_run(run_path, backend="local")  # evaluation needs no parallelism
     if trainer.run.checkpoint_dir is None:
         raise UserError(f"run {run_path} has no checkpoint yet; nothing to evaluate")
     try:

@@ -230,13 +230,11 @@ def run_grid(
     return [rows[run.key] for run in runs]
 
 
-class ProcessPool:
-    """At most ``workers`` runs at once, each in a fresh process (a crash takes one run only)."""
+class RunPool:
+    """At most ``workers`` runs at once; ``active`` maps a run's handle to the run."""
 
-    def __init__(self, workers: int, target: Callable[[BenchRun, Path], None]) -> None:
+    def __init__(self, workers: int) -> None:
         self.workers = workers
-        self.target = target
-        self.context = multiprocessing.get_context("spawn")
         self.active: Dict[Any, BenchRun] = {}
 
     @property
@@ -246,6 +244,15 @@ class ProcessPool:
     @property
     def has_room(self) -> bool:
         return len(self.active) < self.workers
+
+
+class ProcessPool(RunPool):
+    """Each run in a fresh process (a crash takes one run only)."""
+
+    def __init__(self, workers: int, target: Callable[[BenchRun, Path], None]) -> None:
+        super().__init__(workers)
+        self.target = target
+        self.context = multiprocessing.get_context("spawn")
 
     def start(self, run: BenchRun, directory: Path) -> None:
         process = self.context.Process(target=self.target, args=(run, directory), name=f"dpd-bench {run.key}")
@@ -267,26 +274,16 @@ class ProcessPool:
             process.join()
 
 
-class RayPool:
-    """The same as ``ProcessPool`` with each run a Ray task (one CPU), on a local instance or
-    the cluster at ``address``."""
+class RayPool(RunPool):
+    """Each run a Ray task (one CPU), on a local instance or the cluster at ``address``."""
 
     def __init__(self, workers: int, address: str) -> None:
         from agents.ray_peers import connect, import_ray
 
+        super().__init__(workers)
         self.ray = import_ray()
         self._owns_ray = connect(address, cpus_needed=1)
         self.task = self.ray.remote(num_cpus=1, max_retries=0)(execute_and_record)
-        self.workers = workers
-        self.active: Dict[Any, BenchRun] = {}
-
-    @property
-    def busy(self) -> bool:
-        return bool(self.active)
-
-    @property
-    def has_room(self) -> bool:
-        return len(self.active) < self.workers
 
     def start(self, run: BenchRun, directory: Path) -> None:
         self.active[self.task.remote(run, directory)] = run
