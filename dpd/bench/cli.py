@@ -79,13 +79,17 @@ def cmd_bench(args: argparse.Namespace) -> int:
         if not rows:
             raise UserError(f"no complete runs of this grid in {out}")
     else:
-        rows = _run(runs, out, min(args.workers, len(runs)), not args.no_progress, args.backend, args.address)
+        try:
+            rows = _run(runs, out, min(args.workers, len(runs)), not args.no_progress, args.backend, args.address)
+        except KeyboardInterrupt:
+            print(f"\ninterrupted; complete runs are kept in {out}: rerun the same command to continue", file=sys.stderr)
+            return 130
     written = write_outputs(rows, out, command)
     failed = [row for row in rows if row["status"] != "ok"]
     print(f"{len(rows) - len(failed)} of {len(runs)} runs complete, {len(failed)} failed; wrote {', '.join(str(p) for p in written)}")
     print(f"TensorBoard: tensorboard --logdir {out}")
     if failed:
-        print(f"rerun the same command to retry the failed runs (complete runs are skipped)", file=sys.stderr)
+        print("rerun the same command to retry the failed runs (complete runs are skipped)", file=sys.stderr)
     return 1 if failed else 0
 
 
