@@ -20,6 +20,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Set, Tuple
 import numpy as np
 import torch
 
+from agents.distillation import DistillBatch, TeacherAnswer, answer_on, distill_step
 from agents.learner import Learner
 from dpd.errors import UserError
 
@@ -126,16 +127,12 @@ class Peer:
     def states_at(self, indices: np.ndarray) -> np.ndarray:
         return self.learner.states.at(indices)
 
-    def answer(self, states: np.ndarray) -> "Any":
-        from agents.peer_group import answer_on
-
+    def answer(self, states: np.ndarray) -> TeacherAnswer:
         return answer_on(self.learner, states)
 
-    def distill(self, batches: Sequence[Any]) -> List[Dict[str, float]]:
-        """One weighted gradient step per batch (``peer_group.DistillBatch``); the peer computes
-        its own values and weights. Returns each step's diagnostics."""
-        from agents.peer_group import distill_step
-
+    def distill(self, batches: Sequence[DistillBatch]) -> List[Dict[str, float]]:
+        """One weighted gradient step per batch; the peer computes its own values and weights.
+        Returns each step's diagnostics."""
         learner, config = self.learner, self.learner.distill_config
         all_stats = []
         for batch in batches:

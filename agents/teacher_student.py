@@ -26,7 +26,7 @@ from stable_baselines3.common.vec_env import VecNormalize
 
 from agents.algorithms import ALGORITHMS
 from agents.learner import Learner, LearnerSpec, make_eval_env
-from agents.peer_group import answer_on, distill_step
+from agents.distillation import answer_on, distill_step
 from dpd.config import DistillConfig, RunConfig, TeacherConfig
 from dpd.errors import UserError, unknown_choice
 from dpd.fidelity import policy_fidelity

@@ -5,7 +5,6 @@ import multiprocessing
 
 import numpy as np
 import pytest
-import torch
 
 from agents import PeerGroup, build_group, new_run
 from agents.peers import PeerFailure

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from agents.peer_group import PeerGroup, answer_on, best_targets, distill_step
+from agents.distillation import answer_on, best_targets, distill_step
+from agents.peer_group import PeerGroup
 from agents.peers import LocalPeers
 from agents.state_buffer import RawStateBuffer
 from dpd.config import DistillConfig

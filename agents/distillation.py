@@ -1,0 +1,80 @@
+"""One distillation step of a learner towards its teachers' answers, wherever they live.
+
+A teacher (a peer, or the one teacher of a student) answers on given raw states with a
+``TeacherAnswer``; the learner picks, per state, the teacher with the highest value, weights
+the states by the disadvantage weight of ``xi = V_teacher - V_learner`` and takes one step.
+"""
+
+from dataclasses import dataclass
+from typing import Dict, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+
+from agents.learner import Learner
+from dpd.losses import PolicyOutput
+from dpd.weighting import disadvantage_weights
+
+
+@dataclass(frozen=True)
+class TeacherAnswer:
+    """What a peer (or a teacher) sends about given states: its policy output there, as a
+    target, and its values in raw return units. Never the model itself."""
+
+    output: PolicyOutput
+    values: np.ndarray
+    kind: str  # the teacher's distribution kind
+
+    def part(self, start: int, stop: int) -> "TeacherAnswer":
+        # A copy: a pickled view would carry its whole storage, every other learner's part too.
+        output = PolicyOutput(*(None if t is None else t[start:stop].clone() for t in self.output))
+        return TeacherAnswer(output, self.values[start:stop], self.kind)
+
+
+@dataclass(frozen=True)
+class DistillBatch:
+    """One gradient step's states and every chosen peer's answer on them."""
+
+    states: np.ndarray
+    answers: Tuple[TeacherAnswer, ...]
+
+
+def answer_on(teacher: Learner, states: np.ndarray) -> TeacherAnswer:
+    return TeacherAnswer(teacher.policy_on(states), teacher.values_on(states), teacher.distribution_kind)
+
+
+def best_targets(learner: Learner, answers: Sequence[TeacherAnswer], states_count: int) -> Tuple[PolicyOutput, np.ndarray]:
+    """Per state, the output (in ``learner``'s distribution space) and raw value of the teacher
+    (a peer, or the one teacher) with the highest value there."""
+    values = np.stack([answer.values for answer in answers])  # (teachers, batch)
+    best = torch.as_tensor(values.argmax(axis=0))
+    outputs = [learner.express_target(answer.output, answer.kind) for answer in answers]
+    columns = torch.arange(states_count)
+
+    def pick(field: str) -> Optional[torch.Tensor]:
+        tensors = [getattr(output, field) for output in outputs]
+        if any(tensor is None for tensor in tensors):
+            return None
+        return torch.stack([t.expand_as(outputs[0].mean) for t in tensors])[best, columns]
+
+    target = PolicyOutput(pick("mean"), pick("log_std"), torch.stack([o.env_action for o in outputs])[best, columns])
+    return target, values[best.numpy(), np.arange(states_count)]
+
+
+def distill_step(
+    learner: Learner, answers: Sequence[TeacherAnswer], states: np.ndarray, weighting: str, alpha: float, scale: float = 1.0
+) -> Dict[str, float]:
+    """One distillation step of ``learner`` towards the teachers' ``answers`` on raw ``states``,
+    weighted by the disadvantage weights of ``xi = V_teacher - V_learner`` (times ``scale``);
+    returns the diagnostics that are logged under ``distill/``."""
+    target, teacher_values = best_targets(learner, answers, len(states))
+    weights = disadvantage_weights(teacher_values, learner.values_on(states), weighting, alpha)
+    stats = {
+        "peer_gap": weights.peer_gap,
+        "peer_better_frac": weights.peer_better_frac,
+        "weight_mean": weights.raw_mean,
+        "weight_max": weights.raw_max,
+    }
+    if weights.weights.sum() > 0:  # the hard mask may select no state at all
+        stats["loss"] = learner.distill_update(states, target, weights.weights * scale)
+    return stats
