@@ -25,7 +25,7 @@ from agents.learner import Learner
 from dpd.errors import UserError
 
 BACKENDS = ("local", "process", "ray")
-RAY_INSTALL_HINT = "the ray backend needs Ray: pip install 'dpd[ray]' (or pip install ray)"
+RAY_INSTALL_HINT = "the ray backend needs Ray: pip install ray (or, in the dpd checkout, pip install -e '.[ray]')"
 Call = Tuple[int, Tuple[Any, ...]]  # (peer index, arguments)
 
 

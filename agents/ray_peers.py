@@ -2,7 +2,7 @@
 
 Requests and their batches (raw states, policy outputs, values) travel as Ray task arguments
 and results, that is through Ray's object store; models never leave their actor. Ray is an
-optional extra: ``pip install 'dpd[ray]'``.
+optional extra: ``pip install '.[ray]'``.
 """
 
 import os

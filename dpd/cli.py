@@ -183,7 +183,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--peers", type=int, help="number of peers (default 2)")
     _add_run_arguments(train)
     train.add_argument("--parallel", action="store_true", help="each peer in its own process, one core each (same results as sequential)")
-    train.add_argument("--backend", help="where peers live: local (default), process (= --parallel) or ray (pip install 'dpd[ray]')")
+    train.add_argument("--backend", help="where peers live: local (default), process (= --parallel) or ray (pip install '.[ray]')")
     train.add_argument("--address", help="with --backend ray: the Ray cluster's address (default: start a local instance)")
     train.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run (of train or distill) from its last checkpoint; --parallel/--backend may change where its peers live")
     train.set_defaults(handler=cmd_train)

@@ -2,6 +2,7 @@
 
 import json
 import multiprocessing
+import sys
 
 import numpy as np
 import pytest
@@ -102,3 +103,10 @@ def test_a_bad_hyperparameter_in_a_peer_process_is_one_line(tmp_path, capsys):
 def test_unknown_backend_names_the_choices(capsys):
     assert main(["train", "--env", TINY, "--backend", "mpi", "--no-progress"]) == 2
     assert "local, process, ray" in capsys.readouterr().err
+
+
+def test_ray_backend_without_ray_says_how_to_install_it(tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "ray", None)  # as if Ray were not installed
+    run_dir = tmp_path / "no_ray"
+    assert main(["train", "--env", TINY, "--backend", "ray", "--no-progress", "--run-dir", str(run_dir)]) == 2
+    assert "pip install ray" in capsys.readouterr().err and not run_dir.exists()

@@ -5,7 +5,7 @@ import multiprocessing
 
 import pytest
 
-ray = pytest.importorskip("ray", reason="Ray is an optional extra (pip install 'dpd[ray]'); make test installs it")
+ray = pytest.importorskip("ray", reason="Ray is an optional extra (pip install '.[ray]'); make test installs it")
 
 from agents import build_group  # noqa: E402
 from dpd.cli import main  # noqa: E402

@@ -37,7 +37,7 @@ def add_bench_parser(subparsers: Any) -> None:
     bench.add_argument("--final-episodes", type=int, help="deterministic episodes of the final score")
     bench.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override for every run, e.g. distill.alpha=1.0 (repeatable)")
     bench.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="runs at once, one single-threaded process each (default: number of cores)")
-    bench.add_argument("--backend", default="process", help="process (default: a local process pool) or ray (each run a Ray task; pip install 'dpd[ray]')")
+    bench.add_argument("--backend", default="process", help="process (default: a local process pool) or ray (each run a Ray task; pip install '.[ray]')")
     bench.add_argument("--address", default="", help="with --backend ray: the Ray cluster's address (default: start a local instance)")
     bench.add_argument("--out", help="results directory (default results/bench-<preset>); rerunning skips complete runs")
     bench.add_argument("--report-only", action="store_true", help="only remake the table and plots from the results in --out")
