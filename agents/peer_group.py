@@ -75,7 +75,9 @@ class PeerGroup:
         return [rng.bit_generator.state for rng in self.rngs]
 
     @random_state.setter
-    def random_state(self, states: List[Dict[str, Any]]) -> None:
+    def random_state(self, states: Any) -> None:
+        if not isinstance(states, list):  # a run saved before per-learner streams: keep the fresh ones
+            return
         for rng, state in zip(self.rngs, states):
             rng.bit_generator.state = state
 
