@@ -116,7 +116,7 @@ class Peer:
         taken = due = 0
         while True:
             taken += learner.train_iteration(run_steps_before + taken)
-            if config.enabled and learner.iterations % config.every == 0:
+            if config.due(learner.iterations, learner.num_timesteps):
                 due += 1
             if learner.done or taken >= turn_steps:
                 break

@@ -244,7 +244,7 @@ class TeacherStudent:
             taken = student.train_iteration(self.run_steps, update=STUDENT_UPDATES[mode])
             source = student.states
         config = student.distill_config
-        if config.enabled and student.iterations % config.every == 0:
+        if config.due(student.iterations, student.num_timesteps):
             weighting = config.weighting if mode == "gated" else "none"
             scale = kickstart_lambda(self.config, student.num_timesteps / student.spec.budget) if mode == "kickstart" else 1.0
             student.logger.record("distill/lambda", scale)

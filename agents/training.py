@@ -142,8 +142,9 @@ def _check_peer(setup: PeerSetup) -> None:
     for key in ("every", "steps", "batch", "buffer_size", "lr", "max_grad_norm", "temperature"):
         if getattr(distill, key) <= 0:
             raise UserError(f"distill.{key} must be positive, got {getattr(distill, key)} for {where}")
-    if distill.alpha < 0:
-        raise UserError(f"distill.alpha must not be negative, got {distill.alpha} for {where}")
+    for key in ("alpha", "start"):
+        if getattr(distill, key) < 0:
+            raise UserError(f"distill.{key} must not be negative, got {getattr(distill, key)} for {where}")
     get_loss(distill.loss, kind="policy")
     if distill.temperature != 1.0 and distill.loss not in ("kl", "kl_reverse"):
         raise UserError(f"distill.temperature applies to the kl and kl_reverse losses, not {distill.loss!r} ({where})")

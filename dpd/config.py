@@ -28,6 +28,7 @@ class DistillConfig:
     weighting: str = "soft"
     alpha: Optional[float] = None
     every: Optional[int] = None  # learner iterations between distillation rounds
+    start: int = 0  # learner env steps before the first distillation round
     steps: Optional[int] = None  # gradient steps per round
     batch: Optional[int] = None
     lr: Optional[float] = None
@@ -35,6 +36,11 @@ class DistillConfig:
     temperature: float = 1.0  # kl, kl_reverse: the teacher's standard deviation is multiplied by it
     buffer_size: Optional[int] = None
     combine: str = "best"  # with N > 2 peers: "best" (per state, the peer with the highest value) or "round_robin"
+
+    def due(self, iterations: int, env_steps: int) -> bool:
+        """Whether a learner that has just finished iteration ``iterations`` at ``env_steps``
+        distills now: every ``every`` iterations, once it has taken ``start`` env steps."""
+        return self.enabled and env_steps >= self.start and iterations % self.every == 0
 
 
 @dataclass

@@ -26,6 +26,7 @@ def run_expecting_error(args, capsys):
         (["--total-steps", "-5"], "total_steps must be positive"),
         (["--peers", "0"], "peers must be positive"),
         (["--set", "distill.every=0"], "distill.every must be positive"),
+        (["--set", "distill.start=-1"], "distill.start must not be negative"),
         (["--set", "nonsense.key=1"], "unknown config key 'nonsense'"),
         (["--set", "algo_kwargs.n_stepz=64"], "unknown ppo hyperparameter"),
         (["--set", "algo_kwargs.batch_size=zero"], "cannot build a ppo learner"),

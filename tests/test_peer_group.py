@@ -99,3 +99,32 @@ def test_round_robin_uses_one_peer_per_step_in_turn():
     targets = [float(target.mean[0, 0]) for _, target, _ in learner.updates]
     assert targets == [1.0, 2.0, 1.0, 2.0]
     assert len(learner.logger.means["distill/loss"]) == 4
+
+
+def test_distillation_falls_due_every_few_iterations_once_started():
+    config = DistillConfig(every=2, start=300)
+    # iteration i ends at i * 100 env steps: iteration 2 is before the start, 4, 6 and 8 are due
+    assert [config.due(i, i * 100) for i in range(1, 9)] == [False, False, False, True, False, True, False, True]
+    assert not DistillConfig(every=2, enabled=False).due(2, 10**6)
+
+
+class IterationStub(StubPeer):
+    """A stub learner whose iterations take 100 env steps each."""
+
+    def __init__(self, **distill) -> None:
+        super().__init__(lambda s: np.zeros(len(s)), 0.0, np.zeros((4, 1), dtype=np.float32), **distill)
+        self.model = torch.nn.Linear(1, 1)
+        self.model.policy = self.model
+
+    def train_iteration(self, run_steps_before: int) -> int:
+        self.iterations += 1
+        self.num_timesteps += 100
+        return 100
+
+
+def test_a_turn_counts_the_rounds_due_after_the_start():
+    from agents.peers import Peer
+
+    peer = Peer(IterationStub(every=2, start=300))
+    assert peer.train_turn(0, 800).due == 3  # iterations 4, 6 and 8
+    assert Peer(IterationStub(every=2)).train_turn(0, 800).due == 4
