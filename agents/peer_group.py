@@ -5,8 +5,9 @@ least ``turn_steps`` env steps); the peers are independent then, so on the ``pro
 ``ray`` backends they train at once. At the end of the round, each learner that reached
 distillation points during its turn (every ``distill.every`` iterations of its own, once it
 has taken ``distill.start`` env steps) takes ``distill.steps`` gradient steps per point, each
-on ``distill.batch`` raw states sampled from its peers' recent states, towards the peers' action distributions on those states, weighted by
-the disadvantage weight of ``xi = V_peer - V_self`` (``dpd.weighting``). All targets of a round
+on ``distill.batch`` raw states sampled from its peers' recent states, towards the peers'
+action distributions on those states, weighted by the disadvantage weight of
+``xi = V_peer - V_self`` (``dpd.weighting``). All targets of a round
 are computed before any learner updates, so the order of the peers does not matter and every
 backend gives the same result for the same seed.
 
