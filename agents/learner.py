@@ -237,6 +237,12 @@ class Learner(ABC):
             for parameter in actor:
                 parameter.requires_grad_(True)
 
+    def recent_return(self, episodes: int) -> float:
+        """Mean raw return of the last ``episodes`` finished training episodes (NaN before the
+        first): Monitor sits inside VecNormalize, so SB3's episode records are unscaled."""
+        returns = [info["r"] for info in list(self.model.ep_info_buffer or [])[-episodes:]]
+        return float(np.mean(returns)) if returns else float("nan")
+
     def log(self, metrics: Dict[str, float], step: int) -> None:
         """Record scalars (an evaluation, say) and write them to TensorBoard at ``step``."""
         for key, value in metrics.items():

@@ -17,6 +17,11 @@ With more than two peers, ``distill.combine`` says how a learner combines them:
   analysis (act like whoever is best at each state), generalised to N peers.
 - ``round_robin``: each gradient step uses one peer, in turn, on that peer's own states.
 With two peers both rules are the same: the one peer, on its own states.
+
+``distill.gate=return`` admits only peers whose recent training return (mean raw return of their
+last ``distill.gate_episodes`` episodes) is above the learner's own: a critic judged off its own
+states can rate a weaker peer better, and the gate keeps the stronger peer from imitating it.
+A learner with no such peer skips the round.
 """
 
 from collections import defaultdict
@@ -31,6 +36,7 @@ from agents.peers import PeerProxy
 from dpd.config import DistillConfig
 
 COMBINE_RULES = ("best", "round_robin")
+GATES = ("none", "return")
 
 
 @dataclass(frozen=True)
@@ -106,7 +112,7 @@ class PeerGroup:
         """The gradient steps of ``rounds`` distillation rounds of learner ``index``: which
         peers it compares and which of their states it samples (from its own random stream)."""
         config = self.configs[index]
-        peers = [j for j, peer in enumerate(self.learners) if j != index and peer.status.buffer_len > 0]
+        peers = [j for j, peer in enumerate(self.learners) if j != index and peer.status.buffer_len > 0 and self.gate_open(index, j)]
         if not peers:
             return []
         steps_before = (self.learners[index].iterations // config.every - rounds) * config.steps
@@ -121,6 +127,13 @@ class PeerGroup:
             )
             steps.append(PlannedStep(tuple(chosen), draws))
         return steps
+
+    def gate_open(self, index: int, peer: int) -> bool:
+        """Whether learner ``index`` may distill from ``peer`` under its ``distill.gate``."""
+        if self.configs[index].gate == "none":
+            return True
+        # NaN (no finished episode yet on either side) compares false: the gate stays closed.
+        return self.learners[peer].status.recent_return > self.learners[index].status.recent_return
 
     def distill(self, due: Dict[int, int]) -> None:
         """Every due learner's distillation steps, with all targets taken before any update."""

@@ -53,6 +53,7 @@ class PeerStatus:
     buffer_len: int
     planned_steps: int
     done: bool
+    recent_return: float  # mean raw return of its last distill.gate_episodes training episodes
 
 
 @dataclass(frozen=True)
@@ -103,7 +104,8 @@ class Peer:
 
     def status(self) -> PeerStatus:
         learner = self.learner
-        return PeerStatus(learner.num_timesteps, learner.iterations, len(learner.states), learner.planned_steps, learner.done)
+        recent = learner.recent_return(learner.distill_config.gate_episodes)
+        return PeerStatus(learner.num_timesteps, learner.iterations, len(learner.states), learner.planned_steps, learner.done, recent)
 
     def start(self, tensorboard_dir: Any) -> PeerStatus:
         self.learner.start(tensorboard_dir)

@@ -14,7 +14,7 @@ from tqdm import tqdm
 
 from agents.algorithms import ALGORITHMS
 from agents.learner import Learner, LearnerSpec
-from agents.peer_group import COMBINE_RULES, PeerGroup
+from agents.peer_group import COMBINE_RULES, GATES, PeerGroup
 from agents.peers import BACKENDS, PeerFailure, make_backend
 from agents.teacher_student import MODES, SCHEDULES, TeacherStudent, load_teacher, student_distill_defaults
 from dpd.config import DistillConfig, RunConfig, build_config, build_distill_config, merge
@@ -134,12 +134,14 @@ def _check_teacher_config(cfg: RunConfig) -> None:
         raise unknown_choice("teacher algorithm", teacher.algo, ALGORITHMS)
     if teacher.kickstart_lambda < 0 or teacher.kickstart_half_life <= 0 or teacher.agreement_tolerance <= 0:
         raise UserError("teacher.kickstart_lambda must not be negative; kickstart_half_life and agreement_tolerance must be positive")
+    if cfg.distill.gate != "none":
+        raise UserError("distill.gate compares peers' returns: a teacher-student run has no peer to gate")
 
 
 def _check_peer(setup: PeerSetup) -> None:
     distill, algo = setup.distill, setup.spec.algo
     where = f"{setup.spec.name} ({algo})"
-    for key in ("every", "steps", "batch", "buffer_size", "lr", "max_grad_norm", "temperature"):
+    for key in ("every", "steps", "batch", "buffer_size", "lr", "max_grad_norm", "temperature", "gate_episodes"):
         if getattr(distill, key) <= 0:
             raise UserError(f"distill.{key} must be positive, got {getattr(distill, key)} for {where}")
     for key in ("alpha", "start"):
@@ -152,6 +154,8 @@ def _check_peer(setup: PeerSetup) -> None:
         raise unknown_choice("weighting", distill.weighting, WEIGHTINGS)
     if distill.combine not in COMBINE_RULES:
         raise unknown_choice("combine rule", distill.combine, COMBINE_RULES)
+    if distill.gate not in GATES:
+        raise unknown_choice("distillation gate", distill.gate, GATES)
     learner_class = ALGORITHMS[algo]
     if distill.enabled and distill.loss in DISTRIBUTION_LOSSES and learner_class.distribution_kind == "deterministic":
         raise UserError(f"loss {distill.loss!r} needs a stochastic policy but {where} is deterministic; use distill.loss=mse")

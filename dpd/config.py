@@ -36,6 +36,10 @@ class DistillConfig:
     temperature: float = 1.0  # kl, kl_reverse: the teacher's standard deviation is multiplied by it
     buffer_size: Optional[int] = None
     combine: str = "best"  # with N > 2 peers: "best" (per state, the peer with the highest value) or "round_robin"
+    # Peers only. "return": distill only from peers whose mean raw return over their last
+    # gate_episodes training episodes is higher than the learner's own ("none": from every peer).
+    gate: str = "none"
+    gate_episodes: int = 10
 
     def due(self, iterations: int, env_steps: int) -> bool:
         """Whether a learner that has just finished iteration ``iterations`` at ``env_steps``

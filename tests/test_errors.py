@@ -22,6 +22,8 @@ def run_expecting_error(args, capsys):
         (["--algo", "dqn"], "unknown algorithm 'dqn'; valid choices: a2c, ddpg, ppo, sac, td3"),
         (["--set", "distill.loss=huber"], "unknown policy loss 'huber'; valid choices: kl, kl_reverse, mse, nll"),
         (["--set", "distill.weighting=sigmoid"], "unknown weighting"),
+        (["--set", "distill.gate=eval"], "unknown distillation gate 'eval'; valid choices: none, return"),
+        (["--set", "distill.gate_episodes=0"], "distill.gate_episodes must be positive"),
         (["--total-steps", "0"], "total_steps must be positive"),
         (["--total-steps", "-5"], "total_steps must be positive"),
         (["--peers", "0"], "peers must be positive"),

@@ -38,6 +38,10 @@ class StubPeer:
         self.states.add(states)
         self.distill_config = DistillConfig(**{"alpha": 0.5, "every": 5, "steps": 1, "batch": 64, "lr": 1e-3, "buffer_size": 10, **distill})
         self.updates = []
+        self.training_return = float("nan")
+
+    def recent_return(self, episodes):
+        return self.training_return
 
     def express_target(self, target, kind):
         return target
@@ -99,6 +103,36 @@ def test_round_robin_uses_one_peer_per_step_in_turn():
     targets = [float(target.mean[0, 0]) for _, target, _ in learner.updates]
     assert targets == [1.0, 2.0, 1.0, 2.0]
     assert len(learner.logger.means["distill/loss"]) == 4
+
+
+def test_the_return_gate_admits_only_peers_with_a_higher_recent_return():
+    # p0 (return 100) may learn from p1 (200) only; p1, the best, from nobody; p2's return is not known yet
+    learners = [StubPeer(lambda s: np.zeros(len(s)), 0.0, np.full((10, 1), v, dtype=np.float32), name=f"p{v}", batch=8, gate="return") for v in range(3)]
+    for learner, training_return in zip(learners, (100.0, 200.0, float("nan"))):
+        learner.training_return = training_return
+    group = local_group(learners)
+    group.distill({0: 1, 1: 1, 2: 1})
+    (raw, _, _), = learners[0].updates
+    assert set(raw[:, 0]) == {1.0}
+    assert learners[1].updates == [] and learners[2].updates == []
+    # without the gate every learner distills from both of its peers
+    for learner in learners:
+        learner.distill_config = DistillConfig(**{**vars(learner.distill_config), "gate": "none"})
+    ungated = local_group(learners)
+    ungated.distill({0: 1, 1: 1, 2: 1})
+    assert [len(learner.updates) for learner in learners] == [2, 1, 1]
+    assert set(learners[1].updates[0][0][:, 0]) == {0.0, 2.0}
+
+
+def test_recent_return_is_the_mean_of_the_last_training_episodes():
+    from collections import deque
+
+    from agents.learner import Learner
+
+    finished = SimpleNamespace(model=SimpleNamespace(ep_info_buffer=deque([{"r": 1.0}, {"r": 3.0}, {"r": 5.0}])))
+    assert Learner.recent_return(finished, 2) == pytest.approx(4.0)
+    assert Learner.recent_return(finished, 10) == pytest.approx(3.0)
+    assert np.isnan(Learner.recent_return(SimpleNamespace(model=SimpleNamespace(ep_info_buffer=deque())), 10))
 
 
 def test_distillation_falls_due_every_few_iterations_once_started():

@@ -118,4 +118,6 @@ def test_teacher_errors(sb3_teacher, tmp_path, capsys):
     assert "deterministic" in err
     err = expect_error([*base, "--teacher", str(sb3_teacher), "--set", "algo_kwargs.gamma=0.9", "--run-dir", str(run_dir)], capsys)
     assert "teacher and student: peers must share one discount" in err  # the teacher learned with 0.95
+    err = expect_error([*base, "--teacher", str(sb3_teacher), "--set", "distill.gate=return", "--run-dir", str(run_dir)], capsys)
+    assert "has no peer to gate" in err
     assert not run_dir.exists()
