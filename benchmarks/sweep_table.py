@@ -5,7 +5,7 @@ mix settings in one folder). This script reads every folder's ``results.jsonl``,
 method after its overrides (``dpd every=1 steps=16``) and prints ``dpd bench``'s markdown table,
 so every variant is compared with the same ``sb3`` and ``independent`` runs::
 
-    python benchmarks/sweep_table.py results/bench-quick results/sweep/* --envs HalfCheetah-v5
+    python benchmarks/sweep_table.py results/bench-quick results/sweep/* --envs HalfCheetah-v5 --plots figures/
 """
 
 import argparse
@@ -16,7 +16,7 @@ from typing import Any, Dict, List
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from dpd.bench.report import markdown_table  # noqa: E402
+from dpd.bench.report import markdown_table, plot_curves  # noqa: E402
 
 
 def labelled(row: Dict[str, Any]) -> Dict[str, Any]:
@@ -42,9 +42,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("folders", nargs="+", type=Path, help="dpd bench --out folders")
     parser.add_argument("--envs", default="", help="comma-separated envs to keep (default: all)")
+    parser.add_argument("--plots", type=Path, help="also write dpd bench's learning-curve PNGs of every variant here")
     args = parser.parse_args()
     envs = [env for env in args.envs.split(",") if env]
-    print(markdown_table(read_rows(args.folders, envs), command="python " + " ".join(sys.argv)))
+    rows = read_rows(args.folders, envs)
+    print(markdown_table(rows, command="python " + " ".join(sys.argv)))
+    for path in plot_curves(rows, args.plots) if args.plots else []:
+        print(f"curves: {path}", file=sys.stderr)
 
 
 if __name__ == "__main__":
