@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 TORCH_CPU ?= torch==2.13.0
 DEMO_DIR ?= runs/demo-$(shell date +%Y%m%d-%H%M%S)
 
-.PHONY: setup demo test bench-overhead clean
+.PHONY: setup demo test lint bench-overhead clean
 
 setup: $(VENV)/.installed
 
@@ -25,7 +25,10 @@ demo: setup
 	$(BIN)/dpd train --env HalfCheetah-v5 --algo ppo --peers 2 --total-steps 300000 --seed 0 \
 		--set eval.every=50000 --set checkpoint_every=100000 --run-dir $(DEMO_DIR)
 
+# The linter and formatter first (configured in pyproject.toml), then the suite.
 test: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest -q
 
 bench-overhead: setup

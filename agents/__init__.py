@@ -1,12 +1,12 @@
 """Learners wrapping SB3 algorithms, the DPD peer group, and the loop that trains them."""
 
-from agents.algorithms import ALGORITHMS
-from agents.learner import Learner, LearnerSpec
-from agents.off_policy import DDPGLearner, OffPolicyLearner, SACLearner, TD3Learner
-from agents.on_policy import A2CLearner, OnPolicyLearner, PPOLearner
-from agents.peer_group import PeerGroup
-from agents.teacher_student import TeacherStudent, compare_models
-from agents.training import (
+from dpd.agents.algorithms import ALGORITHMS
+from dpd.agents.learner import Learner, LearnerSpec
+from dpd.agents.off_policy import DDPGLearner, OffPolicyLearner, SACLearner, TD3Learner
+from dpd.agents.on_policy import A2CLearner, OnPolicyLearner, PPOLearner
+from dpd.agents.peer_group import PeerGroup
+from dpd.agents.teacher_student import TeacherStudent, compare_models
+from dpd.agents.training import (
     EvalResult,
     PeerSetup,
     Trainer,

@@ -2,9 +2,9 @@
 
 from typing import Dict, Type
 
-from agents.learner import Learner
-from agents.off_policy import DDPGLearner, SACLearner, TD3Learner
-from agents.on_policy import A2CLearner, PPOLearner
+from dpd.agents.learner import Learner
+from dpd.agents.off_policy import DDPGLearner, SACLearner, TD3Learner
+from dpd.agents.on_policy import A2CLearner, PPOLearner
 
 ALGORITHMS: Dict[str, Type[Learner]] = {
     "ppo": PPOLearner,

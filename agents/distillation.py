@@ -11,7 +11,7 @@ from typing import Dict, Optional, Sequence, Tuple
 import numpy as np
 import torch
 
-from agents.learner import Learner
+from dpd.agents.learner import Learner
 from dpd.losses import PolicyOutput
 from dpd.weighting import disadvantage_weights
 

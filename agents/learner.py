@@ -23,11 +23,11 @@ from stable_baselines3.common.logger import Logger, configure
 from stable_baselines3.common.utils import LinearSchedule
 from stable_baselines3.common.vec_env import VecNormalize
 
-from agents.state_buffer import RawStateBuffer
+from dpd.agents.state_buffer import RawStateBuffer
 from dpd.config import DistillConfig
+from dpd.envs import make_env
 from dpd.errors import UserError
 from dpd.losses import PolicyOutput, get_loss, with_temperature
-from envs import make_env
 
 MODEL_FILE = "model.zip"
 NORM_FILE = "vecnormalize.pkl"
@@ -76,7 +76,9 @@ def make_eval_env(spec: LearnerSpec) -> VecNormalize:
     return env
 
 
-def evaluate_deterministic(model: BaseAlgorithm, train_env: VecNormalize, eval_env: VecNormalize, episodes: int) -> Tuple[float, float]:
+def evaluate_deterministic(
+    model: BaseAlgorithm, train_env: VecNormalize, eval_env: VecNormalize, episodes: int
+) -> Tuple[float, float]:
     """Mean and std of deterministic episode returns, with the training env's frozen obs statistics."""
     eval_env.obs_rms = train_env.obs_rms.copy()
     mean, std = evaluate_policy(model, eval_env, n_eval_episodes=episodes, deterministic=True)

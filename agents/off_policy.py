@@ -13,7 +13,7 @@ import torch
 from stable_baselines3 import DDPG, SAC, TD3
 from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 
-from agents.learner import Learner
+from dpd.agents.learner import Learner
 from dpd.losses import PolicyOutput
 
 REPLAY_FILE = "replay_buffer.pkl"

@@ -7,7 +7,7 @@ from stable_baselines3 import A2C, PPO
 from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
 from stable_baselines3.common.policies import ActorCriticPolicy
 
-from agents.learner import Learner
+from dpd.agents.learner import Learner
 from dpd.losses import PolicyOutput
 
 

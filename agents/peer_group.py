@@ -30,9 +30,9 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from agents.distillation import DistillBatch, TeacherAnswer
-from agents.learner import Learner
-from agents.peers import PeerProxy
+from dpd.agents.distillation import DistillBatch, TeacherAnswer
+from dpd.agents.learner import Learner
+from dpd.agents.peers import PeerProxy
 from dpd.config import DistillConfig
 
 COMBINE_RULES = ("best", "round_robin")
@@ -49,7 +49,9 @@ class PeerGroup:
     """The peers of one run (on any backend) and the distillation between them. Each peer's
     ``DistillConfig`` (resolved for its algorithm) governs how it distills."""
 
-    def __init__(self, backend: Any, specs: Sequence[Any], configs: Sequence[DistillConfig], seed: int, turn_steps: int = 0) -> None:
+    def __init__(
+        self, backend: Any, specs: Sequence[Any], configs: Sequence[DistillConfig], seed: int, turn_steps: int = 0
+    ) -> None:
         self.backend = backend
         self.learners = [PeerProxy(backend, index, spec) for index, spec in enumerate(specs)]
         self.configs = list(configs)
@@ -64,9 +66,15 @@ class PeerGroup:
     @classmethod
     def local(cls, learners: Sequence[Learner], seed: int, turn_steps: int = 0) -> "PeerGroup":
         """A sequential group of learners built in this process."""
-        from agents.peers import LocalPeers
+        from dpd.agents.peers import LocalPeers
 
-        return cls(LocalPeers(learners), [l.spec for l in learners], [l.distill_config for l in learners], seed, turn_steps)
+        return cls(
+            LocalPeers(learners),
+            [learner.spec for learner in learners],
+            [learner.distill_config for learner in learners],
+            seed,
+            turn_steps,
+        )
 
     @property
     def run_steps(self) -> int:
@@ -88,7 +96,9 @@ class PeerGroup:
         for rng, state in zip(self.rngs, states):
             rng.bit_generator.state = state
 
-    def train(self, after_turn: Optional[Callable[[int, int], None]] = None, after_round: Optional[Callable[[], None]] = None) -> None:
+    def train(
+        self, after_turn: Optional[Callable[[int, int], None]] = None, after_round: Optional[Callable[[], None]] = None
+    ) -> None:
         """Rounds until every learner has spent its budget; ``after_turn(index, steps_taken)``
         and ``after_round()`` let the training loop evaluate and checkpoint."""
         while not self.done:
@@ -112,7 +122,9 @@ class PeerGroup:
         """The gradient steps of ``rounds`` distillation rounds of learner ``index``: which
         peers it compares and which of their states it samples (from its own random stream)."""
         config = self.configs[index]
-        peers = [j for j, peer in enumerate(self.learners) if j != index and peer.status.buffer_len > 0 and self.gate_open(index, j)]
+        peers = [
+            j for j, peer in enumerate(self.learners) if j != index and peer.status.buffer_len > 0 and self.gate_open(index, j)
+        ]
         if not peers:
             return []
         steps_before = (self.learners[index].iterations // config.every - rounds) * config.steps
@@ -168,9 +180,13 @@ class PeerGroup:
                 parts[key].append((j, reply[offset : offset + len(indices)]))
                 offset += len(indices)
         # In the order of the step's draws, as a sequential sample would be.
-        return {key: np.concatenate([states for _, states in sorted(chunks, key=lambda c: c[0])]) for key, chunks in parts.items()}
+        return {
+            key: np.concatenate([states for _, states in sorted(chunks, key=lambda c: c[0])]) for key, chunks in parts.items()
+        }
 
-    def _gather_answers(self, plans: Dict[int, List[PlannedStep]], states: Dict[Tuple[int, int], np.ndarray]) -> Dict[Tuple[int, int, int], TeacherAnswer]:
+    def _gather_answers(
+        self, plans: Dict[int, List[PlannedStep]], states: Dict[Tuple[int, int], np.ndarray]
+    ) -> Dict[Tuple[int, int, int], TeacherAnswer]:
         """One request per teacher for all the states it is asked about, split back per step."""
         questions: Dict[int, List[Tuple[int, int]]] = defaultdict(list)
         for i, steps in plans.items():
@@ -178,7 +194,9 @@ class PeerGroup:
                 for k in step.teachers:
                     questions[k].append((i, s))
         teachers = sorted(questions)
-        replies = self.backend.call("answer", [(k, (np.concatenate([states[key] for key in questions[k]]),)) for k in teachers])
+        replies = self.backend.call(
+            "answer", [(k, (np.concatenate([states[key] for key in questions[k]]),)) for k in teachers]
+        )
         answers = {}
         for k, reply in zip(teachers, replies):
             offset = 0

@@ -2,7 +2,7 @@
 
 A ``Peer`` wraps one learner and answers the group's requests (train a turn, hand over states,
 answer with its policy output and values on given states, distill from given targets, save,
-evaluate). The group (``agents.peer_group``) talks to its peers only through a backend's
+evaluate). The group (``dpd.agents.peer_group``) talks to its peers only through a backend's
 ``call``, so one algorithm runs unchanged on every backend. Peers exchange distillation batches
 (raw states, policy outputs, raw values), never models.
 
@@ -20,8 +20,8 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Set, Tuple
 import numpy as np
 import torch
 
-from agents.distillation import DistillBatch, TeacherAnswer, answer_on, distill_step
-from agents.learner import Learner
+from dpd.agents.distillation import DistillBatch, TeacherAnswer, answer_on, distill_step
+from dpd.agents.learner import Learner
 from dpd.errors import UserError
 
 BACKENDS = ("local", "process", "ray")
@@ -105,7 +105,9 @@ class Peer:
     def status(self) -> PeerStatus:
         learner = self.learner
         recent = learner.recent_return(learner.distill_config.gate_episodes)
-        return PeerStatus(learner.num_timesteps, learner.iterations, len(learner.states), learner.planned_steps, learner.done, recent)
+        return PeerStatus(
+            learner.num_timesteps, learner.iterations, len(learner.states), learner.planned_steps, learner.done, recent
+        )
 
     def start(self, tensorboard_dir: Any) -> PeerStatus:
         self.learner.start(tensorboard_dir)
@@ -308,7 +310,7 @@ def make_backend(kind: str, factories: Sequence[Callable[[], Learner]], names: S
     if kind == "process":
         return ProcessPeers(factories, names)
     if kind == "ray":
-        from agents.ray_peers import RayPeers
+        from dpd.agents.ray_peers import RayPeers
 
         return RayPeers(factories, names, address)
     raise UserError(f"unknown backend {kind!r}; choose one of: {', '.join(BACKENDS)}")

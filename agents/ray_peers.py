@@ -9,8 +9,8 @@ import os
 import pickle
 from typing import Any, Callable, List, Sequence, Set
 
-from agents.learner import Learner
-from agents.peers import RAY_INSTALL_HINT, Call, Peer, PeerFailure, first_line
+from dpd.agents.learner import Learner
+from dpd.agents.peers import RAY_INSTALL_HINT, Call, Peer, PeerFailure, first_line
 from dpd.errors import UserError
 
 

@@ -24,13 +24,13 @@ from typing import Any, Callable, Dict, List, Optional
 import numpy as np
 from stable_baselines3.common.vec_env import VecNormalize
 
-from agents.algorithms import ALGORITHMS
-from agents.learner import Learner, LearnerSpec, make_eval_env
-from agents.distillation import answer_on, distill_step
+from dpd.agents.algorithms import ALGORITHMS
+from dpd.agents.distillation import answer_on, distill_step
+from dpd.agents.learner import Learner, LearnerSpec, make_eval_env
 from dpd.config import DistillConfig, RunConfig, TeacherConfig
+from dpd.envs import check_env_id, make_env
 from dpd.errors import UserError, unknown_choice
 from dpd.fidelity import policy_fidelity
-from envs import check_env_id, make_env
 
 MODES = ("offline", "online", "kickstart", "gated")
 # What a student's own algorithm updates in each mode where the student acts: kickstarting keeps
@@ -116,7 +116,9 @@ def load_saved_learner(
 def load_teacher(cfg: RunConfig, distill: DistillConfig) -> Learner:
     """The run's teacher, evaluated on the student's episodes."""
     teacher = cfg.teacher
-    return load_saved_learner("teacher", Path(teacher.path), teacher.norm, teacher.algo, cfg.env, cfg.seed, cfg.env_kwargs, distill)
+    return load_saved_learner(
+        "teacher", Path(teacher.path), teacher.norm, teacher.algo, cfg.env, cfg.seed, cfg.env_kwargs, distill
+    )
 
 
 def compare_models(
@@ -137,7 +139,9 @@ def compare_models(
     student = load_saved_learner("student", Path(student_path), student_norm or "", "", env_id, 0, {}, distill)
     try:
         if teacher.action_space_shape != student.action_space_shape:
-            raise UserError(f"teacher and student act in different spaces: {teacher.model.action_space} vs {student.model.action_space}")
+            raise UserError(
+                f"teacher and student act in different spaces: {teacher.model.action_space} vs {student.model.action_space}"
+            )
         report: Dict[str, Optional[float]] = {}
         for source, learner in (("teacher_states", teacher), ("student_states", student)):
             for key, value in fidelity(teacher, student, rollout_states(learner, n_states), tolerance).items():
@@ -219,7 +223,9 @@ class TeacherStudent:
     def random_state(self, state: Dict[str, Any]) -> None:
         self.rng.bit_generator.state = state
 
-    def train(self, after_turn: Optional[Callable[[int, int], None]] = None, after_round: Optional[Callable[[], None]] = None) -> None:
+    def train(
+        self, after_turn: Optional[Callable[[int, int], None]] = None, after_round: Optional[Callable[[], None]] = None
+    ) -> None:
         """One iteration per turn and per round (one learner: nothing to synchronise)."""
         while not self.done:
             taken = self.train_iteration(0)
@@ -250,7 +256,9 @@ class TeacherStudent:
             student.logger.record("distill/lambda", scale)
             for _ in range(config.steps):
                 states = source.sample(config.batch, self.rng)
-                for key, value in distill_step(student, [answer_on(self.teacher, states)], states, weighting, config.alpha, scale).items():
+                for key, value in distill_step(
+                    student, [answer_on(self.teacher, states)], states, weighting, config.alpha, scale
+                ).items():
                     student.logger.record_mean(f"distill/{key}", value)
         if mode == "offline":
             student.logger.dump(step=student.num_timesteps)  # no SB3 rollout dumps the records
@@ -280,7 +288,10 @@ class TeacherStudent:
         if self._teacher_states is None:
             self._teacher_states = rollout_states(self.teacher, FIDELITY_STATES)
         metrics: Dict[str, float] = {}
-        for source, states in (("teacher_states", self._teacher_states), ("student_states", rollout_states(learner, FIDELITY_STATES))):
+        for source, states in (
+            ("teacher_states", self._teacher_states),
+            ("student_states", rollout_states(learner, FIDELITY_STATES)),
+        ):
             for key, value in fidelity(self.teacher, learner, states, self.config.agreement_tolerance).items():
                 if value is not None:
                     metrics[f"fidelity/{source}/{key}"] = value

@@ -12,18 +12,18 @@ from typing import Any, Callable, Dict, List, Optional, Union
 
 from tqdm import tqdm
 
-from agents.algorithms import ALGORITHMS
-from agents.learner import Learner, LearnerSpec
-from agents.peer_group import COMBINE_RULES, GATES, PeerGroup
-from agents.peers import BACKENDS, PeerFailure, make_backend
-from agents.teacher_student import MODES, SCHEDULES, TeacherStudent, load_teacher, student_distill_defaults
+from dpd.agents.algorithms import ALGORITHMS
+from dpd.agents.learner import Learner, LearnerSpec
+from dpd.agents.peer_group import COMBINE_RULES, GATES, PeerGroup
+from dpd.agents.peers import BACKENDS, PeerFailure, make_backend
+from dpd.agents.teacher_student import MODES, SCHEDULES, TeacherStudent, load_teacher, student_distill_defaults
 from dpd.config import DistillConfig, RunConfig, build_config, build_distill_config, merge
+from dpd.envs import check_env_id
+from dpd.envs.defaults import env_defaults
 from dpd.errors import UserError, unknown_choice
 from dpd.losses import get_loss
 from dpd.rundir import RunDirectory
 from dpd.weighting import WEIGHTINGS
-from envs import check_env_id
-from envs.defaults import env_defaults
 
 # Arguments of SB3 constructors that dpd sets itself.
 RESERVED_ALGO_KWARGS = ("env", "seed", "device", "verbose", "tensorboard_log", "_init_setup_model")
@@ -104,7 +104,11 @@ def check_config(cfg: RunConfig) -> List[PeerSetup]:
     for key, value in positive.items():
         if value <= 0:
             raise UserError(f"{key} must be positive, got {value}")
-    for key, value in {"eval.every": cfg.eval.every, "checkpoint_every": cfg.checkpoint_every, "turn_steps": cfg.turn_steps}.items():
+    for key, value in {
+        "eval.every": cfg.eval.every,
+        "checkpoint_every": cfg.checkpoint_every,
+        "turn_steps": cfg.turn_steps,
+    }.items():
         if value < 0:
             raise UserError(f"{key} must not be negative, got {value}")
     if cfg.backend not in BACKENDS:
@@ -133,7 +137,9 @@ def _check_teacher_config(cfg: RunConfig) -> None:
     if teacher.algo and teacher.algo not in ALGORITHMS:
         raise unknown_choice("teacher algorithm", teacher.algo, ALGORITHMS)
     if teacher.kickstart_lambda < 0 or teacher.kickstart_half_life <= 0 or teacher.agreement_tolerance <= 0:
-        raise UserError("teacher.kickstart_lambda must not be negative; kickstart_half_life and agreement_tolerance must be positive")
+        raise UserError(
+            "teacher.kickstart_lambda must not be negative; kickstart_half_life and agreement_tolerance must be positive"
+        )
     if cfg.distill.gate != "none":
         raise UserError("distill.gate compares peers' returns: a teacher-student run has no peer to gate")
 
@@ -181,7 +187,10 @@ def _check_group(setups: List[PeerSetup]) -> None:
     kinds = {setup.spec.name: ALGORITHMS[setup.spec.algo].distribution_kind for setup in setups}
     for setup in setups:
         if setup.distill.enabled and setup.distill.loss in ("kl", "kl_reverse") and len(set(kinds.values())) > 1:
-            raise UserError(f"loss {setup.distill.loss!r} compares distributions of one kind, but the peers mix {', '.join(sorted(set(kinds.values())))}; use mse or nll")
+            raise UserError(
+                f"loss {setup.distill.loss!r} compares distributions of one kind, but the peers mix "
+                f"{', '.join(sorted(set(kinds.values())))}; use mse or nll"
+            )
 
 
 def package_versions() -> Dict[str, str]:
@@ -218,7 +227,9 @@ def assemble(cfg: RunConfig, setups: List[PeerSetup], factories: List[LearnerFac
     when the config names a teacher."""
     if not cfg.teacher.path:
         backend = make_backend(cfg.backend, factories, [setup.spec.name for setup in setups], cfg.ray_address)
-        return PeerGroup(backend, [setup.spec for setup in setups], [setup.distill for setup in setups], cfg.seed, cfg.turn_steps)
+        return PeerGroup(
+            backend, [setup.spec for setup in setups], [setup.distill for setup in setups], cfg.seed, cfg.turn_steps
+        )
     student = factories[0]()
     try:
         teacher = _checked_teacher(setups[0], load_teacher(cfg, setups[0].distill))
@@ -293,7 +304,9 @@ def open_run(run_path: Path, backend: Optional[str] = None) -> "Trainer":
         iterations = {setup.spec.name: int(progress["learners"][setup.spec.name]["iterations"]) for setup in setups}
     except (KeyError, TypeError, ValueError) as exc:
         raise UserError(f"run manifest in {run_path} is corrupt: no progress for {exc}") from None
-    factories = [functools.partial(load_learner, setup, checkpoint / setup.spec.name, iterations[setup.spec.name]) for setup in setups]
+    factories = [
+        functools.partial(load_learner, setup, checkpoint / setup.spec.name, iterations[setup.spec.name]) for setup in setups
+    ]
     group = assemble(cfg, setups, factories)
     group.random_state = progress["rng"]
     return Trainer(run, group, cfg)
@@ -323,7 +336,15 @@ class Trainer:
         next_eval = [self._next_multiple(learner.num_timesteps, cfg.eval.every) for learner in group.learners]
         next_checkpoint = self._next_multiple(group.run_steps, cfg.checkpoint_every)
         total = sum(learner.planned_steps for learner in group.learners)
-        bar = tqdm(total=total, initial=min(group.run_steps, total), unit="step", desc="dpd train", disable=not progress_bar, mininterval=1.0, dynamic_ncols=True)
+        bar = tqdm(
+            total=total,
+            initial=min(group.run_steps, total),
+            unit="step",
+            desc="dpd train",
+            disable=not progress_bar,
+            mininterval=1.0,
+            dynamic_ncols=True,
+        )
 
         def after_turn(index: int, taken: int) -> None:
             bar.update(taken)
@@ -364,7 +385,10 @@ class Trainer:
         metrics: Dict[str, float] = {}
         if isinstance(self.group, TeacherStudent):
             metrics = self.group.final_metrics(learner, mean, episodes) if final else self.group.evaluation_metrics(learner)
-        learner.log({"eval/mean_reward": mean, "eval/std_reward": std, "time/run_total_steps": self.group.run_steps, **metrics}, learner.num_timesteps)
+        learner.log(
+            {"eval/mean_reward": mean, "eval/std_reward": std, "time/run_total_steps": self.group.run_steps, **metrics},
+            learner.num_timesteps,
+        )
         result = EvalResult(learner.spec.name, learner.spec.algo, learner.num_timesteps, mean, std, episodes, metrics)
         self.history.append(result)
         return result
@@ -379,7 +403,10 @@ class Trainer:
 
         progress: Dict[str, Any] = {
             "run_steps": group.run_steps,
-            "learners": {l.spec.name: {"num_timesteps": l.num_timesteps, "iterations": l.iterations} for l in group.learners},
+            "learners": {
+                learner.spec.name: {"num_timesteps": learner.num_timesteps, "iterations": learner.iterations}
+                for learner in group.learners
+            },
             "rng": group.random_state,
             "finished": final_eval is not None,
         }
@@ -402,7 +429,10 @@ class Trainer:
                 elif previous is not None and (previous / failed_name).exists():
                     shutil.copytree(previous / failed_name, directory / failed_name)
 
-        learners = {l.spec.name: {"num_timesteps": l.num_timesteps, "iterations": l.iterations} for l in group.learners}
+        learners = {
+            learner.spec.name: {"num_timesteps": learner.num_timesteps, "iterations": learner.iterations}
+            for learner in group.learners
+        }
         learners[failed_name] = failed_progress
         run_steps = sum(entry["num_timesteps"] for entry in learners.values())
         progress = {"run_steps": run_steps, "learners": learners, "rng": group.random_state, "finished": False}
@@ -419,8 +449,8 @@ def evaluate_run(run_path: Path, episodes: int) -> List[EvalResult]:
         raise UserError(f"run {run_path} has no checkpoint yet; nothing to evaluate")
     try:
         return [
-            EvalResult(l.spec.name, l.spec.algo, l.num_timesteps, *l.evaluate(episodes), episodes)
-            for l in trainer.group.learners
+            EvalResult(learner.spec.name, learner.spec.algo, learner.num_timesteps, *learner.evaluate(episodes), episodes)
+            for learner in trainer.group.learners
         ]
     finally:
         trainer.close()

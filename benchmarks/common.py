@@ -1,17 +1,15 @@
 """Shared pieces of the benchmarks: a plain SB3 learner built exactly like a dpd peer."""
 
 import os
-import sys
 from pathlib import Path
 from typing import Any, Dict, Optional, Tuple
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import torch
 
-import torch  # noqa: E402
-from agents import check_config  # noqa: E402
-from agents.learner import Learner  # noqa: E402
-from dpd.bench.runner import plain_sb3_learner as bench_plain_sb3_learner  # noqa: E402
-from dpd.config import RunConfig, build_config  # noqa: E402
+from dpd.agents import check_config
+from dpd.agents.learner import Learner
+from dpd.bench.runner import plain_sb3_learner as bench_plain_sb3_learner
+from dpd.config import RunConfig, build_config
 
 
 def single_threaded() -> None:

@@ -30,7 +30,10 @@ def main() -> None:
                 continue
             values = np.array([e.value for e in events.Scalars(tag) if e.step >= args.after])
             if len(values):
-                print(f"  {tag:<28} min {values.min():9.3f}  median {np.median(values):9.3f}  last {values[-1]:9.3f}  ({len(values)} points)")
+                print(
+                    f"  {tag:<28} min {values.min():9.3f}  median {np.median(values):9.3f}  last {values[-1]:9.3f}  "
+                    f"({len(values)} points)"
+                )
         if "eval/mean_reward" in tags:
             curve = ", ".join(f"{e.step}: {e.value:.0f}" for e in events.Scalars("eval/mean_reward"))
             print(f"  eval/mean_reward  {curve}")

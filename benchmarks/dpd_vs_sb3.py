@@ -17,7 +17,7 @@ from typing import Any, Dict, List
 
 from common import describe, plain_sb3_learner, run_config, single_threaded, train_plain_sb3
 
-from agents import new_run
+from dpd.agents import new_run
 
 
 def run_dpd(env_id: str, total_steps: int, seed: int, out: Path, episodes: int) -> List[Dict[str, Any]]:
@@ -28,7 +28,17 @@ def run_dpd(env_id: str, total_steps: int, seed: int, out: Path, episodes: int) 
     results = trainer.train(progress_bar=False)
     trainer.close()
     elapsed = time.perf_counter() - start
-    return [dict(method="dpd", learner=r.learner, env_steps=r.env_steps, mean_return=r.mean_return, std_return=r.std_return, seconds=elapsed) for r in results]
+    return [
+        dict(
+            method="dpd",
+            learner=r.learner,
+            env_steps=r.env_steps,
+            mean_return=r.mean_return,
+            std_return=r.std_return,
+            seconds=elapsed,
+        )
+        for r in results
+    ]
 
 
 def run_sb3(env_id: str, total_steps: int, seed: int, out: Path, episodes: int) -> List[Dict[str, Any]]:
@@ -56,7 +66,10 @@ def main() -> None:
     if out.exists():
         raise SystemExit(f"{out} exists; choose another --out")
     (out / "sb3").mkdir(parents=True)
-    jobs = [(run_dpd, (args.env, args.total_steps, args.seed, out, args.episodes)), (run_sb3, (args.env, args.total_steps, args.seed, out, args.episodes))]
+    jobs = [
+        (run_dpd, (args.env, args.total_steps, args.seed, out, args.episodes)),
+        (run_sb3, (args.env, args.total_steps, args.seed, out, args.episodes)),
+    ]
     with multiprocessing.get_context("spawn").Pool(2) as pool:
         pending = [pool.apply_async(fn, job_args) for fn, job_args in jobs]
         rows = [row for job in pending for row in job.get()]
@@ -64,7 +77,9 @@ def main() -> None:
     print(f"{args.env}, {args.total_steps} total env steps, seed {args.seed}, {args.episodes} deterministic episodes")
     print(f"{'method':<8}{'learner':<8}{'env steps':>10}{'return':>12}{'std':>9}{'seconds':>9}")
     for row in rows:
-        print(f"{row['method']:<8}{row['learner']:<8}{row['env_steps']:>10}{row['mean_return']:>12.1f}{row['std_return']:>9.1f}{row['seconds']:>9.0f}")
+        print(
+            f"{row['method']:<8}{row['learner']:<8}{row['env_steps']:>10}{row['mean_return']:>12.1f}{row['std_return']:>9.1f}{row['seconds']:>9.0f}"
+        )
     dpd = [row["mean_return"] for row in rows if row["method"] == "dpd"]
     print(f"DPD mean over peers: {sum(dpd) / len(dpd):.1f}; best peer (a selection effect): {max(dpd):.1f}")
 

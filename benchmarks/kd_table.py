@@ -30,8 +30,6 @@ from dataclasses import dataclass  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Dict, List, Sequence, Tuple  # noqa: E402
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 import torch  # noqa: E402
 from scipy import stats  # noqa: E402
 
@@ -103,15 +101,22 @@ def method_table(task: Task, seeds: Sequence[int], epochs: int) -> Tuple[List[st
             rows.append(f"| {task.label} | ce | {shown(accuracy(method))} | — | {shown(agreement(method))} | — | baseline |")
             continue
         rows.append(
-            f"| {task.label} | {method} | {shown(accuracy(method))} | {shown(acc_diff, signed=True)} | {shown(agreement(method))} | {shown(agree_diff, signed=True)} | {verdict(acc_diff)} |"
+            f"| {task.label} | {method} | {shown(accuracy(method))} | {shown(acc_diff, signed=True)} | "
+            f"{shown(agreement(method))} | {shown(agree_diff, signed=True)} | {verdict(acc_diff)} |"
         )
         if verdict(acc_diff) != "beats ce":
-            statements.append(f"{task.label}: `{method}` does not beat `ce` on test accuracy ({verdict(acc_diff)}: {shown(acc_diff, signed=True)}).")
+            statements.append(
+                f"{task.label}: `{method}` does not beat `ce` on test accuracy ({verdict(acc_diff)}: "
+                f"{shown(acc_diff, signed=True)})."
+            )
     retrieval = reports["reaugkd"]
     statements.append(
-        f"{task.label}: `reaugkd` student alone (no retrieval) {shown([r.extras['student_alone_test_accuracy'] for r in retrieval])}; "
-        f"retrieval overhead {statistics.fmean(r.extras['batch_retrieval_overhead_pct'] for r in retrieval):.0f}% per sample in a batch, "
-        f"{statistics.fmean(r.extras['single_sample_retrieval_overhead_pct'] for r in retrieval):.0f}% for one sample at a time "
+        f"{task.label}: `reaugkd` student alone (no retrieval) "
+        f"{shown([r.extras['student_alone_test_accuracy'] for r in retrieval])}; "
+        f"retrieval overhead {statistics.fmean(r.extras['batch_retrieval_overhead_pct'] for r in retrieval):.0f}% per "
+        "sample in a batch, "
+        f"{statistics.fmean(r.extras['single_sample_retrieval_overhead_pct'] for r in retrieval):.0f}% for one sample "
+        "at a time "
         f"({statistics.fmean(r.extras['single_sample_us_alone'] for r in retrieval):.1f} µs alone, "
         f"{statistics.fmean(r.extras['single_sample_us_retrieval'] for r in retrieval):.1f} µs with retrieval)."
     )
@@ -124,7 +129,10 @@ def nuisance_table(seeds: Sequence[int], epochs: int) -> Tuple[List[str], float]
     results: Dict[Tuple[str, str], List[float]] = {}
     for seed in seeds:
         clean = train_teacher(data, TEACHER_NET, "single", 1, Schedule(epochs), seed)
-        teachers: Dict[str, Teacher] = {"clean": clean, "nuisance": NuisanceTeacher(clean, data, NUISANCE_DIM, NUISANCE_SCALE, seed)}
+        teachers: Dict[str, Teacher] = {
+            "clean": clean,
+            "nuisance": NuisanceTeacher(clean, data, NUISANCE_DIM, NUISANCE_SCALE, seed),
+        }
         for teacher_name, teacher in teachers.items():
             for method in ("ce", "fitnet", "rid"):
                 report, _ = distill_and_measure(data, teacher, method, STUDENT_NET, Schedule(epochs), seed, KDOptions())
@@ -149,10 +157,14 @@ def main() -> None:
     start = time.perf_counter()
     tasks = [
         Task("digits", load_dataset("digits")),
-        Task("synthetic", load_dataset("synthetic", synthetic=SyntheticSpec(samples=2000, features=20, classes=4, difficulty="medium"))),
+        Task(
+            "synthetic",
+            load_dataset("synthetic", synthetic=SyntheticSpec(samples=2000, features=20, classes=4, difficulty="medium")),
+        ),
     ]
     lines = [
-        f"Teacher MLP {','.join(map(str, TEACHER_NET))}, student MLP {','.join(map(str, STUDENT_NET))}, {args.epochs} epochs each (Adam 1e-3, batch 64), "
+        f"Teacher MLP {','.join(map(str, TEACHER_NET))}, student MLP {','.join(map(str, STUDENT_NET))}, {args.epochs} "
+        "epochs each (Adam 1e-3, batch 64), "
         f"seeds {seeds[0]}..{seeds[-1]} (one teacher per seed, shared by all methods), method options at their defaults. "
         "Test split: 25%, split seed 0. Cells: mean ± half-width of the 95% Student-t interval over seeds; "
         "Δ: paired difference to `ce` (same seed and teacher).",
@@ -171,7 +183,8 @@ def main() -> None:
     lines += [
         "",
         f"Nuisance teacher: digits + {NOISE_FEATURES} label-independent noise columns; the teacher's two hidden layers get "
-        f"{NUISANCE_DIM} extra units each, {NUISANCE_SCALE:g} x the layer's RMS, tanh of a random projection of the noise columns "
+        f"{NUISANCE_DIM} extra units each, {NUISANCE_SCALE:g} x the layer's RMS, tanh of a random projection of the "
+        "noise columns "
         "(its predictions unchanged). Student test accuracy:",
         "",
         "| method | clean teacher | nuisance teacher | change |",

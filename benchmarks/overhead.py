@@ -18,8 +18,7 @@ from typing import Callable, List, Tuple
 
 from common import plain_sb3_learner, run_config, single_threaded, train_plain_sb3
 
-from agents.training import build_group
-
+from dpd.agents.training import build_group
 
 Timing = Tuple[float, float]  # (wall-clock, CPU time) in seconds
 
@@ -75,7 +74,9 @@ def main() -> None:
     for index, kind in enumerate(("wall-clock", "CPU-time")):
         sb3_median = statistics.median(t[index] for t in sb3)
         dpd_median = statistics.median(t[index] for t in dpd)
-        print(f"median {kind}: sb3 {sb3_median:.1f}s, dpd {dpd_median:.1f}s; DPD/SB3 {kind} ratio: {dpd_median / sb3_median:.3f}")
+        print(
+            f"median {kind}: sb3 {sb3_median:.1f}s, dpd {dpd_median:.1f}s; DPD/SB3 {kind} ratio: {dpd_median / sb3_median:.3f}"
+        )
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ from typing import Any, Dict, List, Tuple
 
 from common import plain_sb3_learner, run_config, single_threaded, train_plain_sb3
 
-from agents import build_group
+from dpd.agents import build_group
 
 
 def time_group(env_id: str, total_steps: int, peers: int, backend: str, seed: int) -> Tuple[float, List[Tuple[int, int]]]:
@@ -52,7 +52,10 @@ def ratio(args: argparse.Namespace) -> None:
     print(f"2 peers, --parallel:           {parallel:8.1f} s   ratio to SB3 {parallel / sb3:.3f}")
     if args.ray:
         on_ray, _ = time_group(args.env, args.total_steps, 2, "ray", args.seed)
-        print(f"2 peers, --backend ray:        {on_ray:8.1f} s   ratio to SB3 {on_ray / sb3:.3f}, to --parallel {on_ray / parallel:.3f}")
+        print(
+            f"2 peers, --backend ray:        {on_ray:8.1f} s   ratio to SB3 {on_ray / sb3:.3f}, to --parallel "
+            f"{on_ray / parallel:.3f}"
+        )
 
 
 def scaling(args: argparse.Namespace) -> None:
@@ -72,10 +75,16 @@ def scaling(args: argparse.Namespace) -> None:
             }
         )
     print(f"{args.env}, PPO, {args.steps_per_peer} env steps per peer, backend {args.backend}, default combine rule (best)")
-    print("| peers | total env steps | seconds per 1000 total env steps | KiB per distillation phase (all learners) | KiB per learner's round |")
+    print(
+        "| peers | total env steps | seconds per 1000 total env steps | KiB per distillation phase (all learners) | "
+        "KiB per learner's round |"
+    )
     print("|---:|---:|---:|---:|---:|")
     for row in rows:
-        print(f"| {row['peers']} | {row['total']} | {row['ms_per_1000'] / 1000:.3f} | {row['phase_kb']:.1f} | {row['learner_kb']:.1f} |")
+        print(
+            f"| {row['peers']} | {row['total']} | {row['ms_per_1000'] / 1000:.3f} | {row['phase_kb']:.1f} | "
+            f"{row['learner_kb']:.1f} |"
+        )
 
 
 def main() -> None:

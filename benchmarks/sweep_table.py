@@ -14,9 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any, Dict, List
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from dpd.bench.report import markdown_table, plot_curves  # noqa: E402
+from dpd.bench.report import markdown_table, plot_curves
 
 
 def labelled(row: Dict[str, Any]) -> Dict[str, Any]:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from common import single_threaded
 
-from agents import new_run
+from dpd.agents import new_run
 from dpd.config import build_config
 
 
@@ -39,7 +39,9 @@ def main() -> None:
     out = Path(args.out)
     teacher_run = out / "teacher"
     if not (teacher_run / "manifest.json").is_file():
-        cfg = build_config({"env": args.env, "peers": 1, "total_steps": args.teacher_steps, "seed": args.seed, "distill": {"enabled": False}})
+        cfg = build_config(
+            {"env": args.env, "peers": 1, "total_steps": args.teacher_steps, "seed": args.seed, "distill": {"enabled": False}}
+        )
         start = time.perf_counter()
         trainer = new_run(teacher_run, cfg)
         trainer.train(progress_bar=False)
@@ -67,18 +69,35 @@ def main() -> None:
         teacher_params = parameter_count(trainer.group.teacher.model.policy)
         student_params = parameter_count(trainer.group.student.model.policy)
         trainer.close()
-        rows.append(dict(mode=mode, env_steps=result.env_steps, student_return=result.mean_return, seconds=time.perf_counter() - start,
-                         teacher_params=teacher_params, student_params=student_params, **result.metrics))
+        rows.append(
+            dict(
+                mode=mode,
+                env_steps=result.env_steps,
+                student_return=result.mean_return,
+                seconds=time.perf_counter() - start,
+                teacher_params=teacher_params,
+                student_params=student_params,
+                **result.metrics,
+            )
+        )
         print(json.dumps(rows[-1]), flush=True)
     (out / "results.json").write_text(json.dumps(rows, indent=2))
-    print(f"\n{args.env}: teacher {rows[0]['teacher_params']} parameters (PPO, {args.teacher_steps} steps), "
-          f"student {rows[0]['student_params']} ({args.student_net}); {args.episodes} deterministic episodes each")
-    print("| mode | env steps | teacher return | student return | return ratio | action MSE (teacher states) | agreement (teacher states) | action MSE (student states) | agreement (student states) |")
+    print(
+        f"\n{args.env}: teacher {rows[0]['teacher_params']} parameters (PPO, {args.teacher_steps} steps), "
+        f"student {rows[0]['student_params']} ({args.student_net}); {args.episodes} deterministic episodes each"
+    )
+    print(
+        "| mode | env steps | teacher return | student return | return ratio | action MSE (teacher states) | "
+        "agreement (teacher states) | action MSE (student states) | agreement (student states) |"
+    )
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for r in rows:
-        print(f"| {r['mode']} | {r['env_steps']} | {r['fidelity/teacher_return']:.1f} | {r['student_return']:.1f} | {r['fidelity/return_ratio']:.3f} | "
-              f"{r['fidelity/teacher_states/action_mse']:.4f} | {r['fidelity/teacher_states/agreement']:.3f} | "
-              f"{r['fidelity/student_states/action_mse']:.4f} | {r['fidelity/student_states/agreement']:.3f} |")
+        print(
+            f"| {r['mode']} | {r['env_steps']} | {r['fidelity/teacher_return']:.1f} | {r['student_return']:.1f} | "
+            f"{r['fidelity/return_ratio']:.3f} | "
+            f"{r['fidelity/teacher_states/action_mse']:.4f} | {r['fidelity/teacher_states/agreement']:.3f} | "
+            f"{r['fidelity/student_states/action_mse']:.4f} | {r['fidelity/student_states/agreement']:.3f} |"
+        )
 
 
 if __name__ == "__main__":

@@ -39,7 +39,9 @@ def _print_results(results: List[Any], as_json: bool) -> None:
         return
     print(f"{'learner':<10}{'algo':<6}{'env steps':>12}  deterministic return")
     for r in results:
-        print(f"{r.learner:<10}{r.algo:<6}{r.env_steps:>12}  {r.mean_return:10.1f} +- {r.std_return:.1f} ({r.episodes} episodes)")
+        print(
+            f"{r.learner:<10}{r.algo:<6}{r.env_steps:>12}  {r.mean_return:10.1f} +- {r.std_return:.1f} ({r.episodes} episodes)"
+        )
         for key, value in r.metrics.items():
             print(f"    {key:<40}{value:12.4f}")
 
@@ -50,7 +52,15 @@ def _train_config(args: argparse.Namespace) -> Dict[str, Any]:
 
     layer: Dict[str, Any] = load_yaml(args.config) if args.config else {}
     layer = merge(layer, parse_overrides(args.set or []))
-    flags = {"env": args.env, "algo": args.algo, "peers": args.peers, "total_steps": args.total_steps, "seed": args.seed, "backend": _backend(args), "ray_address": getattr(args, "address", None)}
+    flags = {
+        "env": args.env,
+        "algo": args.algo,
+        "peers": args.peers,
+        "total_steps": args.total_steps,
+        "seed": args.seed,
+        "backend": _backend(args),
+        "ray_address": getattr(args, "address", None),
+    }
     return merge(layer, {key: value for key, value in flags.items() if value is not None})
 
 
@@ -66,27 +76,49 @@ def _backend(args: argparse.Namespace) -> Optional[str]:
 
 def cmd_train(args: argparse.Namespace, config_layers: Callable[[argparse.Namespace], Dict[str, Any]] = _train_config) -> int:
     if args.resume:
-        given = [flag for flag, value in (("--config", args.config), ("--set", args.set), ("--env", args.env), ("--algo", args.algo), ("--peers", args.peers), ("--total-steps", args.total_steps), ("--seed", args.seed), ("--run-dir", args.run_dir)) if value]
+        given = [
+            flag
+            for flag, value in (
+                ("--config", args.config),
+                ("--set", args.set),
+                ("--env", args.env),
+                ("--algo", args.algo),
+                ("--peers", args.peers),
+                ("--total-steps", args.total_steps),
+                ("--seed", args.seed),
+                ("--run-dir", args.run_dir),
+            )
+            if value
+        ]
         if given:
             raise UserError(f"--resume takes the config from the run dir; drop {', '.join(given)}")
     _single_thread()
-    from agents import new_run, open_run
-    from agents.peers import PeerFailure
+    from dpd.agents import new_run, open_run
+    from dpd.agents.peers import PeerFailure
     from dpd.config import build_config
 
     if args.resume:
         trainer = open_run(Path(args.resume), backend=_backend(args))
         if trainer.finished:
             trainer.close()
-            print(f"run {args.resume} is already complete ({trainer.run.manifest['progress']['run_steps']} env steps); see dpd eval {args.resume}")
+            print(
+                f"run {args.resume} is already complete ({trainer.run.manifest['progress']['run_steps']} env steps); "
+                f"see dpd eval {args.resume}"
+            )
             return 0
         print(f"resuming {args.resume} at {trainer.group.run_steps} of {trainer.cfg.total_steps} env steps")
     else:
         cfg = build_config(config_layers(args))
-        run_dir = Path(args.run_dir or f"runs/{cfg.env}_{cfg.algo.replace(',', '+')}_x{cfg.peers}_seed{cfg.seed}_{time.strftime('%Y%m%d-%H%M%S')}")
+        run_dir = Path(
+            args.run_dir
+            or f"runs/{cfg.env}_{cfg.algo.replace(',', '+')}_x{cfg.peers}_seed{cfg.seed}_{time.strftime('%Y%m%d-%H%M%S')}"
+        )
         trainer = new_run(run_dir, cfg)
         if cfg.teacher.path:
-            print(f"{cfg.algo} student of {cfg.teacher.path} on {cfg.env}, {cfg.total_steps} env steps ({cfg.teacher.mode}), run dir {run_dir}")
+            print(
+                f"{cfg.algo} student of {cfg.teacher.path} on {cfg.env}, {cfg.total_steps} env steps "
+                f"({cfg.teacher.mode}), run dir {run_dir}"
+            )
         else:
             mode = "DPD" if cfg.distill.enabled and cfg.peers > 1 else "no distillation"
             print(f"{cfg.peers} x {cfg.algo} on {cfg.env}, {cfg.total_steps} total env steps ({mode}), run dir {run_dir}")
@@ -96,7 +128,11 @@ def cmd_train(args: argparse.Namespace, config_layers: Callable[[argparse.Namesp
         print(f"\ninterrupted; checkpoint saved. Continue with: dpd train --resume {trainer.run.path}", file=sys.stderr)
         return EXIT_INTERRUPTED
     except PeerFailure as failure:
-        print(f"dpd: error: {failure}; the other peers were checkpointed, {failure.name} goes back to its last checkpoint. Continue with: dpd train --resume {trainer.run.path}", file=sys.stderr)
+        print(
+            f"dpd: error: {failure}; the other peers were checkpointed, {failure.name} goes back to its last "
+            f"checkpoint. Continue with: dpd train --resume {trainer.run.path}",
+            file=sys.stderr,
+        )
         return EXIT_PEER_FAILED
     finally:
         trainer.close()
@@ -130,9 +166,11 @@ def cmd_fidelity(args: argparse.Namespace) -> int:
     if args.episodes <= 0 or args.states <= 0:
         raise UserError("--episodes and --states must be positive")
     _single_thread()
-    from agents import compare_models
+    from dpd.agents import compare_models
 
-    report = compare_models(args.teacher, args.student, args.env, args.teacher_norm, args.student_norm, args.episodes, args.states, args.tolerance)
+    report = compare_models(
+        args.teacher, args.student, args.env, args.teacher_norm, args.student_norm, args.episodes, args.states, args.tolerance
+    )
     if args.json:
         print(json.dumps(report, indent=2))
     else:
@@ -145,7 +183,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if args.episodes <= 0:
         raise UserError(f"--episodes must be positive, got {args.episodes}")
     _single_thread()
-    from agents import evaluate_run
+    from dpd.agents import evaluate_run
 
     _print_results(evaluate_run(Path(args.run_dir), args.episodes), as_json=args.json)
     return 0
@@ -170,7 +208,9 @@ def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, help="base seed; peer k uses seed + k * seed_offset")
     parser.add_argument("--run-dir", help="where logs and checkpoints go (default runs/<env>_<algo>_..._<time>)")
     parser.add_argument("--config", help="YAML file of config keys (see config.yaml in any run dir)")
-    parser.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config key, e.g. distill.alpha=0.75 (repeatable)")
+    parser.add_argument(
+        "--set", action="append", metavar="KEY=VALUE", help="override a config key, e.g. distill.alpha=0.75 (repeatable)"
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -179,18 +219,33 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     train = sub.add_parser("train", help="train a group of peers (Dual Policy Distillation)")
-    train.add_argument("--algo", help="SB3 algorithm of the peers: ppo, a2c, sac, td3, ddpg, or a list such as ppo,sac cycled over the peers (default ppo)")
+    train.add_argument(
+        "--algo",
+        help="SB3 algorithm of the peers: ppo, a2c, sac, td3, ddpg, or a list such as ppo,sac cycled over the peers "
+        "(default ppo)",
+    )
     train.add_argument("--peers", type=int, help="number of peers (default 2)")
     _add_run_arguments(train)
-    train.add_argument("--parallel", action="store_true", help="each peer in its own process, one core each (same results as sequential)")
-    train.add_argument("--backend", help="where peers live: local (default), process (= --parallel) or ray (pip install '.[ray]')")
+    train.add_argument(
+        "--parallel", action="store_true", help="each peer in its own process, one core each (same results as sequential)"
+    )
+    train.add_argument(
+        "--backend", help="where peers live: local (default), process (= --parallel) or ray (pip install '.[ray]')"
+    )
     train.add_argument("--address", help="with --backend ray: the Ray cluster's address (default: start a local instance)")
-    train.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run (of train or distill) from its last checkpoint; --parallel/--backend may change where its peers live")
+    train.add_argument(
+        "--resume",
+        metavar="RUN_DIR",
+        help="continue an interrupted run (of train or distill) from its last checkpoint; --parallel/--backend may "
+        "change where its peers live",
+    )
     train.set_defaults(handler=cmd_train)
 
     distill = sub.add_parser("distill", help="distill a trained SB3 model (the teacher) into a student")
     distill.add_argument("--teacher", required=True, help="the teacher's SB3 zip (from dpd, plain SB3 or the RL zoo)")
-    distill.add_argument("--teacher-norm", help="its VecNormalize statistics (default: vecnormalize.pkl beside the zip, if any)")
+    distill.add_argument(
+        "--teacher-norm", help="its VecNormalize statistics (default: vecnormalize.pkl beside the zip, if any)"
+    )
     distill.add_argument("--teacher-algo", help="its algorithm (default: detected from the zip)")
     distill.add_argument("--student-algo", default="ppo", help="the student's SB3 algorithm (default ppo)")
     distill.add_argument("--student-net", help="the student's hidden layer sizes, e.g. 64,64")

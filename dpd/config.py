@@ -1,6 +1,6 @@
 """Run configuration: typed dataclasses, YAML files and ``--set key=value`` overrides.
 
-Precedence, lowest first: the defaults below, the per-env defaults of ``envs.defaults`` (for
+Precedence, lowest first: the defaults below, the per-env defaults of ``dpd.envs.defaults`` (for
 ``algo_kwargs``), a ``--config FILE.yaml``, ``--set`` overrides, explicit command-line flags.
 Unknown keys and ill-typed values are user errors that name the valid keys.
 """
@@ -19,7 +19,7 @@ from dpd.errors import UserError, unknown_choice
 class DistillConfig:
     """How a learner distills from its peers.
 
-    Keys left at ``None`` take the learner's algorithm's default (``agents.algorithms``), so a
+    Keys left at ``None`` take the learner's algorithm's default (``dpd.agents.algorithms``), so a
     mixed PPO + SAC group gets sensible cadences for both; set a key to apply it to every peer.
     """
 

@@ -48,7 +48,9 @@ class RunDirectory:
         path = Path(path)
         if path.exists() and (not path.is_dir() or any(path.iterdir())):
             if (path / MANIFEST).is_file():
-                raise UserError(f"run dir {path} already holds a run; continue it with --resume {path} or choose another --run-dir")
+                raise UserError(
+                    f"run dir {path} already holds a run; continue it with --resume {path} or choose another --run-dir"
+                )
             raise UserError(f"run dir {path} exists and is not empty; choose another --run-dir")
         path.mkdir(parents=True, exist_ok=True)
         run = cls(path, manifest)

@@ -8,7 +8,7 @@ short rollout and a larger learning rate so that tests learn in a few thousand s
 import copy
 from typing import Any, Dict
 
-from envs.factory import TINY_ENV_ID
+from dpd.envs.factory import TINY_ENV_ID
 
 _TINY_OFF_POLICY = {
     "learning_starts": 200,

@@ -15,9 +15,7 @@ TINY_ENV_ID = "DpdPointReach-v0"
 def suggested_env_ids() -> List[str]:
     """The continuous-control ids named in error messages: MuJoCo v5 tasks and the tiny env."""
     names = [
-        env_id
-        for env_id, spec in gym.envs.registry.items()
-        if env_id.endswith("-v5") and "mujoco" in str(spec.entry_point)
+        env_id for env_id, spec in gym.envs.registry.items() if env_id.endswith("-v5") and "mujoco" in str(spec.entry_point)
     ]
     return sorted(names) + [TINY_ENV_ID]
 
@@ -52,7 +50,9 @@ def make_env(
         raise UserError(f"env {env_id!r} rejected env_kwargs {env_kwargs}: {exc}") from None
     if not isinstance(venv.action_space, spaces.Box):
         venv.close()
-        raise UserError(f"env {env_id!r} has a {type(venv.action_space).__name__} action space; dpd needs continuous (Box) actions")
+        raise UserError(
+            f"env {env_id!r} has a {type(venv.action_space).__name__} action space; dpd needs continuous (Box) actions"
+        )
     if not normalize:
         return venv
     return VecNormalize(

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-import envs  # noqa: F401  (registers the tiny env)
+from dpd import envs  # registers the tiny env
 
 torch.set_num_threads(1)
 

@@ -8,8 +8,8 @@ import torch
 from stable_baselines3 import A2C, DDPG, PPO, SAC, TD3
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from agents import build_learners
-from agents.peer_group import PeerGroup
+from dpd.agents import build_learners
+from dpd.agents.peer_group import PeerGroup
 from dpd.cli import main
 from dpd.config import build_config
 from tests.conftest import TINY
@@ -43,7 +43,18 @@ def test_alone_beats_random(algo, random_return):
 def test_pair_trains_resumes_and_beats_random(algo, tmp_path, monkeypatch, random_return, capsys):
     run_dir = tmp_path / algo
     budget = BUDGETS[algo]
-    args = ["train", "--env", TINY, "--algo", algo, "--total-steps", str(2 * budget), "--no-progress", "--run-dir", str(run_dir)]
+    args = [
+        "train",
+        "--env",
+        TINY,
+        "--algo",
+        algo,
+        "--total-steps",
+        str(2 * budget),
+        "--no-progress",
+        "--run-dir",
+        str(run_dir),
+    ]
     args += ["--set", f"checkpoint_every={budget // 2}", "--set", "eval.every=0", *CADENCE[algo]]
     original = PeerGroup.train_round
 

@@ -12,9 +12,31 @@ from dpd.cli import main
 from dpd.errors import UserError
 from tests.conftest import TINY
 
-TINY_GRID = ["--envs", TINY, "--algos", "ppo", "--methods", "sb3,dpd,independent", "--seeds", "0-1",
-             "--total-steps", "2048", "--eval-every", "1024", "--eval-episodes", "2", "--final-episodes", "3", "--workers", "2", "--no-progress",
-             "--set", "distill.every=1", "--set", "turn_steps=256"]
+TINY_GRID = [
+    "--envs",
+    TINY,
+    "--algos",
+    "ppo",
+    "--methods",
+    "sb3,dpd,independent",
+    "--seeds",
+    "0-1",
+    "--total-steps",
+    "2048",
+    "--eval-every",
+    "1024",
+    "--eval-episodes",
+    "2",
+    "--final-episodes",
+    "3",
+    "--workers",
+    "2",
+    "--no-progress",
+    "--set",
+    "distill.every=1",
+    "--set",
+    "turn_steps=256",
+]
 
 
 @pytest.fixture(scope="module")
@@ -26,7 +48,9 @@ def tiny_bench(tmp_path_factory):
 
 def test_tiny_grid_writes_rows_table_and_plot(tiny_bench):
     rows = [json.loads(line) for line in (tiny_bench / "results.jsonl").read_text().splitlines()]
-    assert sorted((row["method"], row["seed"]) for row in rows) == sorted((m, s) for m in ("sb3", "dpd", "independent") for s in (0, 1))
+    assert sorted((row["method"], row["seed"]) for row in rows) == sorted(
+        (m, s) for m in ("sb3", "dpd", "independent") for s in (0, 1)
+    )
     for row in rows:
         assert row["status"] == "ok"
         learners = 1 if row["method"] == "sb3" else 2
@@ -66,9 +90,24 @@ def crash_on_seeds_one_and_two(run: BenchRun, directory: Path) -> None:
 
 
 def test_a_crashed_run_does_not_stop_the_sweep(tmp_path):
-    grid = Grid(envs=(TINY,), algos=("ppo",), methods=("sb3",), seeds=(0, 1, 2, 3), total_steps=512, eval_every=512, eval_episodes=1, final_episodes=1)
+    grid = Grid(
+        envs=(TINY,),
+        algos=("ppo",),
+        methods=("sb3",),
+        seeds=(0, 1, 2, 3),
+        total_steps=512,
+        eval_every=512,
+        eval_episodes=1,
+        final_episodes=1,
+    )
     events = []
-    rows = run_grid(expand(grid), tmp_path, workers=2, on_event=lambda kind, run, row: events.append((kind, run.seed)), target=crash_on_seeds_one_and_two)
+    rows = run_grid(
+        expand(grid),
+        tmp_path,
+        workers=2,
+        on_event=lambda kind, run, row: events.append((kind, run.seed)),
+        target=crash_on_seeds_one_and_two,
+    )
     assert [row["status"] for row in rows] == ["ok", "failed", "failed", "ok"]
     assert "exited with code 3" in rows[1]["error"]
     assert "NoSuchEnv-v0" in rows[2]["error"]
@@ -81,7 +120,9 @@ def test_a_crashed_run_does_not_stop_the_sweep(tmp_path):
 
 
 def test_a_bad_override_is_refused_before_anything_runs():
-    grid = Grid(envs=(TINY,), algos=("ppo",), methods=("sb3",), seeds=(0,), total_steps=512, overrides=("distill.weighting=magic",))
+    grid = Grid(
+        envs=(TINY,), algos=("ppo",), methods=("sb3",), seeds=(0,), total_steps=512, overrides=("distill.weighting=magic",)
+    )
     with pytest.raises(UserError):  # caught before anything runs
         expand(grid)
 

@@ -69,8 +69,15 @@ def test_degenerate_samples_give_the_point_value(recwarn):
 
 def failed_row(method, seed, env="HalfCheetah-v5"):
     """As the runner writes it: the run's settings, no scores."""
-    return {"env": env, "algo": "ppo", "method": method, "seed": seed, "total_steps": 200000,
-            "status": "failed", "error": "boom"}
+    return {
+        "env": env,
+        "algo": "ppo",
+        "method": method,
+        "seed": seed,
+        "total_steps": 200000,
+        "status": "failed",
+        "error": "boom",
+    }
 
 
 def row(method, seed, score, best_peer=None, env="HalfCheetah-v5", curve=None):
@@ -158,7 +165,16 @@ def test_write_csv(tmp_path):
     with open(path, newline="") as file:
         lines = list(csv.reader(file))
     assert lines[0] == [
-        "env", "algo", "method", "seed", "total_steps", "status", "score", "best_peer", "peer_scores", "seconds"
+        "env",
+        "algo",
+        "method",
+        "seed",
+        "total_steps",
+        "status",
+        "score",
+        "best_peer",
+        "peer_scores",
+        "seconds",
     ]
     assert len(lines) == 1 + len(benchmark_rows())
     assert lines[1] == ["HalfCheetah-v5", "ppo", "sb3", "0", "200000", "ok", "90.0", "", "90.0", "10.0"]

@@ -7,11 +7,21 @@ from stable_baselines3 import PPO
 from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from agents.peer_group import PeerGroup
+from dpd.agents.peer_group import PeerGroup
 from dpd.cli import main
 from tests.conftest import TINY
 
-FAST = ["--env", TINY, "--no-progress", "--set", "eval.every=2048", "--set", "eval.episodes=3", "--set", "checkpoint_every=2048"]
+FAST = [
+    "--env",
+    TINY,
+    "--no-progress",
+    "--set",
+    "eval.every=2048",
+    "--set",
+    "eval.episodes=3",
+    "--set",
+    "checkpoint_every=2048",
+]
 DISTILL_TAGS = {"distill/loss", "distill/weight_mean", "distill/weight_max", "distill/peer_better_frac", "distill/peer_gap"}
 SB3_TAGS = {"rollout/ep_rew_mean", "time/fps", "train/value_loss", "eval/mean_reward", "time/run_total_steps"}
 
@@ -40,7 +50,9 @@ def test_checkpoints_load_with_plain_sb3(finished_run):
     for name in ("peer0", "peer1"):
         model = PPO.load(checkpoint / name / "model.zip")
         assert model.num_timesteps == 6144
-        stats = VecNormalize.load(str(checkpoint / name / "vecnormalize.pkl"), DummyVecEnv([lambda: __import__("gymnasium").make(TINY)]))
+        stats = VecNormalize.load(
+            str(checkpoint / name / "vecnormalize.pkl"), DummyVecEnv([lambda: __import__("gymnasium").make(TINY)])
+        )
         assert stats.obs_rms.count > 6000
     assert len(list((finished_run / "checkpoints").iterdir())) == 1  # older checkpoints are pruned
 
@@ -87,7 +99,7 @@ def test_interrupted_run_resumes_to_its_budget(tmp_path, monkeypatch, capsys):
 
 
 def test_a_failed_save_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
-    from agents.learner import Learner
+    from dpd.agents.learner import Learner
 
     run_dir = tmp_path / "atomic"
     assert main(["train", *FAST, "--total-steps", "4096", "--run-dir", str(run_dir)]) == 0
@@ -97,9 +109,8 @@ def test_a_failed_save_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
         raise OSError("disk full")
 
     monkeypatch.setattr(Learner, "save", broken_save)
-    from agents import open_run
-
-    from agents.peers import PeerFailure
+    from dpd.agents import open_run
+    from dpd.agents.peers import PeerFailure
 
     trainer = open_run(run_dir)
     with pytest.raises(PeerFailure, match="peer0 failed: OSError: disk full"):
@@ -110,7 +121,26 @@ def test_a_failed_save_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
 
 def test_kd_is_a_dpd_command(tmp_path, capsys):
     run_dir = tmp_path / "kd"
-    assert main(["kd", "--method", "hinton", "--dataset", "wine", "--teacher-net", "16", "--student-net", "4", "--epochs", "3", "--run-dir", str(run_dir)]) == 0
+    assert (
+        main(
+            [
+                "kd",
+                "--method",
+                "hinton",
+                "--dataset",
+                "wine",
+                "--teacher-net",
+                "16",
+                "--student-net",
+                "4",
+                "--epochs",
+                "3",
+                "--run-dir",
+                str(run_dir),
+            ]
+        )
+        == 0
+    )
     assert "student" in capsys.readouterr().out and (run_dir / "teacher.pt").is_file()
     assert main(["kd", "--method", "telepathy", "--run-dir", str(tmp_path / "never")]) == 2
     assert "telepathy" in capsys.readouterr().err and not (tmp_path / "never").exists()

@@ -5,7 +5,9 @@ from dpd.errors import UserError
 
 
 def test_overrides_nest_and_parse_numbers():
-    layer = parse_overrides(["distill.alpha=0.75", "distill.lr=1e-4", "algo_kwargs.policy_kwargs={net_arch: [8, 8]}", "distill.enabled=false"])
+    layer = parse_overrides(
+        ["distill.alpha=0.75", "distill.lr=1e-4", "algo_kwargs.policy_kwargs={net_arch: [8, 8]}", "distill.enabled=false"]
+    )
     cfg = build_config(layer)
     assert cfg.distill.alpha == 0.75 and cfg.distill.lr == pytest.approx(1e-4)
     assert cfg.algo_kwargs["policy_kwargs"]["net_arch"] == [8, 8]

@@ -31,7 +31,9 @@ def separable(n=60, features=3, seed=0):
     return x, y
 
 
-@pytest.mark.parametrize("name, n_classes, n_features, size", [("digits", 10, 64, 1797), ("wine", 3, 13, 178), ("breast_cancer", 2, 30, 569)])
+@pytest.mark.parametrize(
+    "name, n_classes, n_features, size", [("digits", 10, 64, 1797), ("wine", 3, 13, 178), ("breast_cancer", 2, 30, 569)]
+)
 def test_bundled_datasets_load_split_and_standardise(name, n_classes, n_features, size):
     data = load_dataset(name)
     assert (data.n_classes, data.n_features) == (n_classes, n_features)
@@ -76,7 +78,16 @@ def test_user_npz_with_and_without_a_test_set(tmp_path):
     split = load_dataset("digits", write_npz(tmp_path / "a.npz", X=x, y=y), test_fraction=0.5)
     assert (len(split.y_train), len(split.y_test), split.n_features) == (30, 30, 3)
     x_test, y_test = separable(n=10, seed=1)
-    given = load_dataset("digits", write_npz(tmp_path / "b.npz", X=x, y=np.where(y == 1, "cat", "dog"), X_test=x_test, y_test=np.where(y_test == 1, "cat", "dog")))
+    given = load_dataset(
+        "digits",
+        write_npz(
+            tmp_path / "b.npz",
+            X=x,
+            y=np.where(y == 1, "cat", "dog"),
+            X_test=x_test,
+            y_test=np.where(y_test == 1, "cat", "dog"),
+        ),
+    )
     assert (len(given.y_train), len(given.y_test), given.n_classes) == (60, 10, 2)  # string labels become 0..C-1
     assert given.name == "b.npz"
 
@@ -90,8 +101,14 @@ def test_user_npz_with_and_without_a_test_set(tmp_path):
         ({"X": np.ones((6, 2)), "y": np.zeros(6)}, "single class"),
         ({"X": np.ones(6), "y": np.arange(6) % 2}, "X must be a non-empty 2-D array"),
         ({"X": np.ones((6, 2)), "y": np.arange(6) % 2, "X_test": np.ones((2, 2))}, "missing array\\(s\\) y_test"),
-        ({"X": np.ones((6, 2)), "y": np.arange(6) % 2, "X_test": np.ones((2, 3)), "y_test": np.array([0, 1])}, "X_test has 3 features, X has 2"),
-        ({"X": np.ones((6, 2)), "y": np.arange(6) % 2, "X_test": np.ones((2, 2)), "y_test": np.array([0, 7])}, "y_test has label\\(s\\) absent from y: 7"),
+        (
+            {"X": np.ones((6, 2)), "y": np.arange(6) % 2, "X_test": np.ones((2, 3)), "y_test": np.array([0, 1])},
+            "X_test has 3 features, X has 2",
+        ),
+        (
+            {"X": np.ones((6, 2)), "y": np.arange(6) % 2, "X_test": np.ones((2, 2)), "y_test": np.array([0, 7])},
+            "y_test has label\\(s\\) absent from y: 7",
+        ),
     ],
 )
 def test_bad_user_data_is_one_clear_error(tmp_path, arrays, message):
@@ -117,7 +134,10 @@ def test_unreadable_data_files(tmp_path):
         (["--method", "ce", "--dataset", "wine", "--data", "x.npz"], "give --dataset or --data, not both"),
         (["--method", "ce", "--samples", "100"], "--samples applies to --dataset synthetic only"),
         (["--method", "ce", "--student-net", "16,x"], "--student-net takes comma-separated layer widths"),
-        (["--method", "ce", "--teacher", "t.pt", "--teacher-net", "64"], "--teacher loads a trained teacher; drop --teacher-net"),
+        (
+            ["--method", "ce", "--teacher", "t.pt", "--teacher-net", "64"],
+            "--teacher loads a trained teacher; drop --teacher-net",
+        ),
         (["--method", "ce", "--teacher", "missing.pt"], "teacher file missing.pt does not exist"),
         (["--method", "ce", "--self-distill", "--teacher-ensemble", "3"], "exclude each other"),
         (["--method", "hinton", "--alpha", "1.5"], "--alpha must be in \\[0, 1\\]"),

@@ -42,7 +42,12 @@ def test_fidelity_counts_disagreements_and_computes_the_kl_by_hand():
     student = torch.tensor([[0.6, 0.4], [0.2, 0.8], [0.3, 0.7], [0.5, 0.5]]).log()
     result = fidelity(teacher, student)
     assert result.agreement == pytest.approx(3 / 4)  # only the third row's argmax differs
-    by_hand = [0.9 * math.log(0.9 / 0.6) + 0.1 * math.log(0.1 / 0.4), 0.0, 0.6 * math.log(0.6 / 0.3) + 0.4 * math.log(0.4 / 0.7), 0.0]
+    by_hand = [
+        0.9 * math.log(0.9 / 0.6) + 0.1 * math.log(0.1 / 0.4),
+        0.0,
+        0.6 * math.log(0.6 / 0.3) + 0.4 * math.log(0.4 / 0.7),
+        0.0,
+    ]
     assert result.kl == pytest.approx(sum(by_hand) / 4, rel=1e-5)
 
 
@@ -54,7 +59,9 @@ def test_hinton_loss_by_hand():
     p_s = [math.exp(0.5) / (math.exp(0.5) + 1.0), 1.0 / (math.exp(0.5) + 1.0)]  # softmax([1, 0] / 2)
     kl = sum(t * math.log(t / s) for t, s in zip(p_t, p_s))
     expected = alpha * ce + (1 - alpha) * tau**2 * kl
-    value = loss("hinton_kd")(torch.tensor([student]), torch.tensor([teacher]), labels=torch.tensor([label]), alpha=alpha, temperature=tau)
+    value = loss("hinton_kd")(
+        torch.tensor([student]), torch.tensor([teacher]), labels=torch.tensor([label]), alpha=alpha, temperature=tau
+    )
     assert value.item() == pytest.approx(expected, rel=1e-6)
 
 
@@ -63,7 +70,9 @@ def test_hinton_at_its_ends_is_label_ce_or_the_soft_term():
     student, teacher = torch.randn(5, 4, generator=generator), torch.randn(5, 4, generator=generator)
     labels = torch.tensor([0, 3, 1, 2, 0])
     hinton = loss("hinton_kd")
-    assert hinton(student, teacher, labels=labels, alpha=1.0).item() == pytest.approx(F.cross_entropy(student, labels).item(), rel=1e-6)
+    assert hinton(student, teacher, labels=labels, alpha=1.0).item() == pytest.approx(
+        F.cross_entropy(student, labels).item(), rel=1e-6
+    )
     assert hinton(student, teacher, labels=labels, alpha=0.0, temperature=3.0).item() == pytest.approx(
         loss("kd_kl")(student, teacher, temperature=3.0).item(), rel=1e-6
     )
@@ -139,7 +148,9 @@ def test_disk_closed_gate_is_hinton_and_open_gate_censors():
     student = torch.randn(4, 3, generator=generator, requires_grad=True)
     teacher, labels = torch.randn(4, 3, generator=generator), torch.tensor([0, 1, 2, 0])
     closed = loss("disk_kd")(student, teacher, labels=labels, gate=torch.zeros(4), alpha=0.4, temperature=2.0)
-    assert closed.item() == pytest.approx(loss("hinton_kd")(student, teacher, labels=labels, alpha=0.4, temperature=2.0).item(), rel=1e-5)
+    assert closed.item() == pytest.approx(
+        loss("hinton_kd")(student, teacher, labels=labels, alpha=0.4, temperature=2.0).item(), rel=1e-5
+    )
     half = loss("disk_kd")(student, teacher, labels=labels, gate=torch.full((4,), 0.5), alpha=0.4, temperature=2.0)
     assert half.item() < closed.item()  # mass on the targets lowers the loss of every example
     opened = loss("disk_kd")(student, teacher, labels=labels, gate=torch.ones(4))

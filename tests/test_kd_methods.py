@@ -24,7 +24,24 @@ CLASSES = 3
 TINY = SyntheticSpec(samples=240, features=8, classes=CLASSES, difficulty="easy")
 FAST = Schedule(epochs=20, batch_size=32, lr=1e-2)
 QUICK_OPTIONS = KDOptions(projection_epochs=5, filter_epochs=5, coop_rounds=2, coop_virtual=8)
-TINY_FLAGS = ["--dataset", "synthetic", "--samples", "240", "--features", "8", "--classes", "3", "--difficulty", "easy", "--epochs", "20", "--batch-size", "32", "--lr", "0.01"]
+TINY_FLAGS = [
+    "--dataset",
+    "synthetic",
+    "--samples",
+    "240",
+    "--features",
+    "8",
+    "--classes",
+    "3",
+    "--difficulty",
+    "easy",
+    "--epochs",
+    "20",
+    "--batch-size",
+    "32",
+    "--lr",
+    "0.01",
+]
 
 
 @pytest.fixture(scope="module")
@@ -177,21 +194,63 @@ def test_kd_command_end_to_end_then_reuse_the_teacher(tmp_path, capsys):
     events = EventAccumulator(str(first / "tb"))
     events.Reload()
     tags = set(events.Tags()["scalars"])
-    expected = {"kd/teacher/loss", "kd/student/loss", "kd/student/test_accuracy", "fidelity/train_agreement", "fidelity/test_agreement", "fidelity/train_kl", "fidelity/test_kl"}
+    expected = {
+        "kd/teacher/loss",
+        "kd/student/loss",
+        "kd/student/test_accuracy",
+        "fidelity/train_agreement",
+        "fidelity/test_agreement",
+        "fidelity/train_kl",
+        "fidelity/test_kl",
+    }
     assert expected <= tags, expected - tags
     assert len(events.Scalars("fidelity/test_kl")) == 20  # one point per student epoch
 
     second = tmp_path / "second"
-    assert kd(["--method", "fitnet", *TINY_FLAGS, "--student-net", "8", "--teacher", str(first / "teacher.pt"), "--json", "--run-dir", str(second)]) == 0
+    assert (
+        kd(
+            [
+                "--method",
+                "fitnet",
+                *TINY_FLAGS,
+                "--student-net",
+                "8",
+                "--teacher",
+                str(first / "teacher.pt"),
+                "--json",
+                "--run-dir",
+                str(second),
+            ]
+        )
+        == 0
+    )
     reused = json.loads(capsys.readouterr().out)
     assert reused["fidelity"]["teacher_accuracy"] == results["fidelity"]["teacher_accuracy"]
     assert reused["teacher"] == "32 (single)"
 
 
 def test_kd_command_with_ensemble_and_self_distillation_teachers(tmp_path, capsys):
-    assert kd(["--method", "ce", *TINY_FLAGS, "--teacher-net", "16", "--teacher-ensemble", "2", "--run-dir", str(tmp_path / "ens")]) == 0
+    assert (
+        kd(
+            [
+                "--method",
+                "ce",
+                *TINY_FLAGS,
+                "--teacher-net",
+                "16",
+                "--teacher-ensemble",
+                "2",
+                "--run-dir",
+                str(tmp_path / "ens"),
+            ]
+        )
+        == 0
+    )
     assert "teacher ensemble of 2 x 16" in capsys.readouterr().out
-    assert kd(["--method", "hinton", *TINY_FLAGS, "--student-net", "8", "--self-distill", "--run-dir", str(tmp_path / "self")]) == 0
+    assert (
+        kd(["--method", "hinton", *TINY_FLAGS, "--student-net", "8", "--self-distill", "--run-dir", str(tmp_path / "self")])
+        == 0
+    )
     assert "teacher 8 (self-distillation)" in capsys.readouterr().out
     loaded = load_teacher(tmp_path / "self" / "teacher.pt", load_dataset("synthetic", synthetic=TINY))
     assert isinstance(loaded, Teacher) and loaded.kind == "self" and loaded.hidden == (8,)

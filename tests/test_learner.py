@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from agents import build_learners
+from dpd.agents import build_learners
 from dpd.config import build_config
 from tests.conftest import TINY
 

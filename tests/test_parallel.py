@@ -7,8 +7,8 @@ import sys
 import numpy as np
 import pytest
 
-from agents import PeerGroup, build_group, new_run
-from agents.peers import PeerFailure
+from dpd.agents import PeerGroup, build_group, new_run
+from dpd.agents.peers import PeerFailure
 from dpd.cli import main
 from dpd.config import build_config
 from tests.conftest import TINY
@@ -17,7 +17,14 @@ STATES = np.random.default_rng(7).normal(size=(32, 4)).astype(np.float32) * 10
 
 
 def tiny_config(backend, total_steps=4096, **overrides):
-    layer = {"env": TINY, "peers": 2, "total_steps": total_steps, "backend": backend, "distill": {"every": 1}, "eval": {"every": 0, "final_episodes": 2}}
+    layer = {
+        "env": TINY,
+        "peers": 2,
+        "total_steps": total_steps,
+        "backend": backend,
+        "distill": {"every": 1},
+        "eval": {"every": 0, "final_episodes": 2},
+    }
     return build_config(layer, overrides)
 
 
@@ -57,7 +64,19 @@ def test_parallel_peers_reproduce_the_sequential_group():
 
 def test_a_peer_that_raises_stops_the_group_and_names_itself(tmp_path, capsys):
     run_dir = tmp_path / "nan"
-    args = ["train", "--env", TINY, "--total-steps", "4096", "--parallel", "--no-progress", "--run-dir", str(run_dir), "--set", "env_kwargs.reward_scale=.nan"]
+    args = [
+        "train",
+        "--env",
+        TINY,
+        "--total-steps",
+        "4096",
+        "--parallel",
+        "--no-progress",
+        "--run-dir",
+        str(run_dir),
+        "--set",
+        "env_kwargs.reward_scale=.nan",
+    ]
     assert main(args) == 1
     error = capsys.readouterr().err
     # NaN rewards: torch's distribution check raises in peer0's first update
@@ -86,7 +105,10 @@ def test_a_killed_peer_stops_the_group_the_others_are_saved_and_resume_continues
     progress = json.loads((run_dir / "manifest.json").read_text())["progress"]
     checkpoint = run_dir / progress["checkpoint"]
     assert (checkpoint / "peer0" / "model.zip").is_file() and not (checkpoint / "peer1").exists()
-    assert progress["learners"]["peer0"]["num_timesteps"] > 0 and progress["learners"]["peer1"] == {"num_timesteps": 0, "iterations": 0}
+    assert progress["learners"]["peer0"]["num_timesteps"] > 0 and progress["learners"]["peer1"] == {
+        "num_timesteps": 0,
+        "iterations": 0,
+    }
     assert main(["train", "--resume", str(run_dir), "--parallel", "--no-progress"]) == 0
     progress = json.loads((run_dir / "manifest.json").read_text())["progress"]
     assert progress["finished"] and {v["num_timesteps"] for v in progress["learners"].values()} == {4096}
@@ -94,7 +116,17 @@ def test_a_killed_peer_stops_the_group_the_others_are_saved_and_resume_continues
 
 
 def test_a_bad_hyperparameter_in_a_peer_process_is_one_line(tmp_path, capsys):
-    args = ["train", "--env", TINY, "--parallel", "--no-progress", "--run-dir", str(tmp_path / "bad"), "--set", "algo_kwargs.batch_size=0"]
+    args = [
+        "train",
+        "--env",
+        TINY,
+        "--parallel",
+        "--no-progress",
+        "--run-dir",
+        str(tmp_path / "bad"),
+        "--set",
+        "algo_kwargs.batch_size=0",
+    ]
     assert main(args) == 2
     assert capsys.readouterr().err.startswith("dpd: error: cannot build a ppo learner")
     assert not (tmp_path / "bad").exists() and multiprocessing.active_children() == []

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from agents.distillation import answer_on, best_targets, distill_step
-from agents.peer_group import PeerGroup
-from agents.peers import LocalPeers
-from agents.state_buffer import RawStateBuffer
+from dpd.agents.distillation import answer_on, best_targets, distill_step
+from dpd.agents.peer_group import PeerGroup
+from dpd.agents.peers import LocalPeers
+from dpd.agents.state_buffer import RawStateBuffer
 from dpd.config import DistillConfig
 from dpd.losses import PolicyOutput
 
@@ -36,7 +36,9 @@ class StubPeer:
         self.action = action
         self.states = RawStateBuffer(len(states), states.shape[1])
         self.states.add(states)
-        self.distill_config = DistillConfig(**{"alpha": 0.5, "every": 5, "steps": 1, "batch": 64, "lr": 1e-3, "buffer_size": 10, **distill})
+        self.distill_config = DistillConfig(
+            **{"alpha": 0.5, "every": 5, "steps": 1, "batch": 64, "lr": 1e-3, "buffer_size": 10, **distill}
+        )
         self.updates = []
         self.training_return = float("nan")
 
@@ -82,14 +84,19 @@ def test_distill_step_weights_states_where_the_peer_is_better():
 
 
 def local_group(learners):
-    return PeerGroup(LocalPeers(learners), [l.spec for l in learners], [l.distill_config for l in learners], seed=0)
+    return PeerGroup(
+        LocalPeers(learners), [learner.spec for learner in learners], [learner.distill_config for learner in learners], seed=0
+    )
 
 
 def test_states_are_drawn_from_every_peer_but_the_learner():
-    learners = [StubPeer(lambda s: np.zeros(len(s)), 0.0, np.full((10, 1), v, dtype=np.float32), name=f"p{v}", batch=9) for v in range(3)]
+    learners = [
+        StubPeer(lambda s: np.zeros(len(s)), 0.0, np.full((10, 1), v, dtype=np.float32), name=f"p{v}", batch=9)
+        for v in range(3)
+    ]
     learners[0].iterations = 5
     local_group(learners).distill({0: 1})
-    (raw, _, _), = learners[0].updates
+    ((raw, _, _),) = learners[0].updates
     assert len(raw) == 9 and sorted(set(raw[:, 0])) == [1.0, 2.0]
 
 
@@ -107,12 +114,15 @@ def test_round_robin_uses_one_peer_per_step_in_turn():
 
 def test_the_return_gate_admits_only_peers_with_a_higher_recent_return():
     # p0 (return 100) may learn from p1 (200) only; p1, the best, from nobody; p2's return is not known yet
-    learners = [StubPeer(lambda s: np.zeros(len(s)), 0.0, np.full((10, 1), v, dtype=np.float32), name=f"p{v}", batch=8, gate="return") for v in range(3)]
+    learners = [
+        StubPeer(lambda s: np.zeros(len(s)), 0.0, np.full((10, 1), v, dtype=np.float32), name=f"p{v}", batch=8, gate="return")
+        for v in range(3)
+    ]
     for learner, training_return in zip(learners, (100.0, 200.0, float("nan"))):
         learner.training_return = training_return
     group = local_group(learners)
     group.distill({0: 1, 1: 1, 2: 1})
-    (raw, _, _), = learners[0].updates
+    ((raw, _, _),) = learners[0].updates
     assert set(raw[:, 0]) == {1.0}
     assert learners[1].updates == [] and learners[2].updates == []
     # without the gate every learner distills from both of its peers
@@ -127,7 +137,7 @@ def test_the_return_gate_admits_only_peers_with_a_higher_recent_return():
 def test_recent_return_is_the_mean_of_the_last_training_episodes():
     from collections import deque
 
-    from agents.learner import Learner
+    from dpd.agents.learner import Learner
 
     finished = SimpleNamespace(model=SimpleNamespace(ep_info_buffer=deque([{"r": 1.0}, {"r": 3.0}, {"r": 5.0}])))
     assert Learner.recent_return(finished, 2) == pytest.approx(4.0)
@@ -157,7 +167,7 @@ class IterationStub(StubPeer):
 
 
 def test_a_turn_counts_the_rounds_due_after_the_start():
-    from agents.peers import Peer
+    from dpd.agents.peers import Peer
 
     peer = Peer(IterationStub(every=2, start=300))
     assert peer.train_turn(0, 800).due == 3  # iterations 4, 6 and 8

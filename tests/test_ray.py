@@ -7,7 +7,7 @@ import pytest
 
 ray = pytest.importorskip("ray", reason="Ray is an optional extra (pip install '.[ray]'); make test installs it")
 
-from agents import build_group  # noqa: E402
+from dpd.agents import build_group  # noqa: E402
 from dpd.cli import main  # noqa: E402
 from tests.conftest import TINY  # noqa: E402
 from tests.test_parallel import outputs, tiny_config, train_to_first_distillation  # noqa: E402
@@ -38,10 +38,43 @@ def test_ray_peers_reproduce_the_sequential_group():
 
 def test_ray_train_and_bench_end_to_end(tmp_path, capsys):
     run_dir = tmp_path / "run"
-    assert main(["train", "--env", TINY, "--total-steps", "2048", "--backend", "ray", "--no-progress", "--run-dir", str(run_dir), "--set", "eval.every=0"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--env",
+                TINY,
+                "--total-steps",
+                "2048",
+                "--backend",
+                "ray",
+                "--no-progress",
+                "--run-dir",
+                str(run_dir),
+                "--set",
+                "eval.every=0",
+            ]
+        )
+        == 0
+    )
     assert json.loads((run_dir / "manifest.json").read_text())["progress"]["finished"]
     out = tmp_path / "bench"
-    grid = ["--envs", TINY, "--methods", "sb3,dpd", "--seeds", "0", "--total-steps", "1024", "--eval-every", "1024", "--eval-episodes", "1", "--final-episodes", "1"]
+    grid = [
+        "--envs",
+        TINY,
+        "--methods",
+        "sb3,dpd",
+        "--seeds",
+        "0",
+        "--total-steps",
+        "1024",
+        "--eval-every",
+        "1024",
+        "--eval-episodes",
+        "1",
+        "--final-episodes",
+        "1",
+    ]
     assert main(["bench", *grid, "--backend", "ray", "--workers", "2", "--no-progress", "--out", str(out)]) == 0
     rows = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
     assert [row["status"] for row in rows] == ["ok", "ok"]

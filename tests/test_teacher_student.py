@@ -6,8 +6,8 @@ import pytest
 import torch
 from stable_baselines3 import PPO
 
-from agents import compare_models
-from agents.teacher_student import kickstart_lambda
+from dpd.agents import compare_models
+from dpd.agents.teacher_student import kickstart_lambda
 from dpd.cli import main
 from dpd.config import TeacherConfig
 from dpd.fidelity import policy_fidelity
@@ -18,11 +18,21 @@ from tests.conftest import TINY
 @pytest.fixture(scope="module")
 def sb3_teacher(tmp_path_factory):
     """A PPO teacher trained and saved with plain SB3, not through dpd."""
-    import envs
+    from dpd import envs
 
     directory = tmp_path_factory.mktemp("teacher")
     env = envs.make_env(TINY, seed=0, gamma=0.95)
-    model = PPO("MlpPolicy", env, seed=0, n_steps=256, batch_size=64, learning_rate=1e-3, gamma=0.95, gae_lambda=0.9, policy_kwargs={"net_arch": [64, 64]})
+    model = PPO(
+        "MlpPolicy",
+        env,
+        seed=0,
+        n_steps=256,
+        batch_size=64,
+        learning_rate=1e-3,
+        gamma=0.95,
+        gae_lambda=0.9,
+        policy_kwargs={"net_arch": [64, 64]},
+    )
     model.learn(8192)
     model.save(directory / "teacher.zip")
     env.save(str(directory / "vecnormalize.pkl"))
@@ -77,7 +87,7 @@ def test_kickstart_schedules():
 
 
 def test_distill_run_resumes(sb3_teacher, tmp_path, monkeypatch):
-    from agents.teacher_student import TeacherStudent
+    from dpd.agents.teacher_student import TeacherStudent
 
     run_dir = tmp_path / "resume"
     original = TeacherStudent.train_iteration
@@ -107,17 +117,43 @@ def expect_error(args, capsys):
 def test_teacher_errors(sb3_teacher, tmp_path, capsys):
     base = ["distill", "--env", TINY, "--total-steps", "512", "--no-progress"]
     run_dir = tmp_path / "never"
-    assert "teacher model not found" in expect_error([*base, "--teacher", str(tmp_path / "none.zip"), "--run-dir", str(run_dir)], capsys)
-    err = expect_error(["distill", "--teacher", str(sb3_teacher), "--env", "HalfCheetah-v5", "--total-steps", "512", "--run-dir", str(run_dir)], capsys)
+    assert "teacher model not found" in expect_error(
+        [*base, "--teacher", str(tmp_path / "none.zip"), "--run-dir", str(run_dir)], capsys
+    )
+    err = expect_error(
+        [
+            "distill",
+            "--teacher",
+            str(sb3_teacher),
+            "--env",
+            "HalfCheetah-v5",
+            "--total-steps",
+            "512",
+            "--run-dir",
+            str(run_dir),
+        ],
+        capsys,
+    )
     assert "does not fit HalfCheetah-v5" in err
-    assert "unknown distillation mode 'dagger'" in expect_error([*base, "--teacher", str(sb3_teacher), "--mode", "dagger", "--run-dir", str(run_dir)], capsys)
+    assert "unknown distillation mode 'dagger'" in expect_error(
+        [*base, "--teacher", str(sb3_teacher), "--mode", "dagger", "--run-dir", str(run_dir)], capsys
+    )
     corrupt = tmp_path / "corrupt.zip"
     corrupt.write_bytes(b"not a zip")
-    assert "not a readable SB3 model zip" in expect_error([*base, "--teacher", str(corrupt), "--run-dir", str(run_dir)], capsys)
-    err = expect_error([*base, "--teacher", str(sb3_teacher), "--student-algo", "td3", "--set", "distill.loss=kl", "--run-dir", str(run_dir)], capsys)
+    assert "not a readable SB3 model zip" in expect_error(
+        [*base, "--teacher", str(corrupt), "--run-dir", str(run_dir)], capsys
+    )
+    err = expect_error(
+        [*base, "--teacher", str(sb3_teacher), "--student-algo", "td3", "--set", "distill.loss=kl", "--run-dir", str(run_dir)],
+        capsys,
+    )
     assert "deterministic" in err
-    err = expect_error([*base, "--teacher", str(sb3_teacher), "--set", "algo_kwargs.gamma=0.9", "--run-dir", str(run_dir)], capsys)
+    err = expect_error(
+        [*base, "--teacher", str(sb3_teacher), "--set", "algo_kwargs.gamma=0.9", "--run-dir", str(run_dir)], capsys
+    )
     assert "teacher and student: peers must share one discount" in err  # the teacher learned with 0.95
-    err = expect_error([*base, "--teacher", str(sb3_teacher), "--set", "distill.gate=return", "--run-dir", str(run_dir)], capsys)
+    err = expect_error(
+        [*base, "--teacher", str(sb3_teacher), "--set", "distill.gate=return", "--run-dir", str(run_dir)], capsys
+    )
     assert "has no peer to gate" in err
     assert not run_dir.exists()

@@ -23,9 +23,14 @@ def add_bench_parser(subparsers: Any) -> None:
     bench = subparsers.add_parser(
         "bench",
         help="benchmark dpd against plain SB3 at equal env steps: several seeds, IQM, bootstrap intervals, plots",
-        description="Run a grid of (env, algo, method, seed) runs in parallel and write raw results, a markdown table and learning curves.",
+        description="Run a grid of (env, algo, method, seed) runs in parallel and write raw results, a markdown table "
+        "and learning curves.",
     )
-    bench.add_argument("--preset", default="quick", help=f"base grid: {', '.join(PRESETS)} (default quick); the flags below replace its settings")
+    bench.add_argument(
+        "--preset",
+        default="quick",
+        help=f"base grid: {', '.join(PRESETS)} (default quick); the flags below replace its settings",
+    )
     bench.add_argument("--envs", help="comma-separated env ids, e.g. HalfCheetah-v5,Hopper-v5")
     bench.add_argument("--algos", help="comma-separated SB3 algorithms, e.g. ppo,sac")
     bench.add_argument("--methods", help=f"comma-separated methods: {', '.join(METHODS)}")
@@ -35,10 +40,27 @@ def add_bench_parser(subparsers: Any) -> None:
     bench.add_argument("--eval-every", type=int, help="total env steps between evaluations of a run")
     bench.add_argument("--eval-episodes", type=int, help="deterministic episodes per evaluation")
     bench.add_argument("--final-episodes", type=int, help="deterministic episodes of the final score")
-    bench.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override for every run, e.g. distill.alpha=1.0 (repeatable)")
-    bench.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="runs at once, one single-threaded process each (default: number of cores)")
-    bench.add_argument("--backend", default="process", help="process (default: a local process pool) or ray (each run a Ray task; pip install '.[ray]')")
-    bench.add_argument("--address", default="", help="with --backend ray: the Ray cluster's address (default: start a local instance)")
+    bench.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="config override for every run, e.g. distill.alpha=1.0 (repeatable)",
+    )
+    bench.add_argument(
+        "--workers",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="runs at once, one single-threaded process each (default: number of cores)",
+    )
+    bench.add_argument(
+        "--backend",
+        default="process",
+        help="process (default: a local process pool) or ray (each run a Ray task; pip install '.[ray]')",
+    )
+    bench.add_argument(
+        "--address", default="", help="with --backend ray: the Ray cluster's address (default: start a local instance)"
+    )
     bench.add_argument("--out", help="results directory (default results/bench-<preset>); rerunning skips complete runs")
     bench.add_argument("--report-only", action="store_true", help="only remake the table and plots from the results in --out")
     bench.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -86,7 +108,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
             return 130
     written = write_outputs(rows, out, command)
     failed = [row for row in rows if row["status"] != "ok"]
-    print(f"{len(rows) - len(failed)} of {len(runs)} runs complete, {len(failed)} failed; wrote {', '.join(str(p) for p in written)}")
+    print(
+        f"{len(rows) - len(failed)} of {len(runs)} runs complete, {len(failed)} failed; wrote "
+        f"{', '.join(str(p) for p in written)}"
+    )
     print(f"TensorBoard: tensorboard --logdir {out}")
     if failed:
         print("rerun the same command to retry the failed runs (complete runs are skipped)", file=sys.stderr)

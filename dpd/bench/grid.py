@@ -90,7 +90,11 @@ class BenchRun:
             "checkpoint_every": 0,
             # Each learner evaluates at its own steps; peers share the budget, so a group is
             # evaluated every ``eval_every`` total steps, like the single learner.
-            "eval": {"every": max(1, self.eval_every // learners), "episodes": self.eval_episodes, "final_episodes": self.final_episodes},
+            "eval": {
+                "every": max(1, self.eval_every // learners),
+                "episodes": self.eval_episodes,
+                "final_episodes": self.final_episodes,
+            },
         }
         layer = merge(layer, parse_overrides(list(self.overrides)))
         return merge(layer, METHODS[self.method])
@@ -116,8 +120,8 @@ def split_list(text: str) -> Tuple[str, ...]:
 
 def expand(grid: Grid) -> List[BenchRun]:
     """Every run of the grid, checked before anything starts (a typo fails at once, not an hour in)."""
-    from agents import check_config
-    from agents.algorithms import ALGORITHMS
+    from dpd.agents import check_config
+    from dpd.agents.algorithms import ALGORITHMS
     from dpd.config import build_config
 
     for method in grid.methods:
@@ -126,14 +130,31 @@ def expand(grid: Grid) -> List[BenchRun]:
     for algo in grid.algos:
         if algo not in ALGORITHMS:
             raise unknown_choice("algorithm", algo, ALGORITHMS)
-    positive = {"total_steps": grid.total_steps, "peers": grid.peers, "eval_every": grid.eval_every, "eval_episodes": grid.eval_episodes, "final_episodes": grid.final_episodes}
+    positive = {
+        "total_steps": grid.total_steps,
+        "peers": grid.peers,
+        "eval_every": grid.eval_every,
+        "eval_episodes": grid.eval_episodes,
+        "final_episodes": grid.final_episodes,
+    }
     for name, value in positive.items():
         if value <= 0:
             raise UserError(f"{name} must be positive, got {value}")
     if not (grid.envs and grid.algos and grid.methods and grid.seeds):
         raise UserError("the grid is empty: give at least one env, algo, method and seed")
     runs = [
-        BenchRun(env, algo, method, seed, grid.total_steps, grid.peers, grid.eval_every, grid.eval_episodes, grid.final_episodes, grid.overrides)
+        BenchRun(
+            env,
+            algo,
+            method,
+            seed,
+            grid.total_steps,
+            grid.peers,
+            grid.eval_every,
+            grid.eval_episodes,
+            grid.final_episodes,
+            grid.overrides,
+        )
         for env in grid.envs
         for algo in grid.algos
         for method in grid.methods

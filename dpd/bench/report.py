@@ -30,9 +30,7 @@ SectionKey = Tuple[str, str, int]  # env, algo, total_steps: only runs on the sa
 METHOD_ORDER = tuple(METHODS)
 DISTILLATION_METHODS = ("dpd", "dpd-hard", "dpd-none")  # multi-peer methods compared with the references
 REFERENCE_METHODS = ("sb3", "independent")
-CSV_COLUMNS = (
-    "env", "algo", "method", "seed", "total_steps", "status", "score", "best_peer", "peer_scores", "seconds"
-)
+CSV_COLUMNS = ("env", "algo", "method", "seed", "total_steps", "status", "score", "best_peer", "peer_scores", "seconds")
 
 EXPLANATION = (
     "The score of a multi-peer run is the mean over its peers, so it is compared with one SB3 "
@@ -149,10 +147,7 @@ def _failed_line(rows: Sequence[Row]) -> str:
 def _section_markdown(key: SectionKey, rows: Sequence[Row]) -> List[str]:
     env, algo, total_steps = key
     lines = [f"### {env} ({algo}, {total_steps} total env steps)", ""]
-    summaries = {
-        method: _summarize_method(key, method, method_rows)
-        for method, method_rows in _by_method(rows).items()
-    }
+    summaries = {method: _summarize_method(key, method, method_rows) for method, method_rows in _by_method(rows).items()}
     if summaries:
         lines += [
             "| method | seeds | mean | IQM | 95% CI of IQM | IQM / sb3 | IQM / independent "
@@ -182,9 +177,7 @@ def _section_markdown(key: SectionKey, rows: Sequence[Row]) -> List[str]:
     return lines
 
 
-def markdown_table(
-    rows: Sequence[Row], date: Optional[str] = None, command: Optional[str] = None
-) -> str:
+def markdown_table(rows: Sequence[Row], date: Optional[str] = None, command: Optional[str] = None) -> str:
     """A markdown report: one table per (env, algo, budget) with comparisons and failed runs."""
     lines: List[str] = []
     if command or date:

@@ -60,7 +60,7 @@ def plain_sb3_learner(cfg: Any, tensorboard_dir: Optional[Path] = None) -> Any:
     trained by SB3's own ``learn()``: the baseline a user knows."""
     from stable_baselines3.common.logger import configure
 
-    from agents import build_learner, check_config
+    from dpd.agents import build_learner, check_config
 
     learner = build_learner(check_config(cfg)[0])
     formats = ["tensorboard"] if tensorboard_dir else []
@@ -95,7 +95,9 @@ def _train_plain_sb3(run: BenchRun, directory: Path, cfg: Any) -> Tuple[List[flo
     learner = plain_sb3_learner(cfg, directory / "tb" / PLAIN_SB3)
     curve: Curve = []
     try:
-        learner.model.learn(learner.spec.budget, callback=_evaluate_between_iterations(learner, run.eval_every, run.eval_episodes, curve))
+        learner.model.learn(
+            learner.spec.budget, callback=_evaluate_between_iterations(learner, run.eval_every, run.eval_episodes, curve)
+        )
         final, _ = learner.evaluate(run.final_episodes)
         learner.model.save(directory / "model.zip")
         learner.env.save(str(directory / "vecnormalize.pkl"))
@@ -114,7 +116,7 @@ def group_curve(history: Sequence[Any], peers: int) -> Curve:
 
 
 def _train_group(run: BenchRun, directory: Path, cfg: Any) -> Tuple[List[float], Curve]:
-    from agents import new_run
+    from dpd.agents import new_run
 
     trainer = new_run(directory / "run", cfg)
     try:
@@ -278,7 +280,7 @@ class RayPool(RunPool):
     """Each run a Ray task (one CPU), on a local instance or the cluster at ``address``."""
 
     def __init__(self, workers: int, address: str) -> None:
-        from agents.ray_peers import connect, import_ray
+        from dpd.agents.ray_peers import connect, import_ray
 
         super().__init__(workers)
         self.ray = import_ray()

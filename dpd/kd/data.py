@@ -18,6 +18,7 @@ import torch
 from dpd.errors import UserError, unknown_choice
 from dpd.kd.options import BUNDLED, DATASETS, DIFFICULTIES, SyntheticSpec
 
+
 @dataclass(frozen=True)
 class Dataset:
     """A standardised train/test split with labels 0..n_classes-1 (float32 / int64 tensors)."""
@@ -36,7 +37,10 @@ class Dataset:
         return self.x_train.shape[1]
 
     def describe(self) -> str:
-        return f"{self.name} ({len(self.y_train)} train / {len(self.y_test)} test, {self.n_features} features, {self.n_classes} classes)"
+        return (
+            f"{self.name} ({len(self.y_train)} train / {len(self.y_test)} test, {self.n_features} features, "
+            f"{self.n_classes} classes)"
+        )
 
 
 class Standardizer:
@@ -54,7 +58,7 @@ class Standardizer:
 def load_dataset(
     name: str,
     data_path: Optional[str] = None,
-    synthetic: SyntheticSpec = SyntheticSpec(),
+    synthetic: SyntheticSpec = SyntheticSpec(),  # noqa: B008  (frozen dataclass)
     split_seed: int = 0,
     test_fraction: float = 0.25,
     noise_features: int = 0,
@@ -160,7 +164,9 @@ def stratified_split(x: np.ndarray, y: np.ndarray, test_fraction: float, seed: i
         raise UserError(f"cannot split {len(y)} samples with --test-fraction {test_fraction}: {exc}") from None
 
 
-def _standardised(name: str, x: np.ndarray, y: np.ndarray, x_test: np.ndarray, y_test: np.ndarray, noise_features: int) -> Dataset:
+def _standardised(
+    name: str, x: np.ndarray, y: np.ndarray, x_test: np.ndarray, y_test: np.ndarray, noise_features: int
+) -> Dataset:
     classes = np.unique(y)
     if len(classes) < 2:
         raise UserError(f"the training labels have a single class ({classes[0]!r}); distillation needs at least two")

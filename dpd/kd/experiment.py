@@ -89,7 +89,9 @@ def run_kd(config: KDConfig) -> Tuple[KDReport, Path]:
     run_dir = Path(config.run_dir) if config.run_dir else default_run_dir(config)
     if run_dir.exists() and (not run_dir.is_dir() or any(run_dir.iterdir())):
         raise UserError(f"run dir {run_dir} exists and is not empty; choose another --run-dir")
-    data = load_dataset(config.dataset, config.data_path, config.synthetic, config.split_seed, config.test_fraction, config.noise_features)
+    data = load_dataset(
+        config.dataset, config.data_path, config.synthetic, config.split_seed, config.test_fraction, config.noise_features
+    )
     loaded = load_teacher(Path(config.teacher_path), data) if config.teacher_path else None
     config.options.validate(len(loaded.hidden if loaded else config.teacher_hidden))
 
@@ -101,10 +103,20 @@ def run_kd(config: KDConfig) -> Tuple[KDReport, Path]:
         save_teacher(teacher, run_dir / "teacher.pt", data)
         if config.nuisance_dim:
             teacher = NuisanceTeacher(teacher, data, config.nuisance_dim, config.nuisance_scale, config.seed)
-        report, result = distill_and_measure(data, teacher, config.method, config.student_net, config.schedule(), config.seed, config.options, log)
+        report, result = distill_and_measure(
+            data, teacher, config.method, config.student_net, config.schedule(), config.seed, config.options, log
+        )
     finally:
         log.close()
-    save_atomically({"hidden": list(config.student_net), "n_classes": data.n_classes, "in_dim": data.n_features, "state": result.student.state_dict()}, run_dir / "student.pt")
+    save_atomically(
+        {
+            "hidden": list(config.student_net),
+            "n_classes": data.n_classes,
+            "in_dim": data.n_features,
+            "state": result.student.state_dict(),
+        },
+        run_dir / "student.pt",
+    )
     atomic_write_text(run_dir / "results.json", json.dumps(report.to_dict(), indent=2))
     return report, run_dir
 
@@ -112,5 +124,6 @@ def run_kd(config: KDConfig) -> Tuple[KDReport, Path]:
 def _train_teacher(config: KDConfig, data: Dataset, log: ScalarLog) -> Teacher:
     members = config.teacher_ensemble
     hooks = [log.epoch_hook("kd/teacher" if members == 1 else f"kd/teacher{k}") for k in range(members)]
-    return train_teacher(data, config.teacher_hidden, config.teacher_kind, members, config.schedule(config.teacher_epochs), config.seed, hooks)
-
+    return train_teacher(
+        data, config.teacher_hidden, config.teacher_kind, members, config.schedule(config.teacher_epochs), config.seed, hooks
+    )

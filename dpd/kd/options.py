@@ -88,7 +88,9 @@ class KDOptions:
     reaugkd_k: int = _option(5, "reaugkd: neighbours retrieved at inference", "positive")
     reaugkd_mix: float = _option(0.3, "reaugkd: weight of the retrieved soft labels in the prediction", "in [0, 1]")
     reaugkd_weight: float = _option(1.0, "reaugkd: weight of the relational alignment loss", ">= 0")
-    reaugkd_temperature: float = _option(0.1, "reaugkd: temperature of cosine similarities (loss, projection, retrieval)", "positive")
+    reaugkd_temperature: float = _option(
+        0.1, "reaugkd: temperature of cosine similarities (loss, projection, retrieval)", "positive"
+    )
     projection_epochs: int = _option(20, "reaugkd: epochs of the supervised-contrastive projection", ">= 0")
     disk_budget: float = _option(0.1, "disk: largest mean gate (share of censoring) allowed", "in [0, 1]")
     disk_top_k: int = _option(2, "disk: teacher classes the scaffold puts mass on, with the true class", "positive")
@@ -96,7 +98,9 @@ class KDOptions:
     rid_weight: float = _option(1.0, "rid: weight of the filtered-feature MSE", ">= 0")
     rid_filter_dim: int = _option(16, "rid: output width of each filter", "positive")
     filter_epochs: int = _option(20, "rid: epochs of training the filters on the frozen teacher", ">= 0")
-    coop_peers: Tuple[Tuple[int, ...], ...] = _option(((64,),), "cooperative: extra peer architectures, e.g. 64;32,32", parse=parse_architectures)
+    coop_peers: Tuple[Tuple[int, ...], ...] = _option(
+        ((64,),), "cooperative: extra peer architectures, e.g. 64;32,32", parse=parse_architectures
+    )
     coop_rounds: int = _option(3, "cooperative: rounds of train / find weak classes / exchange", "positive")
     coop_feature_fraction: float = _option(1.0, "cooperative: share of the features each extra peer sees", "in (0, 1]")
     coop_virtual: int = _option(32, "cooperative: virtual instances per weak class and round", "positive")
@@ -110,7 +114,9 @@ class KDOptions:
             if allowed and not RANGES[allowed](value):
                 raise UserError(f"--{option.name.replace('_', '-')} must be {allowed}, got {value}")
         if not -teacher_layers <= self.hint_layer < teacher_layers:
-            raise UserError(f"--hint-layer {self.hint_layer} is out of range for a teacher with {teacher_layers} hidden layers")
+            raise UserError(
+                f"--hint-layer {self.hint_layer} is out of range for a teacher with {teacher_layers} hidden layers"
+            )
 
 
 @dataclass(frozen=True)
@@ -153,7 +159,11 @@ class KDConfig:
     def validate(self) -> None:
         if self.method not in METHOD_NAMES:
             raise unknown_choice("kd method", self.method, METHOD_NAMES)
-        for flag, value in (("--epochs", self.epochs), ("--batch-size", self.batch_size), ("--teacher-ensemble", self.teacher_ensemble)):
+        for flag, value in (
+            ("--epochs", self.epochs),
+            ("--batch-size", self.batch_size),
+            ("--teacher-ensemble", self.teacher_ensemble),
+        ):
             if value < 1:
                 raise UserError(f"{flag} must be at least 1, got {value}")
         if self.teacher_epochs is not None and self.teacher_epochs < 1:
@@ -163,4 +173,7 @@ class KDConfig:
         if self.nuisance_dim < 0 or self.nuisance_scale < 0:
             raise UserError("--nuisance-dim and --nuisance-scale must be >= 0")
         if self.self_distill and self.teacher_ensemble > 1:
-            raise UserError("--self-distill and --teacher-ensemble exclude each other; an ensemble of the student's architecture is --teacher-net equal to --student-net")
+            raise UserError(
+                "--self-distill and --teacher-ensemble exclude each other; an ensemble of the student's architecture "
+                "is --teacher-net equal to --student-net"
+            )

@@ -6,6 +6,7 @@ which reduces with optional per-sample weights, so every loss accepts DPD's
 disadvantage weights in the same way.
 """
 
+from dpd.losses.policy import PolicyOutput, with_temperature
 from dpd.losses.registry import (
     LossSpec,
     available_losses,
@@ -14,7 +15,6 @@ from dpd.losses.registry import (
     register_loss,
     weighted_mean,
 )
-from dpd.losses.policy import PolicyOutput, with_temperature
 
 __all__ = [
     "PolicyOutput",

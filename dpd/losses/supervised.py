@@ -23,7 +23,9 @@ def categorical_kl(target_log_probs: torch.Tensor, log_probs: torch.Tensor) -> t
     return torch.where(target_probs > 0, terms, torch.zeros_like(terms)).sum(dim=-1)
 
 
-@register_loss("kd_ce", "supervised", "cross-entropy of student logits against target probabilities (one-hot labels or soft targets)")
+@register_loss(
+    "kd_ce", "supervised", "cross-entropy of student logits against target probabilities (one-hot labels or soft targets)"
+)
 def soft_cross_entropy(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
     return -(teacher.detach() * F.log_softmax(student, dim=-1)).sum(dim=-1)
 
@@ -36,12 +38,18 @@ def softened_kl(student: torch.Tensor, teacher: torch.Tensor, temperature: float
 
 
 @register_loss("hinton_kd", "supervised", "alpha * CE(y, z_s) + (1 - alpha) * tau^2 * KL on softened logits (Hinton et al.)")
-def hinton(student: torch.Tensor, teacher: torch.Tensor, labels: torch.Tensor, alpha: float = 0.5, temperature: float = 4.0) -> torch.Tensor:
+def hinton(
+    student: torch.Tensor, teacher: torch.Tensor, labels: torch.Tensor, alpha: float = 0.5, temperature: float = 4.0
+) -> torch.Tensor:
     hard = F.cross_entropy(student, labels, reduction="none")
     return alpha * hard + (1 - alpha) * softened_kl(student, teacher, temperature)
 
 
-@register_loss("hint_mse", "supervised", "mean squared error between features (FitNets hints after the regressor; RID's filtered features)")
+@register_loss(
+    "hint_mse",
+    "supervised",
+    "mean squared error between features (FitNets hints after the regressor; RID's filtered features)",
+)
 def hint_mse(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
     return ((student - teacher.detach()) ** 2).mean(dim=-1)
 
@@ -60,7 +68,9 @@ def _normalised_distances(embeddings: torch.Tensor) -> torch.Tensor:
     return distances / mean.clamp_min(1e-12)
 
 
-@register_loss("rkd_dist", "supervised", "RKD distance-wise loss: Huber between mean-normalised pairwise distances (Park et al.)")
+@register_loss(
+    "rkd_dist", "supervised", "RKD distance-wise loss: Huber between mean-normalised pairwise distances (Park et al.)"
+)
 def rkd_distance(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
     huber = F.smooth_l1_loss(_normalised_distances(student), _normalised_distances(teacher.detach()), reduction="none")
     return _off_diagonal_mean(huber)
@@ -72,7 +82,9 @@ def _angles(embeddings: torch.Tensor) -> torch.Tensor:
     return torch.bmm(directions, directions.transpose(1, 2))
 
 
-@register_loss("rkd_angle", "supervised", "RKD angle-wise loss: Huber between cosines of the angles of all sample triples (Park et al.)")
+@register_loss(
+    "rkd_angle", "supervised", "RKD angle-wise loss: Huber between cosines of the angles of all sample triples (Park et al.)"
+)
 def rkd_angle(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
     huber = F.smooth_l1_loss(_angles(student), _angles(teacher.detach()), reduction="none")
     # Per vertex j: the mean over its n^2 triangles (degenerate ones are zero on both sides).
@@ -83,8 +95,14 @@ def _cosine_logits(anchors: torch.Tensor, keys: torch.Tensor, temperature: float
     return F.normalize(anchors, dim=-1) @ F.normalize(keys, dim=-1).T / temperature
 
 
-@register_loss("supcon", "supervised", "supervised contrastive loss of anchors (student) against keys (teacher) with the same label (Khosla et al.)")
-def supervised_contrastive(student: torch.Tensor, teacher: torch.Tensor, labels: torch.Tensor, temperature: float = 0.1, exclude_self: bool = True) -> torch.Tensor:
+@register_loss(
+    "supcon",
+    "supervised",
+    "supervised contrastive loss of anchors (student) against keys (teacher) with the same label (Khosla et al.)",
+)
+def supervised_contrastive(
+    student: torch.Tensor, teacher: torch.Tensor, labels: torch.Tensor, temperature: float = 0.1, exclude_self: bool = True
+) -> torch.Tensor:
     """Mean -log p(positive | anchor) over each anchor's positives. With ``exclude_self`` the
     anchors and keys are the same batch, and a sample is neither its own positive nor negative."""
     logits = _cosine_logits(student, teacher, temperature)
@@ -100,7 +118,11 @@ def supervised_contrastive(student: torch.Tensor, teacher: torch.Tensor, labels:
     return torch.where(count > 0, -summed / count.clamp_min(1), torch.zeros_like(summed))
 
 
-@register_loss("reaugkd_rel", "supervised", "ReAugKD relational alignment: KL(teacher-teacher || student-teacher) softmaxed cosine similarity rows")
+@register_loss(
+    "reaugkd_rel",
+    "supervised",
+    "ReAugKD relational alignment: KL(teacher-teacher || student-teacher) softmaxed cosine similarity rows",
+)
 def reaugkd_relational(student: torch.Tensor, teacher: torch.Tensor, temperature: float = 0.1) -> torch.Tensor:
     """Row i compares how sample i's student embedding relates to the batch's teacher embeddings
     with how its teacher embedding does; the student learns the geometry that retrieval uses."""
@@ -117,7 +139,11 @@ def scaffold_mass(teacher: torch.Tensor, labels: torch.Tensor, top_k: int) -> to
     return mask.float() / mask.sum(dim=1, keepdim=True)
 
 
-@register_loss("disk_kd", "supervised", "DiSK: Hinton loss on the student's softmax mixed, by gate g, with mass on the teacher's top-k and true classes")
+@register_loss(
+    "disk_kd",
+    "supervised",
+    "DiSK: Hinton loss on the student's softmax mixed, by gate g, with mass on the teacher's top-k and true classes",
+)
 def scaffolded_kd(
     student: torch.Tensor,
     teacher: torch.Tensor,

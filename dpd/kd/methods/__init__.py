@@ -3,6 +3,8 @@
 from dpd.kd.methods.base import METHODS, DistillContext, Distilled, KDMethod, KDOptions, get_method, kd_method, method_names
 
 # Import the modules that register methods, in the order they are listed.
-from dpd.kd.methods import logits, features, rkd, reaugkd, disk, cooperative  # noqa: E402,F401,I001
+# isort: off
+from dpd.kd.methods import logits, features, rkd, reaugkd, disk, cooperative  # noqa: F401
+# isort: on
 
 __all__ = ["METHODS", "DistillContext", "Distilled", "KDMethod", "KDOptions", "get_method", "kd_method", "method_names"]

@@ -73,7 +73,13 @@ class DistillContext:
             return build()
 
     def fit(
-        self, phase: str, params: Iterable[nn.Parameter], step: StepFn, epochs: int, n_samples: int = 0, monitor: Optional[EpochHook] = None
+        self,
+        phase: str,
+        params: Iterable[nn.Parameter],
+        step: StepFn,
+        epochs: int,
+        n_samples: int = 0,
+        monitor: Optional[EpochHook] = None,
     ) -> None:
         """Train ``params`` with ``step`` for ``epochs``, logging ``kd/<phase>/*`` each epoch."""
         schedule = Schedule(epochs, self.schedule.batch_size, self.schedule.lr)

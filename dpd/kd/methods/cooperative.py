@@ -56,7 +56,10 @@ class Peer:
         return hits / counts.clamp_min(1)
 
 
-@kd_method("cooperative", "peers of different architectures (and feature subsets) teach each other counterfactual instances where each is strong")
+@kd_method(
+    "cooperative",
+    "peers of different architectures (and feature subsets) teach each other counterfactual instances where each is strong",
+)
 def cooperative(ctx: DistillContext) -> Distilled:
     options, n_classes = ctx.options, ctx.data.n_classes
     generator = torch.Generator().manual_seed(ctx.seed)
@@ -72,7 +75,10 @@ def cooperative(ctx: DistillContext) -> Distilled:
         learners.append(Peer(f"peer{i + 1}", model, features, trainable=True))
     everyone = [*learners, Peer("teacher", ctx.teacher, all_features, trainable=False)]
 
-    monitors = {peer.name: ctx.monitor(student_model) if peer.name == "student" else ctx.phase_log(f"coop_{peer.name}") for peer in learners}
+    monitors = {
+        peer.name: ctx.monitor(student_model) if peer.name == "student" else ctx.phase_log(f"coop_{peer.name}")
+        for peer in learners
+    }
     for round_index, epochs in enumerate(_epochs_per_round(ctx.schedule.epochs, options.coop_rounds)):
         for peer in learners:
             _train_round(ctx, peer, x_fit, y_fit, epochs, monitors[peer.name])
@@ -102,7 +108,9 @@ def _epochs_per_round(epochs: int, rounds: int) -> List[int]:
     return [epochs // rounds + (1 if r < epochs % rounds else 0) for r in range(rounds)]
 
 
-def _train_round(ctx: DistillContext, peer: Peer, x_fit: torch.Tensor, y_fit: torch.Tensor, epochs: int, monitor: Callable) -> None:
+def _train_round(
+    ctx: DistillContext, peer: Peer, x_fit: torch.Tensor, y_fit: torch.Tensor, epochs: int, monitor: Callable
+) -> None:
     """Soft-target cross-entropy on the real data (one-hot) and the peer's virtual instances."""
     x = torch.cat([x_fit, peer.virtual_x.reshape(-1, x_fit.shape[1])])
     targets = torch.cat([one_hot(y_fit, ctx.data.n_classes), peer.virtual_targets.reshape(-1, ctx.data.n_classes)])

@@ -36,7 +36,9 @@ class LagrangeMultiplier:
         self.value = max(0.0, self.value + self.step_size * (gate_mean - self.budget))
 
 
-@kd_method("disk", "censor hard examples with a learned gate under a budget (Lagrange multiplier); the student alone at test time")
+@kd_method(
+    "disk", "censor hard examples with a learned gate under a budget (Lagrange multiplier); the student alone at test time"
+)
 def disk(ctx: DistillContext) -> Distilled:
     options = ctx.options
     student = ctx.new_student()
@@ -58,7 +60,13 @@ def disk(ctx: DistillContext) -> Distilled:
         g = gate(gate_inputs[indices]).squeeze(1)
         logits = student(ctx.x[indices]).logits
         kd = scaffolded(
-            logits, teacher_logits[indices], labels=ctx.y[indices], gate=g, top_k=options.disk_top_k, alpha=options.alpha, temperature=options.temperature
+            logits,
+            teacher_logits[indices],
+            labels=ctx.y[indices],
+            gate=g,
+            top_k=options.disk_top_k,
+            alpha=options.alpha,
+            temperature=options.temperature,
         )
         # Student and gate minimise the Lagrangian; the multiplier then ascends on the violation.
         loss = kd + multiplier.penalty(g.mean())

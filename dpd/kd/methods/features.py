@@ -10,7 +10,9 @@ from dpd.kd.methods.base import DistillContext, Distilled, kd_method
 from dpd.losses import get_loss
 
 
-@kd_method("fitnet", "CE + hint MSE between the student's last hidden layer, through a linear regressor, and a teacher hint layer")
+@kd_method(
+    "fitnet", "CE + hint MSE between the student's last hidden layer, through a linear regressor, and a teacher hint layer"
+)
 def fitnet(ctx: DistillContext) -> Distilled:
     options = ctx.options
     student = ctx.new_student()
@@ -29,7 +31,11 @@ def fitnet(ctx: DistillContext) -> Distilled:
     return Distilled.alone(student)
 
 
-@kd_method("rid", "redundant information distillation: label-trained filters on frozen teacher layers, student's filtered features matched to them")
+@kd_method(
+    "rid",
+    "redundant information distillation: label-trained filters on frozen teacher layers, student's filtered features "
+    "matched to them",
+)
 def rid(ctx: DistillContext) -> Distilled:
     options = ctx.options
     student = ctx.new_student()
@@ -47,14 +53,16 @@ def rid(ctx: DistillContext) -> Distilled:
 
     # Step 2: the student, with its own filters, matches the filtered teacher features.
     student_filters = [
-        ctx.new_module(lambda: nn.Linear(width, options.rid_filter_dim), seed_offset=30 + layer) for layer, width in enumerate(student_widths)
+        ctx.new_module(lambda width=width: nn.Linear(width, options.rid_filter_dim), seed_offset=30 + layer)
+        for layer, width in enumerate(student_widths)
     ]
 
     def step(indices: torch.Tensor) -> Dict[str, torch.Tensor]:
         out = student(ctx.x[indices])
         ce = cross_entropy(out.logits, ctx.labels_one_hot[indices])
         matched = sum(
-            hint_mse(filt(hidden), target[indices]) for filt, hidden, target in zip(student_filters, out.hiddens[-depth:], filtered_targets)
+            hint_mse(filt(hidden), target[indices])
+            for filt, hidden, target in zip(student_filters, out.hiddens[-depth:], filtered_targets)
         )
         return {"loss": ce + options.rid_weight * matched, "ce": ce, "redundant_mse": matched}
 

@@ -25,7 +25,11 @@ def hinton(ctx: DistillContext) -> Distilled:
 
     def step(indices: torch.Tensor) -> Dict[str, torch.Tensor]:
         logits = student(ctx.x[indices]).logits
-        return {"loss": loss(logits, teacher_logits[indices], labels=ctx.y[indices], alpha=options.alpha, temperature=options.temperature)}
+        return {
+            "loss": loss(
+                logits, teacher_logits[indices], labels=ctx.y[indices], alpha=options.alpha, temperature=options.temperature
+            )
+        }
 
     ctx.fit_student(student, step)
     return Distilled.alone(student)

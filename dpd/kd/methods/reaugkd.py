@@ -71,7 +71,11 @@ class RetrievalAugmented:
         return mixed.clamp_min(1e-12).log()
 
 
-@kd_method("reaugkd", "retrieval-augmented KD: relational alignment to a knowledge base of projected teacher embeddings; k-NN soft labels mixed in at inference")
+@kd_method(
+    "reaugkd",
+    "retrieval-augmented KD: relational alignment to a knowledge base of projected teacher embeddings; k-NN soft "
+    "labels mixed in at inference",
+)
 def reaugkd(ctx: DistillContext) -> Distilled:
     options = ctx.options
     student = ctx.new_student()
@@ -98,7 +102,9 @@ def reaugkd(ctx: DistillContext) -> Distilled:
 
     def step(indices: torch.Tensor) -> Dict[str, torch.Tensor]:
         out = student(ctx.x[indices])
-        kd = hinton(out.logits, teacher.logits[indices], labels=ctx.y[indices], alpha=options.alpha, temperature=options.temperature)
+        kd = hinton(
+            out.logits, teacher.logits[indices], labels=ctx.y[indices], alpha=options.alpha, temperature=options.temperature
+        )
         rel = relational(out.embedding, keys[indices], temperature=options.reaugkd_temperature)
         return {"loss": kd + options.reaugkd_weight * rel, "hinton": kd, "relational": rel}
 
@@ -115,7 +121,9 @@ def reaugkd(ctx: DistillContext) -> Distilled:
     return Distilled(student, predictor, extras)
 
 
-def retrieval_cost(alone: Predictor, augmented: Predictor, x: torch.Tensor, repeats: int = 21, singles: int = 100) -> Dict[str, float]:
+def retrieval_cost(
+    alone: Predictor, augmented: Predictor, x: torch.Tensor, repeats: int = 21, singles: int = 100
+) -> Dict[str, float]:
     """Inference time of the student alone and with retrieval, in microseconds per sample: on the
     whole batch ``x`` (throughput) and one sample at a time (latency, the paper's measure); medians
     of interleaved repeats, and the overheads of retrieval in percent."""
