@@ -1,15 +1,11 @@
-"""The SB3 algorithms a learner can wrap, by the names the command line uses."""
+"""The SB3 algorithms a learner can wrap, by the names the command line uses.
 
-from typing import Dict, Type
+``ALGORITHMS`` maps each name to its learner class. The classes register themselves with
+``@register_learner`` (``dpd.agents.learner_registry``); this module imports the modules that
+define them, so that importing it is enough to see every algorithm.
+"""
 
-from dpd.agents.learner import Learner
-from dpd.agents.off_policy import DDPGLearner, SACLearner, TD3Learner
-from dpd.agents.on_policy import A2CLearner, PPOLearner
+from dpd.agents import off_policy, on_policy  # noqa: F401  (they register their learners)
+from dpd.agents.learner_registry import ALGORITHMS, available_algorithms, register_learner
 
-ALGORITHMS: Dict[str, Type[Learner]] = {
-    "ppo": PPOLearner,
-    "a2c": A2CLearner,
-    "sac": SACLearner,
-    "td3": TD3Learner,
-    "ddpg": DDPGLearner,
-}
+__all__ = ["ALGORITHMS", "available_algorithms", "register_learner"]

@@ -106,6 +106,8 @@ class Learner(ABC):
     distribution_kind: ClassVar[str]
     # Distillation settings this algorithm uses unless the config sets them (with their source).
     distill_defaults: ClassVar[Dict[str, Any]]
+    # Whether it learns from a replay buffer, so peers can share transitions and guide it.
+    off_policy: ClassVar[bool] = False
 
     def __init__(self, spec: LearnerSpec, model: BaseAlgorithm, distill: DistillConfig) -> None:
         self.spec = spec
@@ -238,6 +240,15 @@ class Learner(ABC):
         finally:
             for parameter in actor:
                 parameter.requires_grad_(True)
+
+    def episode_returns(self) -> Tuple[float, ...]:
+        """Raw returns of the last finished training episodes (SB3 keeps up to 100), oldest first."""
+        return tuple(float(info["r"]) for info in list(self.model.ep_info_buffer or []))
+
+    @property
+    def gradient_updates(self) -> int:
+        """Gradient updates of the RL algorithm so far (SB3's ``_n_updates``)."""
+        return int(getattr(self.model, "_n_updates", 0))
 
     def recent_return(self, episodes: int) -> float:
         """Mean raw return of the last ``episodes`` finished training episodes (NaN before the

@@ -7,16 +7,21 @@ with PPO's and TD3's (see ``SACLearner.normalized_values``).
 """
 
 from pathlib import Path
-from typing import List
+from typing import Dict, List, Optional, Sequence
 
 import torch
 from stable_baselines3 import DDPG, SAC, TD3
 from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 
+from dpd.agents.guidance import GuidanceHook, Guide, adapt_beta, make_guide
 from dpd.agents.learner import Learner
+from dpd.agents.learner_registry import register_learner
+from dpd.agents.sharing import TransitionBatch, TransitionOutbox, append_rows, check_shareable
+from dpd.config import GuideConfig
 from dpd.losses import PolicyOutput
 
 REPLAY_FILE = "replay_buffer.pkl"
+GUIDANCE_FILE = "guidance.pt"
 # The paper's off-policy setting: lr 1e-4, batch 64, the most recent 1000 transitions, alpha 0.75
 # (the released DDPG code). Cadence, ours: every 100 iterations (100 env steps and 100 RL gradient
 # steps with SB3's defaults train_freq=1, gradient_steps=1), 10 distillation steps, i.e. one
@@ -29,7 +34,14 @@ class OffPolicyLearner(Learner):
     ``train_freq`` rollout and its gradient steps per call."""
 
     distill_defaults = OFF_POLICY_DISTILL_DEFAULTS
+    off_policy = True
     log_interval = 4  # episodes between SB3 log dumps, as in ``learn()``
+    outbox: TransitionOutbox  # own transitions not yet handed to the peers (share=on)
+    guidance: Optional[GuidanceHook] = None  # installed by the first ``follow`` (guide=best)
+
+    def __init__(self, *args, **kwargs) -> None:  # noqa: ANN002, ANN003  (Learner's signature)
+        super().__init__(*args, **kwargs)
+        self.outbox = TransitionOutbox()
 
     @property
     def steps_per_iteration(self) -> int:
@@ -52,6 +64,7 @@ class OffPolicyLearner(Learner):
         )
         self.iterations += 1
         taken = model.num_timesteps - before
+        self.outbox.record(taken // model.n_envs)
         model.logger.record("time/run_total_steps", run_steps_before + taken)
         if model.num_timesteps > model.learning_starts:
             gradient_steps = model.gradient_steps if model.gradient_steps >= 0 else rollout.episode_timesteps
@@ -66,11 +79,51 @@ class OffPolicyLearner(Learner):
     def actor_parameters(self) -> List[torch.nn.Parameter]:
         return list(self.model.policy.actor.parameters())
 
+    # ----- shared experience and guidance (share=on, guide=best) ---------------------------------
+
+    def take_transitions(self) -> TransitionBatch:
+        """Own transitions since the last hand-over, raw, for the peers' buffers."""
+        check_shareable(self.model.replay_buffer, self.spec.name)
+        return self.outbox.take(self.model.replay_buffer)
+
+    def add_transitions(self, batches: Sequence[TransitionBatch]) -> int:
+        """Peers' transitions into this learner's replay buffer; returns how many."""
+        for batch in batches:
+            append_rows(self.model.replay_buffer, batch)
+        return sum(batch.transitions for batch in batches)
+
+    def guide(self, index: int) -> Guide:
+        """A frozen copy of this learner's actor, to guide its peers while it leads."""
+        return make_guide(index, self.model.policy.actor, self.env)
+
+    def follow(self, guide: Optional[Guide], config: GuideConfig) -> Dict[str, float]:
+        """A new election: adapt ``beta`` from the distances seen since the last one, then follow
+        ``guide`` (``None``: this learner leads, or there is no leader yet)."""
+        if self.guidance is None:
+            self.guidance = GuidanceHook(self, config.batch, config.beta)
+            self.model.policy.actor.optimizer.register_step_pre_hook(self.guidance)
+        hook = self.guidance
+        stats = hook.take_stats()
+        if hook.guide is not None:
+            hook.beta = adapt_beta(
+                hook.beta, stats["distance"], stats["advantage"], config.target_distance, config.rho, config.rate
+            )
+        hook.guide = guide
+        return {"beta": hook.beta, **stats}
+
     def _save_extra(self, directory: Path) -> None:
         if self.spec.save_replay_buffer:
             self.model.save_replay_buffer(directory / REPLAY_FILE)
+        if self.guidance is not None:
+            state = {"beta": self.guidance.beta, "batch": self.guidance.batch_size, "guide": self.guidance.guide}
+            torch.save(state, directory / GUIDANCE_FILE)
 
     def _load_extra(self, directory: Path) -> None:
+        if (directory / GUIDANCE_FILE).is_file():
+            state = torch.load(directory / GUIDANCE_FILE, weights_only=False)
+            self.guidance = GuidanceHook(self, state["batch"], state["beta"])
+            self.guidance.guide = state["guide"]
+            self.model.policy.actor.optimizer.register_step_pre_hook(self.guidance)
         if (directory / REPLAY_FILE).is_file():
             self.model.load_replay_buffer(directory / REPLAY_FILE)
         else:
@@ -78,6 +131,7 @@ class OffPolicyLearner(Learner):
             self.model.learning_starts = self.model.num_timesteps + self.model.learning_starts
 
 
+@register_learner("sac")
 class SACLearner(OffPolicyLearner):
     algo_class = SAC
     distribution_kind = "squashed_gaussian"
@@ -108,6 +162,7 @@ class SACLearner(OffPolicyLearner):
         return q_soft + ent_coef * self.gamma / (1.0 - self.gamma) * log_prob.reshape(-1)
 
 
+@register_learner("td3")
 class TD3Learner(OffPolicyLearner):
     algo_class = TD3
     distribution_kind = "deterministic"
@@ -120,5 +175,6 @@ class TD3Learner(OffPolicyLearner):
         return self.min_q(obs, self.model.policy.actor(obs))
 
 
+@register_learner("ddpg")
 class DDPGLearner(TD3Learner):
     algo_class = DDPG

@@ -8,6 +8,7 @@ from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
 from stable_baselines3.common.policies import ActorCriticPolicy
 
 from dpd.agents.learner import Learner
+from dpd.agents.learner_registry import register_learner
 from dpd.losses import PolicyOutput
 
 
@@ -53,6 +54,7 @@ class OnPolicyLearner(Learner):
         return params + [self.policy.log_std]
 
 
+@register_learner("ppo")
 class PPOLearner(OnPolicyLearner):
     algo_class = PPO
     # The paper's released PPO code: every 5 iterations (of 2048 steps) one step on 512 states
@@ -60,6 +62,7 @@ class PPOLearner(OnPolicyLearner):
     distill_defaults = {"alpha": 0.5, "every": 5, "steps": 1, "batch": 512, "lr": 3e-4, "buffer_size": 100_000}
 
 
+@register_learner("a2c")
 class A2CLearner(OnPolicyLearner):
     algo_class = A2C
     # PPO's cadence in env steps: A2C iterations are 5 steps, so every 2048 iterations is every

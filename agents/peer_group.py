@@ -22,6 +22,13 @@ With two peers both rules are the same: the one peer, on its own states.
 last ``distill.gate_episodes`` episodes) is above the learner's own: a critic judged off its own
 states can rate a weaker peer better, and the gate keeps the stronger peer from imitating it.
 A learner with no such peer skips the round.
+
+Off-policy peers may also learn from each other's experience (after the turns, before the
+distillation phase of a round):
+- ``share.enabled``: every transition a peer collected in its turn enters every other peer's
+  replay buffer, raw (``dpd.agents.sharing``);
+- ``guide.mode=best``: every ``guide.every`` env steps of a peer, the peer with the best recent
+  training return becomes the leader and the others follow its actor (P3S; ``dpd.agents.guidance``).
 """
 
 from collections import defaultdict
@@ -30,13 +37,13 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from dpd.agents.backend import PeerBackend
 from dpd.agents.distillation import DistillBatch, TeacherAnswer
+from dpd.agents.guidance import choose_leader
 from dpd.agents.learner import Learner
-from dpd.agents.peers import PeerProxy
-from dpd.config import DistillConfig
-
-COMBINE_RULES = ("best", "round_robin")
-GATES = ("none", "return")
+from dpd.agents.local_backend import LocalPeers
+from dpd.agents.peer_proxy import PeerProxy
+from dpd.config import DistillConfig, GuideConfig, ShareConfig
 
 
 @dataclass(frozen=True)
@@ -50,9 +57,20 @@ class PeerGroup:
     ``DistillConfig`` (resolved for its algorithm) governs how it distills."""
 
     def __init__(
-        self, backend: Any, specs: Sequence[Any], configs: Sequence[DistillConfig], seed: int, turn_steps: int = 0
+        self,
+        backend: PeerBackend,
+        specs: Sequence[Any],
+        configs: Sequence[DistillConfig],
+        seed: int,
+        turn_steps: int = 0,
+        share: Optional[ShareConfig] = None,
+        guide: Optional[GuideConfig] = None,
     ) -> None:
         self.backend = backend
+        self.share = share if share is not None else ShareConfig()
+        self.guide = guide if guide is not None else GuideConfig()
+        self.shared_bytes = 0  # bytes the backend moved to share transitions
+        self.leader: Optional[int] = None  # the latest elected leader (guide=best)
         self.learners = [PeerProxy(backend, index, spec) for index, spec in enumerate(specs)]
         self.configs = list(configs)
         # One stream per learner: its samples do not depend on which peers sample before it.
@@ -64,16 +82,23 @@ class PeerGroup:
         self.last_stats: Dict[int, List[Dict[str, float]]] = {}  # each learner's latest steps
 
     @classmethod
-    def local(cls, learners: Sequence[Learner], seed: int, turn_steps: int = 0) -> "PeerGroup":
+    def local(
+        cls,
+        learners: Sequence[Learner],
+        seed: int,
+        turn_steps: int = 0,
+        share: Optional[ShareConfig] = None,
+        guide: Optional[GuideConfig] = None,
+    ) -> "PeerGroup":
         """A sequential group of learners built in this process."""
-        from dpd.agents.peers import LocalPeers
-
         return cls(
             LocalPeers(learners),
             [learner.spec for learner in learners],
             [learner.distill_config for learner in learners],
             seed,
             turn_steps,
+            share,
+            guide,
         )
 
     @property
@@ -109,12 +134,41 @@ class PeerGroup:
     def train_round(self, after_turn: Optional[Callable[[int, int], None]] = None) -> None:
         active = [index for index, learner in enumerate(self.learners) if not learner.done]
         round_start = self.run_steps
-        reports = self.backend.call("train_turn", [(index, (round_start, self.turn_steps)) for index in active])
-        for index, report in zip(active, reports):
-            self.learners[index].status = report.status
+        own_steps_before = max(learner.num_timesteps for learner in self.learners)
+        reports = self.backend.train_turns({index: (round_start, self.turn_steps) for index in active})
+        for index in active:
+            self.learners[index].status = reports[index].status
             if after_turn is not None:
-                after_turn(index, report.taken)
-        self.distill({index: report.due for index, report in zip(active, reports) if report.due})
+                after_turn(index, reports[index].taken)
+        if self.share.enabled:
+            self.share_transitions(active)
+        own_steps_after = max(learner.num_timesteps for learner in self.learners)
+        if self.guide.mode == "best" and own_steps_after // self.guide.every > own_steps_before // self.guide.every:
+            self.elect()
+        self.distill({index: reports[index].due for index in active if reports[index].due})
+
+    # ----- shared experience and guidance by the best peer ------------------------------------
+
+    def share_transitions(self, active: Sequence[int]) -> None:
+        """Every transition the active peers collected this round into every other peer's replay
+        buffer, in peer order, so that every backend gives the same buffers."""
+        before = self.backend.bytes_exchanged
+        batches = self.backend.take_transitions(active)
+        receivers = range(len(self.learners))  # a peer that is done too: its checkpoint holds the group's data
+        self.backend.add_transitions({i: [batches[j] for j in sorted(batches) if j != i] for i in receivers})
+        self.shared_bytes += self.backend.bytes_exchanged - before
+
+    def recent_return(self, index: int) -> float:
+        """Mean raw return of peer ``index``'s last ``guide.episodes`` training episodes (NaN before any)."""
+        returns = self.learners[index].status.episode_returns[-self.guide.episodes :]
+        return float(np.mean(returns)) if returns else float("nan")
+
+    def elect(self) -> None:
+        """Name the leader (the best recent training return) and hand its actor to the others."""
+        self.leader = choose_leader([self.recent_return(index) for index in range(len(self.learners))])
+        guide = self.backend.guide(self.leader) if self.leader is not None else None
+        leader = -1 if self.leader is None else self.leader
+        self.backend.follow({i: (None if i == self.leader else guide, self.guide, leader) for i in range(len(self.learners))})
 
     # ----- the distillation phase -------------------------------------------------------------
 
@@ -155,14 +209,15 @@ class PeerGroup:
         before = self.backend.bytes_exchanged
         states = self._gather_states(plans)
         answers = self._gather_answers(plans, states)
-        learners = sorted(plans)
-        batches = [
-            [DistillBatch(states[(i, s)], tuple(answers[(i, s, k)] for k in step.teachers)) for s, step in enumerate(plans[i])]
-            for i in learners
-        ]
-        stats = self.backend.call("distill", [(i, (batch,)) for i, batch in zip(learners, batches)])
-        self.last_stats = dict(zip(learners, stats))
-        self.exchanges.append((len(learners), self.backend.bytes_exchanged - before))
+        batches = {
+            i: [
+                DistillBatch(states[(i, s)], tuple(answers[(i, s, k)] for k in step.teachers))
+                for s, step in enumerate(plans[i])
+            ]
+            for i in sorted(plans)
+        }
+        self.last_stats = self.backend.distill(batches)
+        self.exchanges.append((len(batches), self.backend.bytes_exchanged - before))
 
     def _gather_states(self, plans: Dict[int, List[PlannedStep]]) -> Dict[Tuple[int, int], np.ndarray]:
         """One request per peer for every state sampled from its buffer, split back per step."""
@@ -171,10 +226,9 @@ class PeerGroup:
             for s, step in enumerate(steps):
                 for j, indices in step.draws:
                     wanted[j].append(((i, s), indices))
-        peers = sorted(wanted)
-        replies = self.backend.call("states_at", [(j, (np.concatenate([idx for _, idx in wanted[j]]),)) for j in peers])
+        replies = self.backend.states_at({j: np.concatenate([idx for _, idx in wanted[j]]) for j in sorted(wanted)})
         parts: Dict[Tuple[int, int], List[Tuple[int, np.ndarray]]] = defaultdict(list)
-        for j, reply in zip(peers, replies):
+        for j, reply in replies.items():
             offset = 0
             for key, indices in wanted[j]:
                 parts[key].append((j, reply[offset : offset + len(indices)]))
@@ -193,12 +247,9 @@ class PeerGroup:
             for s, step in enumerate(steps):
                 for k in step.teachers:
                     questions[k].append((i, s))
-        teachers = sorted(questions)
-        replies = self.backend.call(
-            "answer", [(k, (np.concatenate([states[key] for key in questions[k]]),)) for k in teachers]
-        )
+        replies = self.backend.answer({k: np.concatenate([states[key] for key in questions[k]]) for k in sorted(questions)})
         answers = {}
-        for k, reply in zip(teachers, replies):
+        for k, reply in replies.items():
             offset = 0
             for i, s in questions[k]:
                 size = len(states[(i, s)])

@@ -18,7 +18,7 @@ from typing import Callable, List, Tuple
 
 from common import plain_sb3_learner, run_config, single_threaded, train_plain_sb3
 
-from dpd.agents.training import build_group
+from dpd.agents.assembly import build_group
 
 Timing = Tuple[float, float]  # (wall-clock, CPU time) in seconds
 

@@ -1,4 +1,4 @@
-"""The ``dpd`` command line: train, distill, fidelity, eval, kd, bench and losses.
+"""The ``dpd`` command line: train, distill, fidelity, eval, kd, bench, losses and config.
 
 User errors (``UserError``) end in one line on stderr and exit code 2, with nothing written.
 """
@@ -94,7 +94,7 @@ def cmd_train(args: argparse.Namespace, config_layers: Callable[[argparse.Namesp
             raise UserError(f"--resume takes the config from the run dir; drop {', '.join(given)}")
     _single_thread()
     from dpd.agents import new_run, open_run
-    from dpd.agents.peers import PeerFailure
+    from dpd.agents.peer import PeerFailure
     from dpd.config import build_config
 
     if args.resume:
@@ -201,15 +201,46 @@ def cmd_losses(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_config(args: argparse.Namespace) -> int:
+    from dpd.config import config_markdown, config_table
+
+    if args.markdown:
+        print(config_markdown(), end="")
+        return 0
+    rows = list(config_table())
+    if args.json:
+        print(json.dumps([{"key": key, "default": default, "meaning": meaning} for key, default, meaning in rows], indent=2))
+        return 0
+    width = max(len(key) for key, _, _ in rows) + 2
+    for key, default, meaning in rows:
+        print(f"{key:<{width}}{default.replace('`', '')}")
+        print(f"{'':<{width}}{meaning.replace('`', '')}")
+    return 0
+
+
+def _config_keys_epilog() -> str:
+    """The end of ``dpd train --help``: every config key, and where their meaning is listed."""
+    from dpd.config import config_keys
+
+    return (
+        "config keys (--config FILE.yaml, --set KEY=VALUE): "
+        + ", ".join(config_keys())
+        + ". 'dpd config' lists each key's default and meaning."
+    )
+
+
 def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
     """Flags shared by ``train`` and ``distill``."""
     parser.add_argument("--env", help="Gymnasium env id (default HalfCheetah-v5)")
     parser.add_argument("--total-steps", type=int, help="env steps of all learners together (default 1000000)")
     parser.add_argument("--seed", type=int, help="base seed; peer k uses seed + k * seed_offset")
     parser.add_argument("--run-dir", help="where logs and checkpoints go (default runs/<env>_<algo>_..._<time>)")
-    parser.add_argument("--config", help="YAML file of config keys (see config.yaml in any run dir)")
+    parser.add_argument("--config", help="YAML file of config keys (see config.yaml in any run dir, and dpd config)")
     parser.add_argument(
-        "--set", action="append", metavar="KEY=VALUE", help="override a config key, e.g. distill.alpha=0.75 (repeatable)"
+        "--set",
+        action="append",
+        metavar="KEY=VALUE",
+        help="override a config key, e.g. distill.alpha=0.75 (repeatable; the keys: dpd config)",
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -218,7 +249,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="dpd", description="Policy distillation for reinforcement learning on Stable-Baselines3.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
-    train = sub.add_parser("train", help="train a group of peers (Dual Policy Distillation)")
+    train = sub.add_parser("train", help="train a group of peers (Dual Policy Distillation)", epilog=_config_keys_epilog())
     train.add_argument(
         "--algo",
         help="SB3 algorithm of the peers: ppo, a2c, sac, td3, ddpg, or a list such as ppo,sac cycled over the peers "
@@ -241,7 +272,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.set_defaults(handler=cmd_train)
 
-    distill = sub.add_parser("distill", help="distill a trained SB3 model (the teacher) into a student")
+    distill = sub.add_parser(
+        "distill", help="distill a trained SB3 model (the teacher) into a student", epilog=_config_keys_epilog()
+    )
     distill.add_argument("--teacher", required=True, help="the teacher's SB3 zip (from dpd, plain SB3 or the RL zoo)")
     distill.add_argument(
         "--teacher-norm", help="its VecNormalize statistics (default: vecnormalize.pkl beside the zip, if any)"
@@ -281,6 +314,12 @@ def build_parser() -> argparse.ArgumentParser:
     losses = sub.add_parser("losses", help="list the loss registry")
     losses.add_argument("--json", action="store_true")
     losses.set_defaults(handler=cmd_losses)
+
+    config = sub.add_parser("config", help="list the config keys of train and distill: default and meaning")
+    shape = config.add_mutually_exclusive_group()
+    shape.add_argument("--json", action="store_true", help="machine-readable output")
+    shape.add_argument("--markdown", action="store_true", help="as README's configuration table")
+    config.set_defaults(handler=cmd_config)
     return parser
 
 

@@ -3,41 +3,142 @@
 Precedence, lowest first: the defaults below, the per-env defaults of ``dpd.envs.defaults`` (for
 ``algo_kwargs``), a ``--config FILE.yaml``, ``--set`` overrides, explicit command-line flags.
 Unknown keys and ill-typed values are user errors that name the valid keys.
+
+This module is the one source of what each key means: every field is declared with
+``setting(default, doc)``, whose ``doc`` says what it means, in which unit, and where its default
+comes from. ``config_table()`` lists them; ``dpd config`` prints that list, ``dpd train --help``
+points to it, and a test checks README's configuration table against it.
+
+Each section checks its own values in a ``check()`` method next to its fields, and
+``check_values`` runs those checks for a whole run config. Checks that need the learners
+(algorithm names, SB3's hyperparameters, distribution kinds, backends) are in
+``dpd.agents.checks``.
+
+Distillation settings come in two forms: ``DistillSettings``, as the user writes them (keys left
+at ``None`` take the learner's algorithm's default), and ``DistillConfig``, resolved for one
+learner (``dpd.agents.peer_setup``), with every value set and checked.
 """
 
 import dataclasses
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional, Union, get_args, get_origin, get_type_hints
+from typing import (
+    Any,
+    Callable,
+    Dict,
+    Iterator,
+    List,
+    Mapping,
+    Optional,
+    Tuple,
+    Union,
+    get_args,
+    get_origin,
+    get_type_hints,
+)
 
 import yaml
 
 from dpd.errors import UserError, unknown_choice
+from dpd.weighting import WEIGHTINGS
+
+# How a learner combines N > 2 peers (``dpd.agents.peer_group``).
+COMBINE_RULES = ("best", "round_robin")
+# Which peers a learner distills from (``dpd.agents.peer_group``).
+GATES = ("none", "return")
+# Teacher-student modes and kickstarting's schedules of lambda (``dpd.agents.teacher_student``).
+MODES = ("offline", "online", "kickstart", "gated")
+SCHEDULES = ("constant", "linear", "exponential")
+
+
+def setting(
+    default: Any = dataclasses.MISSING, doc: str = "", *, factory: Optional[Callable[[], Any]] = None, shown: str = ""
+) -> Any:
+    """A config field with its documentation. ``doc``: its meaning, unit and the source of its
+    default, one line of markdown (``config_table``). ``shown``: the default as the docs show it,
+    where the value alone says too little (``None``, resolved later; ``{}``, merged over env defaults).
+    ``factory``: a default factory, for mutable defaults."""
+    metadata = {"doc": doc, "shown": shown}
+    if factory is not None:
+        return field(default_factory=factory, metadata=metadata)
+    return field(default=default, metadata=metadata)
+
+
+PER_ALGORITHM = "per algorithm"  # the default of keys resolved from the learner's algorithm
+
+
+@dataclass
+class DistillSettings:
+    """How a learner distills from its peers, as the config says (``distill.*``, and
+    ``peer_configs[k].distill`` per peer).
+
+    Keys left at ``None`` take the learner's algorithm's default (``dpd.agents.algorithms``), so a
+    mixed PPO + SAC group gets sensible cadences for both; set a key to apply it to every peer.
+    Those defaults, with their sources, are each learner class's ``distill_defaults``
+    (``agents/on_policy.py``, ``agents/off_policy.py``; README tabulates them); a student's are
+    ``dpd.agents.teacher_loading``'s. ``dpd.agents.peer_setup`` resolves the settings into one
+    ``DistillConfig`` per learner, which checks the values (``DistillConfig.check``).
+    """
+
+    enabled: bool = setting(True, "false (or `distill: off`): independent peers with the same budget split")
+    loss: Optional[str] = setting(
+        None,
+        "any policy loss of the registry (`dpd losses`); peers: `mse` (the paper's); a student: `kl` where it and its "
+        "teacher are Gaussians of one kind, `mse` otherwise",
+        shown="per role",
+    )
+    weighting: str = setting(
+        "soft", "`soft`, `hard` or `none`: how the disadvantage `xi = V_peer - V_self` weights each state (`dpd.weighting`)"
+    )
+    alpha: Optional[float] = setting(None, "the soft weight's temperature, in 1 / raw return units", shown=PER_ALGORITHM)
+    every: Optional[int] = setting(None, "learner iterations between distillation rounds", shown=PER_ALGORITHM)
+    start: int = setting(0, "learner env steps before the first distillation round (peers first find their own way)")
+    steps: Optional[int] = setting(None, "gradient steps per round", shown=PER_ALGORITHM)
+    batch: Optional[int] = setting(None, "states per gradient step", shown=PER_ALGORITHM)
+    lr: Optional[float] = setting(None, "Adam learning rate of the distillation optimizer", shown=PER_ALGORITHM)
+    max_grad_norm: float = setting(0.5, "gradient clipping (maximum norm) of distillation steps")
+    temperature: float = setting(
+        1.0,
+        "`kl`, `kl_reverse`: the teacher's standard deviation is multiplied by it (above 1 a softer target, below 1 a "
+        "sharper one)",
+    )
+    buffer_size: Optional[int] = setting(
+        None, "recent raw states kept per learner, the states its peers distill on", shown=PER_ALGORITHM
+    )
+    combine: str = setting(
+        "best",
+        "with more than two peers: `best` (per state, the peer with the highest value) or `round_robin` (one peer per "
+        "gradient step, in turn)",
+    )
+    gate: str = setting(
+        "none",
+        "peers only. `return` (ours): distill only from peers whose mean raw return over their last `gate_episodes` "
+        "training episodes is higher than the learner's own; `none`: from every peer",
+    )
+    gate_episodes: int = setting(10, "training episodes the gate's recent return averages over")
 
 
 @dataclass
 class DistillConfig:
-    """How a learner distills from its peers.
-
-    Keys left at ``None`` take the learner's algorithm's default (``dpd.agents.algorithms``), so a
-    mixed PPO + SAC group gets sensible cadences for both; set a key to apply it to every peer.
-    """
+    """How one learner distills from its peers: ``DistillSettings`` resolved for it, every key set
+    (the keys and their meaning are ``DistillSettings``'). A run resolves every key per learner;
+    the defaults below, a PPO peer's (``agents/on_policy.py``, with the paper's ``mse``), serve
+    configs built by hand."""
 
     enabled: bool = True
-    loss: Optional[str] = None  # peers: mse (the paper's); a student: kl where it and its teacher share a distribution kind
+    loss: str = "mse"
     weighting: str = "soft"
-    alpha: Optional[float] = None
-    every: Optional[int] = None  # learner iterations between distillation rounds
-    start: int = 0  # learner env steps before the first distillation round
-    steps: Optional[int] = None  # gradient steps per round
-    batch: Optional[int] = None
-    lr: Optional[float] = None
+    alpha: float = 0.5
+    every: int = 5
+    start: int = 0
+    steps: int = 1
+    batch: int = 512
+    lr: float = 3e-4
     max_grad_norm: float = 0.5
-    temperature: float = 1.0  # kl, kl_reverse: the teacher's standard deviation is multiplied by it
-    buffer_size: Optional[int] = None
-    combine: str = "best"  # with N > 2 peers: "best" (per state, the peer with the highest value) or "round_robin"
-    # Peers only. "return": distill only from peers whose mean raw return over their last
-    # gate_episodes training episodes is higher than the learner's own ("none": from every peer).
+    temperature: float = 1.0
+    buffer_size: int = 100_000
+    combine: str = "best"
     gate: str = "none"
     gate_episodes: int = 10
 
@@ -46,14 +147,118 @@ class DistillConfig:
         distills now: every ``every`` iterations, once it has taken ``start`` env steps."""
         return self.enabled and env_steps >= self.start and iterations % self.every == 0
 
+    def check(self, where: str) -> None:
+        """The values of learner ``where`` (e.g. ``peer0 (ppo)``); what depends on its algorithm
+        (a stochastic policy for the distribution losses) is ``dpd.agents.checks``'."""
+        from dpd.losses import get_loss  # imports torch: only when a config is checked
+
+        for key in ("every", "steps", "batch", "buffer_size", "lr", "max_grad_norm", "temperature", "gate_episodes"):
+            if getattr(self, key) <= 0:
+                raise UserError(f"distill.{key} must be positive, got {getattr(self, key)} for {where}")
+        for key in ("alpha", "start"):
+            if getattr(self, key) < 0:
+                raise UserError(f"distill.{key} must not be negative, got {getattr(self, key)} for {where}")
+        get_loss(self.loss, kind="policy")
+        if self.temperature != 1.0 and self.loss not in ("kl", "kl_reverse"):
+            raise UserError(f"distill.temperature applies to the kl and kl_reverse losses, not {self.loss!r} ({where})")
+        if self.weighting not in WEIGHTINGS:
+            raise unknown_choice("weighting", self.weighting, WEIGHTINGS)
+        if self.combine not in COMBINE_RULES:
+            raise unknown_choice("combine rule", self.combine, COMBINE_RULES)
+        if self.gate not in GATES:
+            raise unknown_choice("distillation gate", self.gate, GATES)
+
+
+@dataclass
+class ShareConfig:
+    """Shared experience between off-policy peers (SAC, TD3, DDPG): every transition any peer
+    collects enters every peer's replay buffer, raw; each peer normalises with its own statistics.
+    ``share: on`` on the command line is ``share.enabled: true``."""
+
+    enabled: bool = setting(
+        False,
+        "true (or `share: on`): every transition an off-policy peer collects enters every peer's replay buffer, raw; "
+        "each peer normalises with its own statistics",
+    )
+    updates: str = setting(
+        "equal",
+        "gradient updates are a budget like env steps. `equal`: each peer keeps its algorithm's updates per own env "
+        "step, so the group takes as many updates in total as one learner at the same total env steps (P3S's "
+        "accounting); `per_peer`: each peer's `gradient_steps` times the number of peers, as if it alone had collected "
+        "all the group's data (N times the compute)",
+    )
+
+    UPDATES = ("equal", "per_peer")
+
+    def check(self) -> None:
+        if self.updates not in self.UPDATES:
+            raise unknown_choice("share.updates", self.updates, self.UPDATES)
+
+
+@dataclass
+class GuideConfig:
+    """Guidance by the best peer. ``guide: best`` on the command line is ``guide.mode: best``.
+
+    mode "best" (P3S; Jung, Park, Sung, ICLR 2020): the peers other than the leader add
+    ``beta / 2 * ||pi(s) - pi_leader(s)||^2`` to their actor loss, with ``beta`` adapted to keep
+    the mean distance to the leader near ``target_distance`` (``dpd.agents.guidance``).
+    Off-policy peers only. "none": no guidance.
+    """
+
+    mode: str = setting(
+        "none",
+        "`best` (or `guide: best`; P3S, Jung, Park, Sung, ICLR 2020): the peers other than the leader add beta / 2 times "
+        "the squared distance of their actions to the leader's to their actor loss; off-policy peers only. `none`: no "
+        "guidance",
+    )
+    every: int = setting(
+        1000,
+        "own env steps of a peer between leader elections. P3S re-elects every 250 steps; dpd elects at the end of a "
+        "round, so with `turn_steps` 1000 (the default) 1000 is the finest cadence",
+    )
+    episodes: int = setting(10, "training episodes whose mean raw return ranks the peers (P3S: 10)")
+    beta: float = setting(1.0, "the guidance weight before any adaptation (ours; P3S adapts it from its start)")
+    target_distance: float = setting(
+        0.05,
+        "mean 0.5 * squared distance, in [-1, 1] action units, that beta steers towards; 0.05 is P3S's minimum search "
+        "range d_min as we read the paper (not checked against its code)",
+    )
+    rho: float = setting(
+        0.0,
+        "P3S widens the range to rho times the leader's estimated advantage; the units of that estimate could not be "
+        "checked against the paper's code, so it is off (0) by default",
+    )
+    rate: float = setting(2.0, "beta is multiplied or divided by this at each election (P3S: 2)")
+    batch: int = setting(256, "states of each guidance term, sampled from the peer's replay buffer")
+
+    MODES = ("none", "best")
+
+    def check(self) -> None:
+        if self.mode not in self.MODES:
+            raise unknown_choice("guide mode", self.mode, self.MODES)
+        for key in ("every", "episodes", "batch", "target_distance"):
+            if not getattr(self, key) > 0:
+                raise UserError(f"guide.{key} must be positive, got {getattr(self, key)}")
+        if not (self.beta >= 0 and self.rho >= 0):
+            raise UserError(f"guide.beta and guide.rho must not be negative, got {self.beta} and {self.rho}")
+        if not self.rate > 1:
+            raise UserError(f"guide.rate must be above 1, got {self.rate}")
+
 
 @dataclass
 class EvalConfig:
     """Deterministic evaluation on a separate env with the learner's frozen obs statistics."""
 
-    every: int = 50_000  # learner env steps between evaluations (0: only at the end)
-    episodes: int = 5
-    final_episodes: int = 10
+    every: int = setting(50_000, "learner env steps between evaluations (0: only at the end)")
+    episodes: int = setting(5, "deterministic episodes per evaluation")
+    final_episodes: int = setting(10, "deterministic episodes of the final evaluation")
+
+    def check(self) -> None:
+        for key in ("episodes", "final_episodes"):
+            if getattr(self, key) <= 0:
+                raise UserError(f"eval.{key} must be positive, got {getattr(self, key)}")
+        if self.every < 0:
+            raise UserError(f"eval.every must not be negative, got {self.every}")
 
 
 @dataclass
@@ -66,47 +271,114 @@ class TeacherConfig:
     weight of ``xi = V_teacher - V_student``).
     """
 
-    path: str = ""  # the teacher's SB3 zip; empty: no teacher (a peer group)
-    norm: str = ""  # its VecNormalize statistics; default: vecnormalize.pkl beside the zip, if any
-    algo: str = ""  # its algorithm; default: detected from the zip
-    mode: str = "online"
-    kickstart_lambda: float = 1.0  # lambda at the start of training
-    kickstart_schedule: str = "linear"  # constant | linear (to 0 at the end) | exponential
-    kickstart_half_life: float = 0.1  # exponential: fraction of training over which lambda halves
-    agreement_tolerance: float = 0.1  # fidelity: actions agree when every dimension is this close, in [-1, 1] units
+    path: str = setting("", "the teacher's SB3 zip (from dpd, plain SB3 or the RL zoo); empty: no teacher (a peer group)")
+    norm: str = setting("", "its VecNormalize statistics; empty: `vecnormalize.pkl` beside the zip, if any")
+    algo: str = setting("", "its algorithm; empty: detected from the zip")
+    mode: str = setting(
+        "online",
+        "`offline` (the student regresses on the teacher's states), `online` (the student acts, the teacher labels its "
+        "states), `kickstart` (the student's RL plus lambda times distillation) or `gated` (`online` weighted by the "
+        "disadvantage weight of `xi = V_teacher - V_student`)",
+    )
+    kickstart_lambda: float = setting(1.0, "kickstart: lambda, the weight of distillation, at the start of training")
+    kickstart_schedule: str = setting("linear", "kickstart: lambda is `constant`, `linear` (to 0 at the end) or `exponential`")
+    kickstart_half_life: float = setting(0.1, "exponential: the fraction of training over which lambda halves")
+    agreement_tolerance: float = setting(
+        0.1, "fidelity: actions agree when every dimension is this close, in [-1, 1] action units"
+    )
+
+    def check(self) -> None:
+        """Without a teacher (no ``path``) these keys are unused and not checked."""
+        if not self.path:
+            return
+        if self.mode not in MODES:
+            raise unknown_choice("distillation mode", self.mode, MODES)
+        if self.kickstart_schedule not in SCHEDULES:
+            raise unknown_choice("kickstart schedule", self.kickstart_schedule, SCHEDULES)
+        if self.kickstart_lambda < 0 or self.kickstart_half_life <= 0 or self.agreement_tolerance <= 0:
+            raise UserError(
+                "teacher.kickstart_lambda must not be negative; kickstart_half_life and agreement_tolerance must be positive"
+            )
 
 
 @dataclass
 class RunConfig:
-    env: str = "HalfCheetah-v5"
-    algo: str = "ppo"  # one algorithm for every peer, or a comma-separated list cycled over the peers
-    peers: int = 2
-    total_steps: int = 1_000_000  # summed over peers: each gets total_steps // peers
-    seed: int = 0
-    seed_offset: int = 1000  # peer k uses seed + k * seed_offset
-    n_envs: int = 1
-    normalize_obs: bool = True
-    normalize_reward: bool = True
-    # Env steps of a learner's turn before the next peer's (at least one iteration). PPO and A2C
-    # peers still alternate every iteration; off-policy peers, whose iterations are single steps,
-    # alternate every 1000 steps, which keeps each learner's networks in the CPU's caches.
-    turn_steps: int = 1000
-    checkpoint_every: int = 100_000  # run env steps between checkpoints (0: only at the end)
-    # Where peers live: "local" (this process, one after another), "process" (one process per
-    # peer, --parallel) or "ray" (Ray actors, at ray_address or a local instance). Same results.
-    backend: str = "local"
-    ray_address: str = ""
-    save_replay_buffer: bool = True  # off-policy learners: checkpoint the replay buffer for an exact resume
-    algo_kwargs: Dict[str, Any] = field(default_factory=dict)  # passed to the SB3 constructor
-    env_kwargs: Dict[str, Any] = field(default_factory=dict)  # passed to gymnasium.make
-    distill: DistillConfig = field(default_factory=DistillConfig)
+    env: str = setting("HalfCheetah-v5", "Gymnasium id with continuous actions; `DpdPointReach-v0` is the tiny test env")
+    algo: str = setting(
+        "ppo",
+        "SB3 algorithm of the peers: `ppo`, `a2c`, `sac`, `td3`, `ddpg`, or a comma-separated list cycled over the peers",
+    )
+    peers: int = setting(2, "number of learners (a teacher teaches one: the student)")
+    total_steps: int = setting(1_000_000, "environment steps of all peers together; each gets `total_steps // peers`")
+    seed: int = setting(0, "base seed; peer k uses seed `seed + k * seed_offset`")
+    seed_offset: int = setting(1000, "peer k uses seed `seed + k * seed_offset`")
+    n_envs: int = setting(1, "vectorised envs per learner")
+    normalize_obs: bool = setting(True, "VecNormalize the observations, as in the paper's baseline")
+    normalize_reward: bool = setting(True, "VecNormalize the rewards, as in the paper's baseline")
+    turn_steps: int = setting(
+        1000,
+        "env steps of a learner's turn before the next peer's (at least one iteration): PPO and A2C peers still "
+        "alternate every iteration; off-policy peers, whose iterations are single steps, every 1000 steps, which keeps "
+        "each learner's networks in the CPU's caches",
+    )
+    checkpoint_every: int = setting(100_000, "run env steps (all peers together) between checkpoints (0: only at the end)")
+    backend: str = setting(
+        "local",
+        "where peers live: `local` (this process, one after another), `process` (one process per peer; `--parallel`) or "
+        "`ray` (Ray actors; `--backend ray`); the same results on each",
+    )
+    ray_address: str = setting("", "with `backend: ray`, the cluster to join (`--address`); empty: start a local instance")
+    save_replay_buffer: bool = setting(
+        True, "off-policy peers: checkpoint the replay buffer, for a resume that continues exactly"
+    )
+    algo_kwargs: Dict[str, Any] = setting(
+        factory=dict,
+        doc="keyword arguments of the SB3 constructor (`learning_rate`, `n_steps`, `policy_kwargs`, ...), over the env's "
+        "defaults (`envs/defaults.py`; none for MuJoCo tasks: SB3's defaults, the paper's baseline); the RL zoo's "
+        "`lin_<x>` schedules work for any of them",
+        shown="per env",
+    )
+    env_kwargs: Dict[str, Any] = setting(factory=dict, doc="keyword arguments of `gymnasium.make`")
+    distill: DistillSettings = field(default_factory=DistillSettings)
+    share: ShareConfig = field(default_factory=ShareConfig)
+    guide: GuideConfig = field(default_factory=GuideConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     teacher: TeacherConfig = field(default_factory=TeacherConfig)
-    # Per-peer overrides, one mapping per peer: {algo, algo_kwargs, distill} merged over the above.
-    peer_configs: List[Dict[str, Any]] = field(default_factory=list)
+    peer_configs: List[Dict[str, Any]] = setting(
+        factory=list,
+        doc="per-peer overrides, one mapping per peer with `algo`, `algo_kwargs`, `distill`, merged over the keys above",
+    )
 
     def to_dict(self) -> Dict[str, Any]:
         return dataclasses.asdict(self)
+
+    def check(self) -> None:
+        """The run's own values and how its sections fit together; each section checks its own."""
+        for key in ("total_steps", "peers", "n_envs"):
+            if getattr(self, key) <= 0:
+                raise UserError(f"{key} must be positive, got {getattr(self, key)}")
+        for key in ("checkpoint_every", "turn_steps"):
+            if getattr(self, key) < 0:
+                raise UserError(f"{key} must not be negative, got {getattr(self, key)}")
+        if self.teacher.path and self.backend != "local":
+            raise UserError("a teacher-student run trains one learner: --parallel and --backend apply to peer groups")
+        if self.total_steps < self.peers:
+            raise UserError(f"total_steps ({self.total_steps}) must give each of the {self.peers} peers at least one step")
+        if self.teacher.path and self.peers != 1:
+            raise UserError(f"a teacher teaches one student; got peers={self.peers}")
+        if self.teacher.path and self.distill.gate != "none":
+            raise UserError("distill.gate compares peers' returns: a teacher-student run has no peer to gate")
+
+
+def check_values(cfg: RunConfig) -> None:
+    """Every check of a run config that needs nothing but the config, each in its section's
+    ``check()``. The distillation settings are checked once resolved, per learner
+    (``DistillConfig.check``, from ``dpd.agents.checks``, which also checks what needs the learners)."""
+    cfg.check()
+    cfg.eval.check()
+    cfg.teacher.check()
+    cfg.share.check()
+    cfg.guide.check()
 
 
 def config_keys(cls: type = RunConfig, prefix: str = "") -> List[str]:
@@ -119,6 +391,39 @@ def config_keys(cls: type = RunConfig, prefix: str = "") -> List[str]:
         else:
             keys.append(prefix + f.name)
     return keys
+
+
+def _shown_default(f: "dataclasses.Field[Any]") -> str:
+    """A field's default as the docs show it: markdown, YAML's spelling."""
+    if f.metadata.get("shown"):
+        return str(f.metadata["shown"])
+    value = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return f"`{value}`" if value else '`""`'
+    if isinstance(value, (dict, list)):
+        return f"`{json.dumps(value)}`"
+    return repr(value)
+
+
+def config_table(cls: type = RunConfig, prefix: str = "") -> Iterator[Tuple[str, str, str]]:
+    """(key, default, meaning) of every settable key, in declaration order, from the fields' docs."""
+    hints = get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        if dataclasses.is_dataclass(hints[f.name]):
+            yield from config_table(hints[f.name], f"{prefix}{f.name}.")
+        else:
+            yield prefix + f.name, _shown_default(f), f.metadata.get("doc", "")
+
+
+def config_markdown() -> str:
+    """README's configuration table: ``config_table()`` as markdown."""
+    lines = ["| key | default | meaning |", "| --- | --- | --- |"]
+    for key, default, meaning in config_table():
+        cells = (f"`{key}`", default, meaning)
+        lines.append("| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |")
+    return "\n".join(lines) + "\n"
 
 
 def parse_scalar(text: str) -> Any:
@@ -141,12 +446,10 @@ def parse_overrides(items: List[str]) -> Dict[str, Any]:
         if not sep or not key.strip():
             raise UserError(f"--set expects key=value, got {item!r}")
         parts = key.strip().split(".")
-        node = nested
-        for part in parts[:-1]:
-            node = node.setdefault(part, {})
-            if not isinstance(node, dict):
-                raise UserError(f"--set {key}: {part!r} is not a section")
-        node[parts[-1]] = parse_scalar(text)
+        layer: Dict[str, Any] = {parts[-1]: parse_scalar(text)}
+        for part in reversed(parts[:-1]):
+            layer = {part: layer}
+        nested = merge(expand_shortcuts(nested), expand_shortcuts(layer))
     return nested
 
 
@@ -208,6 +511,30 @@ def _coerce(key: str, value: Any, hint: Any) -> Any:
     return dict(value)
 
 
+def _expand_section(section: type, value: Any) -> Any:
+    """A section given as one word: ``distill: off`` (YAML's off is false) is ``distill.enabled:
+    false``, ``share: on`` is ``share.enabled: true``, ``guide: best`` is ``guide.mode: best``."""
+    names = {f.name for f in dataclasses.fields(section)}
+    if isinstance(value, bool) and "enabled" in names:
+        return {"enabled": value}
+    if isinstance(value, str) and "mode" in names:
+        return {"mode": value}
+    return value
+
+
+def expand_shortcuts(data: Mapping[str, Any], cls: type = RunConfig) -> Dict[str, Any]:
+    """``data`` with every one-word section written out, so that layers merge key by key
+    (``guide: best`` in a file and ``--set guide.beta=2`` keep both)."""
+    hints = get_type_hints(cls)
+    expanded = dict(data)
+    for key, value in data.items():
+        hint = hints.get(key)
+        if hint is not None and dataclasses.is_dataclass(hint):
+            value = _expand_section(hint, value)
+            expanded[key] = expand_shortcuts(value, hint) if isinstance(value, Mapping) else value
+    return expanded
+
+
 def _build(cls: type, data: Mapping[str, Any], prefix: str = "") -> Any:
     hints = get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}
@@ -217,8 +544,7 @@ def _build(cls: type, data: Mapping[str, Any], prefix: str = "") -> Any:
             raise unknown_choice("config key", prefix + str(key), config_keys(cls, prefix))
         hint = hints[key]
         if dataclasses.is_dataclass(hint):
-            if isinstance(value, bool) and "enabled" in {f.name for f in dataclasses.fields(hint)}:
-                value = {"enabled": value}  # `distill: off` (YAML's off is false) for `distill: {enabled: false}`
+            value = _expand_section(hint, value)
             if not isinstance(value, Mapping):
                 raise UserError(f"config key {prefix}{key}: expected a mapping of {', '.join(config_keys(hint))}")
             kwargs[key] = _build(hint, value, f"{prefix}{key}.")
@@ -227,13 +553,24 @@ def _build(cls: type, data: Mapping[str, Any], prefix: str = "") -> Any:
     return cls(**kwargs)
 
 
-def build_distill_config(*layers: Optional[Mapping[str, Any]], prefix: str = "distill.") -> DistillConfig:
-    """A ``DistillConfig`` from mappings merged in order (later wins)."""
+def _merged(layers: Tuple[Optional[Mapping[str, Any]], ...]) -> Dict[str, Any]:
     merged: Dict[str, Any] = {}
     for layer in layers:
         if layer:
             merged = merge(merged, layer)
-    return _build(DistillConfig, merged, prefix)
+    return merged
+
+
+def build_distill_settings(*layers: Optional[Mapping[str, Any]], prefix: str = "distill.") -> DistillSettings:
+    """``DistillSettings`` from mappings merged in order (later wins), every key and type checked."""
+    return _build(DistillSettings, _merged(layers), prefix)
+
+
+def build_distill_config(*layers: Optional[Mapping[str, Any]], prefix: str = "distill.") -> DistillConfig:
+    """A resolved ``DistillConfig`` from mappings merged in order (later wins); a key at ``None``
+    in a layer leaves the value of the layers below."""
+    layers = tuple({key: value for key, value in layer.items() if value is not None} if layer else None for layer in layers)
+    return _build(DistillConfig, _merged(layers), prefix)
 
 
 def build_config(*layers: Optional[Mapping[str, Any]]) -> RunConfig:
@@ -241,5 +578,5 @@ def build_config(*layers: Optional[Mapping[str, Any]]) -> RunConfig:
     merged: Dict[str, Any] = {}
     for layer in layers:
         if layer:
-            merged = merge(merged, layer)
+            merged = merge(merged, expand_shortcuts(layer))
     return _build(RunConfig, merged)

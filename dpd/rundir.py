@@ -3,7 +3,8 @@
 Layout::
 
     RUN_DIR/manifest.json           resolved config, learners, versions, progress
-    RUN_DIR/config.yaml             the resolved config (``dpd train --config`` reproduces it)
+    RUN_DIR/config.yaml             the resolved config, every default written out
+                                    (``dpd train --config`` reproduces the run)
     RUN_DIR/tb/<learner>/           one TensorBoard event directory per learner
     RUN_DIR/checkpoints/<tag>/      the latest complete checkpoint, named in the manifest
 
@@ -16,7 +17,7 @@ import json
 import os
 import shutil
 from pathlib import Path
-from typing import Any, Callable, Dict, Optional
+from typing import Any, Callable, Dict, Mapping, Optional
 
 import yaml
 
@@ -43,8 +44,10 @@ class RunDirectory:
         self.manifest = manifest
 
     @classmethod
-    def create(cls, path: Path, manifest: Dict[str, Any]) -> "RunDirectory":
-        """A new run; refuses a directory that already holds anything."""
+    def create(cls, path: Path, manifest: Dict[str, Any], config: Optional[Mapping[str, Any]] = None) -> "RunDirectory":
+        """A new run; refuses a directory that already holds anything. ``config``: what
+        ``config.yaml`` holds, the config with its defaults resolved (``manifest["config"]``
+        where not given)."""
         path = Path(path)
         if path.exists() and (not path.is_dir() or any(path.iterdir())):
             if (path / MANIFEST).is_file():
@@ -54,7 +57,9 @@ class RunDirectory:
             raise UserError(f"run dir {path} exists and is not empty; choose another --run-dir")
         path.mkdir(parents=True, exist_ok=True)
         run = cls(path, manifest)
-        atomic_write_text(path / "config.yaml", yaml.safe_dump(manifest["config"], sort_keys=False))
+        atomic_write_text(
+            path / "config.yaml", yaml.safe_dump(dict(manifest["config"] if config is None else config), sort_keys=False)
+        )
         run.write_manifest()
         return run
 

@@ -1,18 +1,13 @@
 """Every SB3 actor-critic as a peer: alone, in pairs, mixed, and through checkpoint and resume."""
 
-import json
-
 import numpy as np
 import pytest
 import torch
 from stable_baselines3 import A2C, DDPG, PPO, SAC, TD3
-from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from dpd.agents import build_learners
 from dpd.agents.peer_group import PeerGroup
 from dpd.cli import main
-from dpd.config import build_config
-from tests.conftest import TINY
+from tests.conftest import TINY, beats_random, interrupt, read_manifest, resume, scalar_tags, tiny_learners, train_to_budget
 
 SB3_CLASSES = {"ppo": PPO, "a2c": A2C, "sac": SAC, "td3": TD3, "ddpg": DDPG}
 # Per-learner budgets that learn the tiny env, and cadences that distill several times in them.
@@ -20,21 +15,10 @@ BUDGETS = {"a2c": 4000, "sac": 2000, "td3": 2000, "ddpg": 2000}
 CADENCE = {"a2c": ["--set", "distill.every=25"], "sac": [], "td3": [], "ddpg": []}
 
 
-def beats_random(mean_return: float, random_return: float) -> bool:
-    return mean_return > random_return + 0.5 * abs(random_return)
-
-
-def tiny_learners(algo, peers=1, total_steps=2000, **overrides):
-    cfg = build_config({"env": TINY, "algo": algo, "peers": peers, "total_steps": total_steps}, overrides)
-    return build_learners(cfg)
-
-
 @pytest.mark.parametrize("algo", ["a2c", "sac", "td3", "ddpg"])
 def test_alone_beats_random(algo, random_return):
-    (learner,) = tiny_learners(algo, total_steps=BUDGETS[algo])
-    learner.start(None)
-    while not learner.done:
-        learner.train_iteration(0)
+    (learner,) = tiny_learners(algo, total_steps=BUDGETS[algo], start=True)
+    train_to_budget(learner)
     mean, _ = learner.evaluate(20)
     assert beats_random(mean, random_return), (algo, mean, random_return)
 
@@ -56,18 +40,10 @@ def test_pair_trains_resumes_and_beats_random(algo, tmp_path, monkeypatch, rando
         str(run_dir),
     ]
     args += ["--set", f"checkpoint_every={budget // 2}", "--set", "eval.every=0", *CADENCE[algo]]
-    original = PeerGroup.train_round
-
-    def interrupt_halfway(self, after_turn=None):
-        if self.run_steps >= budget:
-            raise KeyboardInterrupt
-        return original(self, after_turn)
-
-    monkeypatch.setattr(PeerGroup, "train_round", interrupt_halfway)
+    restore = interrupt(monkeypatch, PeerGroup, "train_round", when=lambda group: group.run_steps >= budget)
     assert main(args) == 130
-    monkeypatch.setattr(PeerGroup, "train_round", original)
-    assert main(["train", "--resume", str(run_dir), "--no-progress"]) == 0
-    manifest = json.loads((run_dir / "manifest.json").read_text())
+    restore()
+    manifest = resume(run_dir)
     assert manifest["progress"]["finished"]
     checkpoint = run_dir / manifest["progress"]["checkpoint"]
     for result in manifest["progress"]["final_eval"]:
@@ -77,8 +53,7 @@ def test_pair_trains_resumes_and_beats_random(algo, tmp_path, monkeypatch, rando
         model = SB3_CLASSES[algo].load(checkpoint / name / "model.zip")  # plain SB3 loads it
         assert model.num_timesteps >= budget
         assert (checkpoint / name / "replay_buffer.pkl").is_file() == (algo != "a2c")
-        events = EventAccumulator(str(run_dir / "tb" / name))
-        events.Reload()
+        events = scalar_tags(run_dir / "tb" / name)
         assert {"distill/loss", "distill/peer_gap", "distill/weight_mean", "eval/mean_reward"} <= set(events.Tags()["scalars"])
     capsys.readouterr()
 
@@ -89,7 +64,7 @@ def test_mixed_ppo_sac_pair_compares_actions_in_env_units(tmp_path, random_retur
     args = ["train", "--env", TINY, "--algo", "ppo,sac", "--total-steps", "8192", "--no-progress", "--run-dir", str(run_dir)]
     args += ["--set", "env_kwargs.action_scale=2.0", "--set", "eval.every=0"]
     assert main(args) == 0
-    manifest = json.loads((run_dir / "manifest.json").read_text())
+    manifest = read_manifest(run_dir)
     assert [learner["algo"] for learner in manifest["learners"]] == ["ppo", "sac"]
     assert [peer["distill"]["batch"] for peer in manifest["resolved_peers"]] == [512, 64]  # each algorithm's defaults
     for result in manifest["progress"]["final_eval"]:
@@ -101,31 +76,26 @@ def test_three_peers_each_distill(tmp_path):
     args = ["train", "--env", TINY, "--peers", "3", "--total-steps", "7680", "--no-progress", "--run-dir", str(run_dir)]
     assert main(args + ["--set", "eval.every=0"]) == 0
     for name in ("peer0", "peer1", "peer2"):
-        events = EventAccumulator(str(run_dir / "tb" / name))
-        events.Reload()
+        events = scalar_tags(run_dir / "tb" / name)
         assert len(events.Scalars("distill/loss")) >= 1
 
 
-def test_off_policy_values_in_raw_return_units():
-    for algo in ("sac", "td3"):
-        (learner,) = tiny_learners(algo, total_steps=400)
-        learner.start(None)
-        while not learner.done:
-            learner.train_iteration(0)
-        raw = learner.states.sample(32, np.random.default_rng(0))
-        learner.env.ret_rms.var = np.array(1.0 - learner.env.epsilon)
-        torch.manual_seed(0)
-        unit = learner.values_on(raw)
-        learner.env.ret_rms.var = np.array(400.0 - learner.env.epsilon)
-        torch.manual_seed(0)
-        np.testing.assert_allclose(learner.values_on(raw), 20.0 * unit, rtol=1e-5)
+@pytest.mark.parametrize("algo", ["sac", "td3"])
+def test_off_policy_values_in_raw_return_units(algo):
+    (learner,) = tiny_learners(algo, total_steps=400, start=True)
+    train_to_budget(learner)
+    raw = learner.states.sample(32, np.random.default_rng(0))
+    learner.env.ret_rms.var = np.array(1.0 - learner.env.epsilon)
+    torch.manual_seed(0)
+    unit = learner.values_on(raw)
+    learner.env.ret_rms.var = np.array(400.0 - learner.env.epsilon)
+    torch.manual_seed(0)
+    np.testing.assert_allclose(learner.values_on(raw), 20.0 * unit, rtol=1e-5)
 
 
 def test_sac_values_exclude_the_entropy_bonus():
-    (learner,) = tiny_learners("sac", total_steps=300)
-    learner.start(None)
-    while not learner.done:
-        learner.train_iteration(0)
+    (learner,) = tiny_learners("sac", total_steps=300, start=True)
+    train_to_budget(learner)
     obs = learner.normalize(learner.states.sample(256, np.random.default_rng(0)))
     with torch.no_grad():
         mean, _, _ = learner.model.policy.actor.get_action_dist_params(obs)

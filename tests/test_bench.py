@@ -123,7 +123,7 @@ def test_a_bad_override_is_refused_before_anything_runs():
     grid = Grid(
         envs=(TINY,), algos=("ppo",), methods=("sb3",), seeds=(0,), total_steps=512, overrides=("distill.weighting=magic",)
     )
-    with pytest.raises(UserError):  # caught before anything runs
+    with pytest.raises(UserError, match="unknown weighting 'magic'"):  # caught before anything runs
         expand(grid)
 
 
@@ -141,7 +141,7 @@ def test_grid_errors_name_the_choices(capsys):
     assert "magic" in capsys.readouterr().err
     assert main(["bench", "--preset", "huge"]) == 2
     assert "quick" in capsys.readouterr().err
-    with pytest.raises(UserError):
+    with pytest.raises(UserError, match="--seeds expects a list such as 0-4"):
         parse_seeds("0-x")
     assert parse_seeds("0-2,7") == (0, 1, 2, 7)
     assert not Path("/nonexistent/x").exists()

@@ -52,19 +52,30 @@ def test_bootstrap_interval_is_reproducible_from_its_seed():
     assert bootstrap_interval(values, np.mean, seed=3) != bootstrap_interval(values, np.mean, seed=4)
 
 
-def test_degenerate_samples_give_the_point_value(recwarn):
-    assert bootstrap_interval([[3.0]]) == (3.0, 3.0)
-    assert bootstrap_interval([[2.0, 2.0, 2.0]]) == (2.0, 2.0)
-    assert bootstrap_interval([[0.0, 0.0, 0.0], [10.0, 10.0, 10.0]], np.mean) == (5.0, 5.0)
-    assert bootstrap_interval([[1.0], [5.0]], np.mean) == (3.0, 3.0)
+@pytest.mark.parametrize(
+    "strata, statistic, point",
+    [
+        ([[3.0]], iqm, 3.0),
+        ([[2.0, 2.0, 2.0]], iqm, 2.0),
+        ([[0.0, 0.0, 0.0], [10.0, 10.0, 10.0]], np.mean, 5.0),
+        ([[1.0], [5.0]], np.mean, 3.0),
+    ],
+)
+def test_degenerate_samples_give_the_point_value(recwarn, strata, statistic, point):
+    assert bootstrap_interval(strata, statistic) == (point, point)
     assert not recwarn.list
-    # A one-value stratum beside a varying one is held fixed: means of {1,1}, {1,2}, {2,2} with 5.
+
+
+def test_a_one_value_stratum_is_held_fixed():
+    # Means of {1,1}, {1,2}, {2,2} with 5.
     low, high = bootstrap_interval([[1.0, 2.0], [5.0]], np.mean)
     assert 7 / 3 <= low <= high <= 3.0
+
+
+@pytest.mark.parametrize("strata", [[], [[1.0, 2.0], []]])
+def test_empty_samples_are_refused(strata):
     with pytest.raises(ValueError):
-        bootstrap_interval([])
-    with pytest.raises(ValueError):
-        bootstrap_interval([[1.0, 2.0], []])
+        bootstrap_interval(strata)
 
 
 def failed_row(method, seed, env="HalfCheetah-v5"):
@@ -89,7 +100,9 @@ def row(method, seed, score, best_peer=None, env="HalfCheetah-v5", curve=None):
         "score": score,
         "peer_scores": [score, best_peer] if peers else [score],
         "best_peer": best_peer,
-        "seconds": 10.0,
+        "deployable": score,  # as if the peer with the better training return scored the mean
+        "gradient_updates": 1000 * len([score, best_peer] if peers else [score]),
+        "seconds": 90.0,
         "curve": curve if curve is not None else [[100000, score / 2], [200000, score]],
     }
 
@@ -122,7 +135,16 @@ def test_summarize_uses_only_successful_runs():
 
 def test_unknown_methods_come_after_known_ones_alphabetically():
     assert sorted(["zeta", "dpd-none", "alpha", "sb3"], key=method_sort_key) == ["sb3", "dpd-none", "alpha", "zeta"]
-    assert sorted(METHOD_ORDER, key=method_sort_key) == list(METHOD_ORDER)
+    assert sorted(reversed(METHOD_ORDER), key=method_sort_key) == [
+        "sb3",
+        "dpd",
+        "independent",
+        "dpd-hard",
+        "dpd-none",
+        "shared",
+        "shared-guided",
+        "shared-dpd",
+    ]
 
 
 def table_row(markdown, method):
@@ -137,10 +159,16 @@ def test_markdown_table_sections_ratios_comparisons_and_failures():
     cheetah, hopper = markdown.split("### HalfCheetah-v5 (ppo, 200000 total env steps)")[1].split(
         "### Hopper-v5 (ppo, 200000 total env steps)"
     )
-    method, seeds, mean, iqm_cell, _, over_sb3, over_independent, best_peer = table_row(cheetah, "dpd")
+    method, seeds, mean, iqm_cell, _, over_sb3, over_independent, *rest = table_row(cheetah, "dpd")
+    improvement, deployable, best_peer, updates, minutes = rest
     assert (method, seeds, mean, iqm_cell) == ("dpd", "4", "337.5", "120.0")
     assert (over_sb3, over_independent, best_peer) == ("1.200", "1.500", "130.0")
-    assert table_row(cheetah, "sb3")[5:] == ["1.000", "1.250", "-"]
+    # P(dpd > sb3): 15.5 of the 16 pairs (110 ties 110); the interval of resampled runs lies below 1.
+    assert improvement.startswith("0.97 [") and improvement.endswith(", 1.00]")
+    assert (deployable, updates, minutes) == ("120.0", "2000", "2")
+    assert table_row(cheetah, "independent")[7].startswith("0.03 [")  # 0.5 of 16 pairs: its 90 ties sb3's 90
+    assert table_row(cheetah, "dpd-hard")[7].startswith("0.50 [")  # the same scores as sb3
+    assert table_row(cheetah, "sb3")[5:8] == ["1.000", "1.250", "-"]
     assert "dpd vs sb3: +20.0% IQM" in cheetah
     # dpd's resampled IQMs are at least 110, independent's at most 90.
     assert "dpd vs independent: +50.0% IQM, intervals do not overlap" in cheetah
@@ -148,7 +176,7 @@ def test_markdown_table_sections_ratios_comparisons_and_failures():
     assert "independent vs" not in cheetah and "sb3 vs" not in cheetah
     assert "Failed runs (1): dpd seed 4 (failed)." in cheetah
     # Hopper has no reference besides sb3 itself and no failures.
-    _, seeds, mean, iqm_cell, _, over_sb3, over_independent, best_peer = table_row(hopper, "sb3")
+    _, seeds, mean, iqm_cell, _, over_sb3, over_independent, _, _, best_peer, *_ = table_row(hopper, "sb3")
     assert [seeds, mean, iqm_cell, over_sb3, over_independent, best_peer] == ["3", "3001.0", "3001.0", "1.000", "-", "-"]
     assert " vs " not in hopper and "Failed runs: none." in hopper
 
@@ -173,12 +201,15 @@ def test_write_csv(tmp_path):
         "status",
         "score",
         "best_peer",
+        "deployable",
         "peer_scores",
+        "training_returns",
+        "gradient_updates",
         "seconds",
     ]
     assert len(lines) == 1 + len(benchmark_rows())
-    assert lines[1] == ["HalfCheetah-v5", "ppo", "sb3", "0", "200000", "ok", "90.0", "", "90.0", "10.0"]
-    assert lines[5][2] == "dpd" and lines[5][7:9] == ["130.0", "110.0;130.0"]
+    assert lines[1] == ["HalfCheetah-v5", "ppo", "sb3", "0", "200000", "ok", "90.0", "", "90.0", "90.0", "", "1000", "90.0"]
+    assert lines[5][2] == "dpd" and lines[5][7:10] == ["130.0", "110.0", "110.0;130.0"]
     failed = next(line for line in lines if line[5] == "failed")
     assert failed[6] == "" and failed[2:4] == ["dpd", "4"]
 
@@ -188,7 +219,10 @@ def test_mean_curve_uses_the_x_points_every_seed_has():
     xs, mean, low, high = _mean_curve(rows)
     np.testing.assert_array_equal(xs, [2, 3])
     np.testing.assert_allclose(mean, [3.0, 5.0])
-    assert np.all(low <= mean) and np.all(mean <= high)
+    # Two seeds per point: a quarter of resamples draw the lower value twice, a quarter the higher,
+    # so the 95% band runs from one to the other.
+    np.testing.assert_allclose(low, [2.0, 4.0])
+    np.testing.assert_allclose(high, [4.0, 6.0])
 
 
 def test_plot_curves_writes_one_png_per_env(tmp_path):

@@ -1,15 +1,16 @@
 """End to end through the command line, on the tiny env."""
 
+import dataclasses
 import json
 
 import pytest
+import stable_baselines3
 from stable_baselines3 import PPO
 from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
-from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from dpd.agents.peer_group import PeerGroup
 from dpd.cli import main
-from tests.conftest import TINY
+from tests.conftest import TINY, beats_random, interrupt, read_manifest, resume, scalar_tags
 
 FAST = [
     "--env",
@@ -35,8 +36,7 @@ def finished_run(tmp_path_factory):
 
 def test_two_peers_write_tensorboard_per_learner(finished_run):
     for name in ("peer0", "peer1"):
-        events = EventAccumulator(str(finished_run / "tb" / name))
-        events.Reload()
+        events = scalar_tags(finished_run / "tb" / name)
         tags = set(events.Tags()["scalars"])
         assert DISTILL_TAGS | SB3_TAGS <= tags, (DISTILL_TAGS | SB3_TAGS) - tags
         steps = [event.step for event in events.Scalars("rollout/ep_rew_mean")]
@@ -44,8 +44,8 @@ def test_two_peers_write_tensorboard_per_learner(finished_run):
 
 
 def test_checkpoints_load_with_plain_sb3(finished_run):
-    manifest = json.loads((finished_run / "manifest.json").read_text())
-    assert manifest["progress"]["finished"] and manifest["versions"]["stable-baselines3"]
+    manifest = read_manifest(finished_run)
+    assert manifest["progress"]["finished"] and manifest["versions"]["stable-baselines3"] == stable_baselines3.__version__
     checkpoint = finished_run / manifest["progress"]["checkpoint"]
     for name in ("peer0", "peer1"):
         model = PPO.load(checkpoint / name / "model.zip")
@@ -62,7 +62,7 @@ def test_peers_beat_a_random_policy(finished_run, random_return, capsys):
     results = json.loads(capsys.readouterr().out)
     assert [r["learner"] for r in results] == ["peer0", "peer1"]
     for result in results:
-        assert result["mean_return"] > random_return + 0.5 * abs(random_return), (result, random_return)
+        assert beats_random(result["mean_return"], random_return), (result, random_return)
 
 
 def test_losses_lists_the_registry(capsys):
@@ -72,25 +72,53 @@ def test_losses_lists_the_registry(capsys):
         assert f"\n{name} " in "\n" + out
 
 
+def test_config_yaml_of_a_run_resolves_to_its_peers(finished_run):
+    """``RUN_DIR/config.yaml`` holds resolved values, and ``dpd train --config`` on it gives the
+    run's peers again."""
+    from dpd.agents import peer_setups
+    from dpd.config import build_config, load_yaml
+
+    text = (finished_run / "config.yaml").read_text()
+    assert "null" not in text
+    setups = peer_setups(build_config(load_yaml(finished_run / "config.yaml")))
+    resolved = [
+        {"name": setup.spec.name, "algo_kwargs": setup.algo_kwargs, "distill": dataclasses.asdict(setup.distill)}
+        for setup in setups
+    ]
+    assert resolved == read_manifest(finished_run)["resolved_peers"]
+
+
+def test_config_lists_every_key(capsys):
+    from dpd.config import config_keys, config_markdown
+
+    assert main(["config"]) == 0
+    out = capsys.readouterr().out
+    for key in config_keys():
+        assert f"\n{key} " in "\n" + out, key
+    assert main(["config", "--markdown"]) == 0
+    assert capsys.readouterr().out == config_markdown()
+    assert main(["config", "--json"]) == 0
+    assert [row["key"] for row in json.loads(capsys.readouterr().out)] == config_keys()
+
+
+@pytest.mark.parametrize("command", ["train", "distill"])
+def test_run_help_lists_the_config_keys(command, capsys):
+    with pytest.raises(SystemExit) as exit:
+        main([command, "--help"])
+    assert exit.value.code == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "distill.alpha" in out and "teacher.kickstart_schedule" in out and "'dpd config'" in out
+
+
 def test_interrupted_run_resumes_to_its_budget(tmp_path, monkeypatch, capsys):
     run_dir = tmp_path / "resume"
-    original = PeerGroup.train_round
-    calls = {"n": 0}
-
-    def interrupt_after_two_rounds(self, after_turn=None):
-        calls["n"] += 1
-        if calls["n"] > 2:
-            raise KeyboardInterrupt
-        return original(self, after_turn)
-
-    monkeypatch.setattr(PeerGroup, "train_round", interrupt_after_two_rounds)
+    restore = interrupt(monkeypatch, PeerGroup, "train_round", after_calls=2)
     assert main(["train", *FAST, "--total-steps", "8192", "--run-dir", str(run_dir)]) == 130
-    manifest = json.loads((run_dir / "manifest.json").read_text())
+    manifest = read_manifest(run_dir)
     # a round: each peer's turn of 4 iterations of 256 steps (turn_steps 1000)
     assert manifest["progress"]["run_steps"] == 2 * 2 * 4 * 256 and not manifest["progress"]["finished"]
-    monkeypatch.setattr(PeerGroup, "train_round", original)
-    assert main(["train", "--resume", str(run_dir), "--no-progress"]) == 0
-    manifest = json.loads((run_dir / "manifest.json").read_text())
+    restore()
+    manifest = resume(run_dir)
     assert manifest["progress"]["finished"]
     assert {v["num_timesteps"] for v in manifest["progress"]["learners"].values()} == {4096}
     assert {v["iterations"] for v in manifest["progress"]["learners"].values()} == {16}
@@ -103,19 +131,19 @@ def test_a_failed_save_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
 
     run_dir = tmp_path / "atomic"
     assert main(["train", *FAST, "--total-steps", "4096", "--run-dir", str(run_dir)]) == 0
-    before = json.loads((run_dir / "manifest.json").read_text())["progress"]["checkpoint"]
+    before = read_manifest(run_dir)["progress"]["checkpoint"]
 
     def broken_save(self, directory):
         raise OSError("disk full")
 
     monkeypatch.setattr(Learner, "save", broken_save)
     from dpd.agents import open_run
-    from dpd.agents.peers import PeerFailure
+    from dpd.agents.peer import PeerFailure
 
     trainer = open_run(run_dir)
     with pytest.raises(PeerFailure, match="peer0 failed: OSError: disk full"):
         trainer.checkpoint()
-    after = json.loads((run_dir / "manifest.json").read_text())["progress"]["checkpoint"]
+    after = read_manifest(run_dir)["progress"]["checkpoint"]
     assert after == before and (run_dir / before / "peer0" / "model.zip").is_file()
 
 

@@ -1,7 +1,27 @@
-import pytest
+import dataclasses
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import List, Union, get_origin, get_type_hints
 
-from dpd.config import build_config, load_yaml, parse_overrides
+import pytest
+import yaml
+
+from dpd.config import (
+    DistillConfig,
+    DistillSettings,
+    build_config,
+    check_values,
+    config_keys,
+    config_markdown,
+    config_table,
+    load_yaml,
+    parse_overrides,
+)
 from dpd.errors import UserError
+from tests.conftest import TINY
 
 
 def test_overrides_nest_and_parse_numbers():
@@ -44,21 +64,163 @@ def test_bad_override_syntax():
         parse_overrides(["distill.alpha"])
 
 
-def test_yaml_file_errors(tmp_path):
-    with pytest.raises(UserError, match="not found"):
-        load_yaml(tmp_path / "missing.yaml")
-    bad = tmp_path / "bad.yaml"
-    bad.write_text("peers: [1, 2\n")
-    with pytest.raises(UserError, match="not valid YAML"):
-        load_yaml(bad)
-    listing = tmp_path / "list.yaml"
-    listing.write_text("- 1\n- 2\n")
-    with pytest.raises(UserError, match="mapping"):
-        load_yaml(listing)
+@pytest.mark.parametrize(
+    "content, message", [(None, "not found"), ("peers: [1, 2\n", "not valid YAML"), ("- 1\n- 2\n", "mapping")]
+)
+def test_yaml_file_errors(tmp_path, content, message):
+    path = tmp_path / "config.yaml"
+    if content is not None:  # None: no file at all
+        path.write_text(content)
+    with pytest.raises(UserError, match=message):
+        load_yaml(path)
 
 
 def test_distill_off_shorthand(tmp_path):
     config = tmp_path / "independent.yaml"
     config.write_text("peers: 2\ndistill: off\n")
     assert build_config(load_yaml(config)).distill.enabled is False
-    assert build_config(parse_overrides(["distill=on"])).distill.enabled is True
+    # on by default: a later ``distill=on`` must turn the file's ``off`` back on to show it is read
+    assert build_config(load_yaml(config), parse_overrides(["distill=on"])).distill.enabled is True
+
+
+# ----- one source for every key: its doc, README's table, the resolved DistillConfig ------------
+
+
+def readme_configuration_table() -> List[str]:
+    """The markdown table under README's "### Configuration" heading, line by line."""
+    lines = (Path(__file__).parents[1] / "README.md").read_text().splitlines()
+    start = lines.index("### Configuration")
+    first = next(k for k in range(start, len(lines)) if lines[k].startswith("| key |"))
+    table = []
+    for line in lines[first:]:
+        if not line.startswith("|"):
+            break
+        table.append(line)
+    return table
+
+
+def test_readme_configuration_table_is_config_table():
+    """README's table is ``dpd config --markdown``: the same keys, defaults and meanings."""
+    rows = [line.strip("| ").split(" | ") for line in readme_configuration_table()[2:]]
+    expected = list(config_table())
+    assert [row[0].strip("`") for row in rows] == [key for key, _, _ in expected]
+    assert [row[1] for row in rows] == [default for _, default, _ in expected]
+    assert "\n".join(readme_configuration_table()) + "\n" == config_markdown(), (
+        "README's configuration table is out of date: paste `dpd config --markdown` over it"
+    )
+
+
+def test_every_key_is_documented_with_a_default():
+    rows = list(config_table())
+    assert [key for key, _, _ in rows] == config_keys()
+    for key, default, meaning in rows:
+        assert meaning and default and default != "None", key
+
+
+def test_resolved_distill_config_has_the_settings_keys_and_no_open_value():
+    settings = {f.name for f in dataclasses.fields(DistillSettings)}
+    assert [f.name for f in dataclasses.fields(DistillConfig)] == [f.name for f in dataclasses.fields(DistillSettings)]
+    assert settings == {key.split(".", 1)[1] for key in config_keys() if key.startswith("distill.")}
+    for name, hint in get_type_hints(DistillConfig).items():
+        assert get_origin(hint) is not Union, f"DistillConfig.{name} is {hint}"
+
+
+@pytest.mark.parametrize(
+    "layer, message",
+    [
+        ({"eval": {"episodes": 0}}, "eval.episodes must be positive, got 0"),
+        ({"eval": {"every": -1}}, "eval.every must not be negative, got -1"),
+        ({"turn_steps": -1}, "turn_steps must not be negative, got -1"),
+        ({"n_envs": 0}, "n_envs must be positive, got 0"),
+        ({"total_steps": 1, "peers": 2}, "must give each of the 2 peers at least one step"),
+        ({"teacher": {"path": "t.zip"}}, "a teacher teaches one student; got peers=2"),
+        ({"peers": 1, "teacher": {"path": "t.zip", "mode": "dagger"}}, "unknown distillation mode 'dagger'"),
+        ({"peers": 1, "teacher": {"path": "t.zip", "kickstart_schedule": "cosine"}}, "unknown kickstart schedule"),
+        ({"peers": 1, "teacher": {"path": "t.zip", "kickstart_half_life": 0}}, "kickstart_half_life and agreement"),
+        ({"peers": 1, "backend": "process", "teacher": {"path": "t.zip"}}, "a teacher-student run trains one learner"),
+        ({"guide": {"rate": 1}}, "guide.rate must be above 1"),
+    ],
+)
+def test_core_checks_need_only_the_config(layer, message):
+    with pytest.raises(UserError, match=message):
+        check_values(build_config(layer))
+
+
+def test_teacher_keys_are_not_checked_without_a_teacher():
+    check_values(build_config({"teacher": {"mode": "dagger"}}))
+
+
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        ({"every": 0}, "distill.every must be positive, got 0 for peer0 (ppo)"),
+        ({"alpha": -1.0}, "distill.alpha must not be negative, got -1.0 for peer0 (ppo)"),
+        ({"loss": "huber"}, "unknown policy loss 'huber'"),
+        ({"temperature": 2.0}, "distill.temperature applies to the kl and kl_reverse losses, not 'mse' (peer0 (ppo))"),
+        ({"weighting": "sigmoid"}, "unknown weighting 'sigmoid'"),
+        ({"combine": "mean"}, "unknown combine rule 'mean'; valid choices: best, round_robin"),
+        ({"gate": "eval"}, "unknown distillation gate 'eval'; valid choices: none, return"),
+    ],
+)
+def test_a_resolved_distill_config_checks_its_values(changes, message):
+    DistillConfig().check("peer0 (ppo)")
+    with pytest.raises(UserError, match=re.escape(message)):
+        DistillConfig(**changes).check("peer0 (ppo)")
+
+
+def test_the_core_does_not_import_the_agents():
+    code = "import sys, dpd.config; sys.exit(any(name.startswith('dpd.agents') for name in sys.modules))"
+    assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+
+
+MIXED = {
+    "env": TINY,
+    "algo": "ppo,sac",
+    "peers": 3,
+    "total_steps": 3000,
+    "distill": {"alpha": 0.6},
+    "algo_kwargs": {"gamma": 0.95},
+    "peer_configs": [{}, {"distill": {"every": 50}}, {"algo": "td3", "algo_kwargs": {"learning_rate": 1e-3}}],
+}
+
+
+@pytest.mark.parametrize(
+    "layer",
+    [
+        MIXED,
+        {"env": TINY, "algo": "sac,td3", "share": True, "guide": "best"},
+        {"env": TINY, "algo": "sac,td3", "share": {"enabled": True, "updates": "per_peer"}, "distill": False},
+        {"env": TINY, "peers": 2},
+    ],
+)
+def test_resolved_config_gives_the_same_peers(layer):
+    from dpd.agents import peer_setups
+    from dpd.agents.peer_setup import resolved_config
+
+    cfg = build_config(layer)
+    resolved = resolved_config(cfg)
+    text = yaml.safe_dump(resolved, sort_keys=False)
+    assert "null" not in text
+    again = build_config(yaml.safe_load(text))
+    assert peer_setups(again) == peer_setups(cfg)
+    assert resolved_config(again) == resolved  # a fixed point: writing it again changes nothing
+
+
+def test_run_dir_config_yaml_repeats_the_run(tmp_path):
+    """``dpd train --config RUN_DIR/config.yaml`` resolves to the same peers as the run."""
+    from dpd.agents import new_run, peer_setups
+
+    trainer = new_run(tmp_path / "run", build_config(MIXED))
+    trainer.close()
+    text = (tmp_path / "run" / "config.yaml").read_text()
+    assert "null" not in text
+    written = yaml.safe_load(text)
+    assert written["distill"]["alpha"] == 0.6 and "every" not in written["distill"]  # the peers differ there
+    assert [entry.get("distill", {}).get("every") for entry in written["peer_configs"]] == [5, 50, 100]
+    manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
+    again = peer_setups(build_config(load_yaml(tmp_path / "run" / "config.yaml")))
+    assert [
+        {"name": setup.spec.name, "algo_kwargs": setup.algo_kwargs, "distill": dataclasses.asdict(setup.distill)}
+        for setup in again
+    ] == manifest["resolved_peers"]
+    assert [dataclasses.asdict(setup.spec) for setup in again] == manifest["learners"]

@@ -1,18 +1,25 @@
 """Bad input ends in one clear line, exit code 2, and nothing written."""
 
+import shutil
+
 import pytest
 
 from dpd.cli import main
-from tests.conftest import TINY
+from tests.conftest import TINY, expect_cli_error
 
 BASE = ["train", "--env", TINY, "--no-progress", "--total-steps", "1024"]
 
 
-def run_expecting_error(args, capsys):
-    assert main(args) == 2
-    err = capsys.readouterr().err.strip()
-    assert err.startswith("dpd: error:") and len(err.splitlines()) == 1, err
-    return err
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    """One short finished run; tests that change it work on a copy."""
+    run_dir = tmp_path_factory.mktemp("finished") / "run"
+    assert main([*BASE, "--run-dir", str(run_dir)]) == 0
+    return run_dir
+
+
+def copy_of(run_dir, tmp_path):
+    return shutil.copytree(run_dir, tmp_path / "run")
 
 
 @pytest.mark.parametrize(
@@ -45,11 +52,15 @@ def run_expecting_error(args, capsys):
         (["--algo", "sac", "--set", "algo_kwargs.n_epochs=3"], "unknown sac hyperparameter"),
         (["--set", "distill.temperature=2"], "distill.temperature applies to the kl and kl_reverse losses"),
         (["--set", "distill.loss=kl", "--set", "distill.temperature=0"], "distill.temperature must be positive"),
+        (["--set", "distill.combine=mean"], "unknown combine rule 'mean'; valid choices: best, round_robin"),
+        (["--set", "eval.episodes=0"], "eval.episodes must be positive, got 0"),
+        (["--set", "turn_steps=-1"], "turn_steps must not be negative, got -1"),
+        (["--set", "backend=cloud"], "unknown backend 'cloud'"),
     ],
 )
 def test_bad_train_input(tmp_path, capsys, extra, message):
     run_dir = tmp_path / "run"
-    err = run_expecting_error([*BASE, *extra, "--run-dir", str(run_dir)], capsys)
+    err = expect_cli_error([*BASE, *extra, "--run-dir", str(run_dir)], capsys)
     assert message in err
     assert not run_dir.exists()
 
@@ -57,49 +68,48 @@ def test_bad_train_input(tmp_path, capsys, extra, message):
 def test_malformed_config_file(tmp_path, capsys):
     config = tmp_path / "bad.yaml"
     config.write_text("distill: {alpha: [\n")
-    assert "not valid YAML" in run_expecting_error([*BASE, "--config", str(config), "--run-dir", str(tmp_path / "r")], capsys)
-    assert "config file not found" in run_expecting_error([*BASE, "--config", str(tmp_path / "none.yaml")], capsys)
+    assert "not valid YAML" in expect_cli_error([*BASE, "--config", str(config), "--run-dir", str(tmp_path / "r")], capsys)
+    assert "config file not found" in expect_cli_error([*BASE, "--config", str(tmp_path / "none.yaml")], capsys)
 
 
-def test_run_dir_holding_another_run(tmp_path, capsys):
-    run_dir = tmp_path / "taken"
-    assert main([*BASE, "--run-dir", str(run_dir)]) == 0
-    capsys.readouterr()
+def test_run_dir_holding_another_run(finished_run, tmp_path, capsys):
+    run_dir = copy_of(finished_run, tmp_path)
     manifest = (run_dir / "manifest.json").read_text()
-    err = run_expecting_error([*BASE, "--seed", "7", "--run-dir", str(run_dir)], capsys)
+    err = expect_cli_error([*BASE, "--seed", "7", "--run-dir", str(run_dir)], capsys)
     assert "already holds a run" in err and "--resume" in err
     assert (run_dir / "manifest.json").read_text() == manifest
     (tmp_path / "other").mkdir()
     (tmp_path / "other" / "notes.txt").write_text("mine")
-    assert "not empty" in run_expecting_error([*BASE, "--run-dir", str(tmp_path / "other")], capsys)
+    assert "not empty" in expect_cli_error([*BASE, "--run-dir", str(tmp_path / "other")], capsys)
 
 
-def test_missing_and_corrupt_checkpoints(tmp_path, capsys):
-    assert "missing manifest.json" in run_expecting_error(["train", "--resume", str(tmp_path / "nothing")], capsys)
-    assert "missing manifest.json" in run_expecting_error(["eval", str(tmp_path / "nothing")], capsys)
-    run_dir = tmp_path / "run"
-    assert main([*BASE, "--run-dir", str(run_dir)]) == 0
-    capsys.readouterr()
+@pytest.mark.parametrize("command", [["train", "--resume"], ["eval"]])
+def test_missing_manifest(tmp_path, capsys, command):
+    assert "missing manifest.json" in expect_cli_error([*command, str(tmp_path / "nothing")], capsys)
+
+
+def test_corrupt_manifest(finished_run, tmp_path, capsys):
+    run_dir = copy_of(finished_run, tmp_path)
     (run_dir / "manifest.json").write_text("{not json")
-    assert "corrupt" in run_expecting_error(["eval", str(run_dir)], capsys)
+    assert "corrupt" in expect_cli_error(["eval", str(run_dir)], capsys)
 
-    run_dir = tmp_path / "run2"
-    assert main([*BASE, "--run-dir", str(run_dir)]) == 0
-    capsys.readouterr()
+
+def test_corrupt_checkpoint(finished_run, tmp_path, capsys):
+    run_dir = copy_of(finished_run, tmp_path)
     model = next((run_dir / "checkpoints").iterdir()) / "peer0" / "model.zip"
     model.write_bytes(b"not a zip")
-    assert "missing or corrupt" in run_expecting_error(["eval", str(run_dir)], capsys)
-    assert "missing or corrupt" in run_expecting_error(["train", "--resume", str(run_dir)], capsys)
+    assert "missing or corrupt" in expect_cli_error(["eval", str(run_dir)], capsys)
+    assert "missing or corrupt" in expect_cli_error(["train", "--resume", str(run_dir)], capsys)
     assert model.read_bytes() == b"not a zip"  # nothing was overwritten
 
 
 def test_resume_refuses_other_flags(tmp_path, capsys):
-    assert "drop --env" in run_expecting_error(["train", "--resume", str(tmp_path), "--env", TINY], capsys)
+    assert "drop --env" in expect_cli_error(["train", "--resume", str(tmp_path), "--env", TINY], capsys)
 
 
 def test_eval_needs_positive_episodes(tmp_path, capsys):
-    assert "--episodes must be positive" in run_expecting_error(["eval", str(tmp_path), "--episodes", "0"], capsys)
+    assert "--episodes must be positive" in expect_cli_error(["eval", str(tmp_path), "--episodes", "0"], capsys)
 
 
 def test_unknown_command(capsys):
-    assert "invalid choice" in run_expecting_error(["fly"], capsys)
+    assert "invalid choice" in expect_cli_error(["fly"], capsys)

@@ -4,19 +4,10 @@ import numpy as np
 import pytest
 import torch
 
-from dpd.cli import _Parser
 from dpd.errors import UserError
-from dpd.kd.cli import add_kd_parser
 from dpd.kd.data import load_dataset
 from dpd.kd.options import SyntheticSpec
-
-
-def kd(argv):
-    """Run ``dpd kd ARGV`` through the subcommand's own parser."""
-    parser = _Parser(prog="dpd")
-    add_kd_parser(parser.add_subparsers(dest="command", required=True, parser_class=_Parser))
-    args = parser.parse_args(["kd", *argv])
-    return args.handler(args)
+from tests.conftest import kd
 
 
 def write_npz(path, **arrays):

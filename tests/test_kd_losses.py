@@ -80,11 +80,11 @@ def test_hinton_at_its_ends_is_label_ce_or_the_soft_term():
     assert loss("kd_ce")(student, one_hot).item() == pytest.approx(F.cross_entropy(student, labels).item(), rel=1e-6)
 
 
-def test_per_sample_weights_reduce_supervised_losses_like_policy_losses():
+@pytest.mark.parametrize("weights, expected", [([1.0, 0.0], 0.5), ([0.0, 1.0], 0.0)])
+def test_per_sample_weights_reduce_supervised_losses_like_policy_losses(weights, expected):
     student = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
-    teacher = torch.tensor([[0.0, 0.0], [0.0, 1.0]])
-    assert loss("hint_mse")(student, teacher, weights=torch.tensor([1.0, 0.0])).item() == pytest.approx(0.5)
-    assert loss("hint_mse")(student, teacher, weights=torch.tensor([0.0, 1.0])).item() == pytest.approx(0.0)
+    teacher = torch.tensor([[0.0, 0.0], [0.0, 1.0]])  # the first sample differs, the second matches
+    assert loss("hint_mse")(student, teacher, weights=torch.tensor(weights)).item() == pytest.approx(expected)
 
 
 def test_teacher_receives_no_gradient():

@@ -2,20 +2,11 @@ import numpy as np
 import pytest
 import torch
 
-from dpd.agents import build_learners
-from dpd.config import build_config
-from tests.conftest import TINY
-
-
-def make_learners(peers=2, total_steps=2048, **overrides):
-    learners = build_learners(build_config({"env": TINY, "peers": peers, "total_steps": total_steps}, overrides))
-    for learner in learners:
-        learner.start(None)
-    return learners
+from tests.conftest import beats_random, tiny_learners, train_to_budget
 
 
 def test_state_buffer_holds_raw_observations():
-    (learner,) = make_learners(peers=1, total_steps=512)
+    (learner,) = tiny_learners(start=True, total_steps=512)
     learner.train_iteration(0)
     assert len(learner.states) == 256
     # The tiny env scales observations by 10, so raw states reach well beyond normalised ones.
@@ -25,7 +16,7 @@ def test_state_buffer_holds_raw_observations():
 
 
 def test_learner_sees_peer_states_through_its_own_statistics():
-    a, b = make_learners()
+    a, b = tiny_learners(peers=2, start=True)
     a.train_iteration(0)
     b.train_iteration(0)
     assert not np.allclose(a.env.obs_rms.mean, b.env.obs_rms.mean)  # different seeds, different stats
@@ -43,27 +34,19 @@ def test_learner_sees_peer_states_through_its_own_statistics():
     assert a.env.obs_rms.count == before[1]
 
 
-def test_values_come_back_in_raw_return_units():
-    (learner,) = make_learners(peers=1, total_steps=512)
+@pytest.mark.parametrize("normalize_reward, scale, rtol", [(True, 20.0, 1e-5), (False, 1.0, 1e-6)])
+def test_values_come_back_in_raw_return_units(normalize_reward, scale, rtol):
+    (learner,) = tiny_learners(start=True, total_steps=512, normalize_reward=normalize_reward)
     learner.train_iteration(0)
     raw = learner.states.sample(16, np.random.default_rng(0))
     with torch.no_grad():
         normalized = learner.policy.predict_values(learner.normalize(raw)).numpy().reshape(-1)
-    learner.env.ret_rms.var = np.array(400.0 - learner.env.epsilon)  # reward scale: std 20
-    np.testing.assert_allclose(learner.values_on(raw), 20.0 * normalized, rtol=1e-5)
-
-
-def test_values_are_unscaled_without_reward_normalisation():
-    (learner,) = make_learners(peers=1, total_steps=512, normalize_reward=False)
-    learner.train_iteration(0)
-    raw = learner.states.sample(16, np.random.default_rng(0))
-    with torch.no_grad():
-        normalized = learner.policy.predict_values(learner.normalize(raw)).numpy().reshape(-1)
-    np.testing.assert_allclose(learner.values_on(raw), normalized, rtol=1e-6)
+    learner.env.ret_rms.var = np.array(400.0 - learner.env.epsilon)  # reward scale: std 20, where rewards are scaled
+    np.testing.assert_allclose(learner.values_on(raw), scale * normalized, rtol=rtol)
 
 
 def test_distillation_moves_the_student_towards_the_target():
-    (learner,) = make_learners(peers=1, total_steps=512, distill={"lr": 1e-2})
+    (learner,) = tiny_learners(start=True, total_steps=512, distill={"lr": 1e-2})
     learner.train_iteration(0)
     raw = learner.states.sample(128, np.random.default_rng(0))
     target = learner.policy_on(raw)
@@ -75,15 +58,14 @@ def test_distillation_moves_the_student_towards_the_target():
 
 
 def test_learner_alone_beats_a_random_policy(random_return):
-    (learner,) = make_learners(peers=1, total_steps=6144)
-    while not learner.done:
-        learner.train_iteration(0)
+    (learner,) = tiny_learners(start=True, total_steps=6144)
+    train_to_budget(learner)
     mean, _ = learner.evaluate(20)
-    assert mean > random_return + 0.5 * abs(random_return), (mean, random_return)
+    assert beats_random(mean, random_return), (mean, random_return)
 
 
 def test_schedules_run_once_over_the_budget():
-    (learner,) = make_learners(peers=1, total_steps=1024)
+    (learner,) = tiny_learners(start=True, total_steps=1024)
     learner.train_iteration(0)
     assert learner.model._current_progress_remaining == pytest.approx(1 - 256 / 1024)
     learner.train_iteration(0)
@@ -91,19 +73,19 @@ def test_schedules_run_once_over_the_budget():
 
 
 def test_rl_zoo_linear_schedules():
-    (learner,) = make_learners(peers=1, total_steps=1024, algo_kwargs={"learning_rate": "lin_1e-3"})
+    (learner,) = tiny_learners(start=True, total_steps=1024, algo_kwargs={"learning_rate": "lin_1e-3"})
     learner.train_iteration(0)
     learner.train_iteration(0)
     assert learner.model.policy.optimizer.param_groups[0]["lr"] == pytest.approx(1e-3 * (1 - 512 / 1024))
 
 
 def test_reward_scaling_uses_the_learners_discount():
-    (learner,) = make_learners(peers=1, total_steps=512)
+    (learner,) = tiny_learners(start=True, total_steps=512)
     assert learner.env.gamma == learner.model.gamma == 0.95  # the tiny env's PPO default
 
 
 def test_critic_update_leaves_the_actor_alone():
-    (learner,) = make_learners(peers=1, total_steps=1024)
+    (learner,) = tiny_learners(start=True, total_steps=1024)
     actor_before = [p.detach().clone() for p in learner.actor_parameters()]
     critic_before = [p.detach().clone() for p in learner.policy.value_net.parameters()]
     learner.train_iteration(0, update="critic")

@@ -1,4 +1,5 @@
-"""Peers in processes of their own: same results as in one process, clean stops, no orphans."""
+"""Peers in processes of their own or Ray actors: same results as in one process, clean stops,
+no orphans; and the registries that name backends and learners."""
 
 import json
 import multiprocessing
@@ -8,12 +9,37 @@ import numpy as np
 import pytest
 
 from dpd.agents import PeerGroup, build_group, new_run
-from dpd.agents.peers import PeerFailure
+from dpd.agents.algorithms import ALGORITHMS, available_algorithms, register_learner
+from dpd.agents.backend import BACKENDS, PeerBackend, available_backends, make_backend, register_backend
+from dpd.agents.local_backend import LocalPeers
+from dpd.agents.on_policy import PPOLearner
+from dpd.agents.peer import PeerFailure
+from dpd.agents.process_backend import ProcessPeers
+from dpd.agents.ray_backend import RayPeers
 from dpd.cli import main
 from dpd.config import build_config
+from dpd.errors import UserError
 from tests.conftest import TINY
 
 STATES = np.random.default_rng(7).normal(size=(32, 4)).astype(np.float32) * 10
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    """One local instance with this machine's 2 CPUs for the module: starting Ray takes seconds."""
+    ray = pytest.importorskip("ray", reason="Ray is an optional extra (pip install '.[ray]'); make test installs it")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    yield ray
+    ray.shutdown()
+
+
+@pytest.fixture(params=["process", "ray"])
+def parallel_backend(request):
+    """A backend whose peers live apart from the group; ``ray`` (skipped where Ray is missing)
+    on the module's local instance, which dpd must leave running."""
+    if request.param == "ray":
+        request.getfixturevalue("local_ray")
+    return request.param
 
 
 def tiny_config(backend, total_steps=4096, **overrides):
@@ -37,12 +63,12 @@ def train_to_first_distillation(group):
 
 
 def outputs(group):
-    answers = group.backend.call("answer", [(i, (STATES,)) for i in range(len(group.learners))])
-    return [(answer.output.mean.numpy(), answer.values) for answer in answers]
+    answers = group.backend.answer({i: STATES for i in range(len(group.learners))})
+    return [(answers[i].output.mean.numpy(), answers[i].values) for i in range(len(group.learners))]
 
 
-def test_parallel_peers_reproduce_the_sequential_group():
-    sequential, parallel = build_group(tiny_config("local")), build_group(tiny_config("process"))
+def test_parallel_peers_reproduce_the_sequential_group(parallel_backend):
+    sequential, parallel = build_group(tiny_config("local")), build_group(tiny_config(parallel_backend))
     try:
         first_sequential = train_to_first_distillation(sequential)
         first_parallel = train_to_first_distillation(parallel)
@@ -60,9 +86,13 @@ def test_parallel_peers_reproduce_the_sequential_group():
         sequential.close()
         parallel.close()
     assert multiprocessing.active_children() == []
+    if parallel_backend == "ray":
+        import ray
+
+        assert ray.is_initialized()  # dpd leaves an instance it did not start running
 
 
-def test_a_peer_that_raises_stops_the_group_and_names_itself(tmp_path, capsys):
+def test_a_peer_that_raises_stops_the_group_and_names_itself(parallel_backend, tmp_path, capsys):
     run_dir = tmp_path / "nan"
     args = [
         "train",
@@ -70,7 +100,7 @@ def test_a_peer_that_raises_stops_the_group_and_names_itself(tmp_path, capsys):
         TINY,
         "--total-steps",
         "4096",
-        "--parallel",
+        *(["--parallel"] if parallel_backend == "process" else ["--backend", parallel_backend]),
         "--no-progress",
         "--run-dir",
         str(run_dir),
@@ -142,3 +172,29 @@ def test_ray_backend_without_ray_says_how_to_install_it(tmp_path, monkeypatch, c
     run_dir = tmp_path / "no_ray"
     assert main(["train", "--env", TINY, "--backend", "ray", "--no-progress", "--run-dir", str(run_dir)]) == 2
     assert "pip install ray" in capsys.readouterr().err and not run_dir.exists()
+
+
+def test_the_backend_registry_refuses_an_unknown_name_with_the_choices():
+    assert set(BACKENDS) == {"local", "process", "ray"} and available_backends() == ["local", "process", "ray"]
+    with pytest.raises(UserError) as refused:
+        make_backend("mpi", [], [])
+    assert str(refused.value) == "unknown backend 'mpi'; valid choices: local, process, ray"
+
+
+def test_a_name_is_registered_once():
+    class AnotherPPO(PPOLearner):
+        pass
+
+    with pytest.raises(ValueError, match="algorithm 'ppo' is already registered"):
+        register_learner("ppo")(AnotherPPO)
+    with pytest.raises(ValueError, match="backend 'local' is already registered"):
+        register_backend("local")(LocalPeers)
+    assert ALGORITHMS["ppo"] is PPOLearner and available_algorithms() == ["a2c", "ddpg", "ppo", "sac", "td3"]
+
+
+def test_every_backend_serves_every_request_of_the_interface():
+    requests = [name for name, value in vars(PeerBackend).items() if callable(value) and not name.startswith("_")]
+    assert {"train_turns", "states_at", "answer", "distill", "status", "start", "close"} <= set(requests)
+    for backend in (LocalPeers, ProcessPeers, RayPeers):
+        assert all(callable(getattr(backend, name, None)) for name in requests), backend
+        assert not getattr(backend, "__abstractmethods__", None), backend

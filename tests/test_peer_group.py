@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from dpd.agents.distillation import answer_on, best_targets, distill_step
+from dpd.agents.local_backend import LocalPeers
 from dpd.agents.peer_group import PeerGroup
-from dpd.agents.peers import LocalPeers
 from dpd.agents.state_buffer import RawStateBuffer
 from dpd.config import DistillConfig
 from dpd.losses import PolicyOutput
@@ -44,6 +44,11 @@ class StubPeer:
 
     def recent_return(self, episodes):
         return self.training_return
+
+    def episode_returns(self):
+        return () if np.isnan(self.training_return) else (self.training_return,)
+
+    gradient_updates = 0
 
     def express_target(self, target, kind):
         return target
@@ -167,7 +172,7 @@ class IterationStub(StubPeer):
 
 
 def test_a_turn_counts_the_rounds_due_after_the_start():
-    from dpd.agents.peers import Peer
+    from dpd.agents.peer import Peer
 
     peer = Peer(IterationStub(every=2, start=300))
     assert peer.train_turn(0, 800).due == 3  # iterations 4, 6 and 8

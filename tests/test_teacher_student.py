@@ -1,18 +1,19 @@
 """Teacher-student distillation on the tiny env, with a teacher trained by plain SB3."""
 
-import json
-
+import numpy as np
 import pytest
 import torch
 from stable_baselines3 import PPO
 
 from dpd.agents import compare_models
-from dpd.agents.teacher_student import kickstart_lambda
+from dpd.agents.comparison import fidelity
+from dpd.agents.learner import Learner
+from dpd.agents.teacher_student import TeacherStudent, kickstart_lambda
 from dpd.cli import main
 from dpd.config import TeacherConfig
 from dpd.fidelity import policy_fidelity
 from dpd.losses import PolicyOutput
-from tests.conftest import TINY
+from tests.conftest import TINY, beats_random, expect_cli_error, interrupt, read_manifest, resume, tiny_learners
 
 
 @pytest.fixture(scope="module")
@@ -40,6 +41,7 @@ def sb3_teacher(tmp_path_factory):
 
 
 def distill(teacher, run_dir, mode, *extra):
+    """``dpd distill`` of a width-8 student on the tiny env, without evaluations during training."""
     args = ["distill", "--teacher", str(teacher), "--env", TINY, "--student-net", "8", "--mode", mode, "--total-steps", "4096"]
     return main([*args, "--run-dir", str(run_dir), "--no-progress", "--set", "eval.every=0", *extra])
 
@@ -48,10 +50,13 @@ def distill(teacher, run_dir, mode, *extra):
 def test_each_mode_teaches_a_small_student(mode, sb3_teacher, tmp_path, random_return, capsys):
     run_dir = tmp_path / mode
     assert distill(sb3_teacher, run_dir, mode) == 0
-    manifest = json.loads((run_dir / "manifest.json").read_text())
+    manifest = read_manifest(run_dir)
     (result,) = manifest["progress"]["final_eval"]
-    assert result["mean_return"] > random_return + 0.5 * abs(random_return), (mode, result)
-    assert 0 <= result["metrics"]["fidelity/teacher_states/agreement"] <= 1
+    assert beats_random(result["mean_return"], random_return), (mode, result)
+    fidelity_keys = {
+        f"fidelity/{source}/{key}" for source in ("teacher_states", "student_states") for key in ("action_mse", "agreement")
+    }
+    assert fidelity_keys | {"fidelity/return_ratio"} <= set(result["metrics"]), result["metrics"]
     student = PPO.load(run_dir / manifest["progress"]["checkpoint"] / "student" / "model.zip")  # plain SB3 loads it
     assert student.policy.mlp_extractor.policy_net[0].out_features == 8
     assert "fidelity/return_ratio" in capsys.readouterr().out
@@ -77,83 +82,62 @@ def test_fidelity_on_constructed_outputs():
     assert policy_fidelity(deterministic, teacher, student.mean, teacher.mean, 0.1, True)["kl"] is None
 
 
-def test_kickstart_schedules():
-    config = TeacherConfig(kickstart_lambda=2.0, kickstart_half_life=0.25, kickstart_schedule="constant")
-    assert kickstart_lambda(config, 0.5) == 2.0
-    config.kickstart_schedule = "linear"
-    assert kickstart_lambda(config, 0.75) == pytest.approx(0.5)
-    config.kickstart_schedule = "exponential"
-    assert kickstart_lambda(config, 0.5) == pytest.approx(0.5)
+def constant_policy(learner: Learner, action: float) -> Learner:
+    """``learner`` made to act ``action`` in every dimension on every state."""
+    with torch.no_grad():
+        learner.policy.action_net.weight.zero_()
+        learner.policy.action_net.bias.fill_(action)
+    return learner
+
+
+def test_fidelity_of_a_learner_to_itself_and_to_its_opposite():
+    teacher, opposite = tiny_learners(peers=2)
+    constant_policy(teacher, 0.5)
+    constant_policy(opposite, -0.5)
+    states = np.random.default_rng(0).normal(size=(64, 4)).astype(np.float32) * 10
+    same = fidelity(teacher, teacher, states, tolerance=0.05)
+    assert same["action_mse"] == 0.0 and same["agreement"] == 1.0
+    assert same["kl"] == pytest.approx(0.0, abs=1e-7)
+    other = fidelity(teacher, opposite, states, tolerance=0.05)
+    assert other["action_mse"] == pytest.approx(1.0)  # 0.5 - (-0.5), squared
+    assert other["agreement"] == 0.0
+    assert other["kl"] == pytest.approx(teacher.action_space_shape[0] / 2)  # unit variances: |dmu|^2 / 2 per dimension
+
+
+@pytest.mark.parametrize(
+    "schedule, progress, expected", [("constant", 0.5, 2.0), ("linear", 0.75, 0.5), ("exponential", 0.5, 0.5)]
+)
+def test_kickstart_schedules(schedule, progress, expected):
+    config = TeacherConfig(kickstart_lambda=2.0, kickstart_half_life=0.25, kickstart_schedule=schedule)
+    assert kickstart_lambda(config, progress) == expected  # exact in binary floating point
 
 
 def test_distill_run_resumes(sb3_teacher, tmp_path, monkeypatch):
-    from dpd.agents.teacher_student import TeacherStudent
-
     run_dir = tmp_path / "resume"
-    original = TeacherStudent.train_iteration
-    calls = {"n": 0}
-
-    def interrupt(self, index=0):
-        calls["n"] += 1
-        if calls["n"] > 6:
-            raise KeyboardInterrupt
-        return original(self, index)
-
-    monkeypatch.setattr(TeacherStudent, "train_iteration", interrupt)
+    restore = interrupt(monkeypatch, TeacherStudent, "train_iteration", after_calls=6)
     assert distill(sb3_teacher, run_dir, "online", "--set", "checkpoint_every=512") == 130
-    monkeypatch.setattr(TeacherStudent, "train_iteration", original)
-    assert main(["train", "--resume", str(run_dir), "--no-progress"]) == 0
-    manifest = json.loads((run_dir / "manifest.json").read_text())
+    restore()
+    manifest = resume(run_dir)
     assert manifest["progress"]["finished"] and manifest["progress"]["learners"]["student"]["num_timesteps"] == 4096
 
 
-def expect_error(args, capsys):
-    assert main(args) == 2
-    err = capsys.readouterr().err.strip()
-    assert err.startswith("dpd: error:") and len(err.splitlines()) == 1, err
-    return err
-
-
-def test_teacher_errors(sb3_teacher, tmp_path, capsys):
-    base = ["distill", "--env", TINY, "--total-steps", "512", "--no-progress"]
+@pytest.mark.parametrize(
+    "teacher, extra, message",
+    [
+        ("missing", [], "teacher model not found"),
+        ("trained", ["--env", "HalfCheetah-v5"], "does not fit HalfCheetah-v5"),
+        ("trained", ["--mode", "dagger"], "unknown distillation mode 'dagger'"),
+        ("corrupt", [], "not a readable SB3 model zip"),
+        ("trained", ["--student-algo", "td3", "--set", "distill.loss=kl"], "deterministic"),
+        # the teacher learned with 0.95
+        ("trained", ["--set", "algo_kwargs.gamma=0.9"], "teacher and student: peers must share one discount"),
+        ("trained", ["--set", "distill.gate=return"], "has no peer to gate"),
+    ],
+)
+def test_teacher_errors(teacher, extra, message, sb3_teacher, tmp_path, capsys):
+    paths = {"trained": sb3_teacher, "missing": tmp_path / "none.zip", "corrupt": tmp_path / "corrupt.zip"}
+    paths["corrupt"].write_bytes(b"not a zip")
     run_dir = tmp_path / "never"
-    assert "teacher model not found" in expect_error(
-        [*base, "--teacher", str(tmp_path / "none.zip"), "--run-dir", str(run_dir)], capsys
-    )
-    err = expect_error(
-        [
-            "distill",
-            "--teacher",
-            str(sb3_teacher),
-            "--env",
-            "HalfCheetah-v5",
-            "--total-steps",
-            "512",
-            "--run-dir",
-            str(run_dir),
-        ],
-        capsys,
-    )
-    assert "does not fit HalfCheetah-v5" in err
-    assert "unknown distillation mode 'dagger'" in expect_error(
-        [*base, "--teacher", str(sb3_teacher), "--mode", "dagger", "--run-dir", str(run_dir)], capsys
-    )
-    corrupt = tmp_path / "corrupt.zip"
-    corrupt.write_bytes(b"not a zip")
-    assert "not a readable SB3 model zip" in expect_error(
-        [*base, "--teacher", str(corrupt), "--run-dir", str(run_dir)], capsys
-    )
-    err = expect_error(
-        [*base, "--teacher", str(sb3_teacher), "--student-algo", "td3", "--set", "distill.loss=kl", "--run-dir", str(run_dir)],
-        capsys,
-    )
-    assert "deterministic" in err
-    err = expect_error(
-        [*base, "--teacher", str(sb3_teacher), "--set", "algo_kwargs.gamma=0.9", "--run-dir", str(run_dir)], capsys
-    )
-    assert "teacher and student: peers must share one discount" in err  # the teacher learned with 0.95
-    err = expect_error(
-        [*base, "--teacher", str(sb3_teacher), "--set", "distill.gate=return", "--run-dir", str(run_dir)], capsys
-    )
-    assert "has no peer to gate" in err
+    args = ["distill", "--env", TINY, "--total-steps", "512", "--no-progress", "--teacher", str(paths[teacher]), *extra]
+    assert message in expect_cli_error([*args, "--run-dir", str(run_dir)], capsys)
     assert not run_dir.exists()

@@ -17,6 +17,12 @@ METHODS: Dict[str, Dict[str, Any]] = {
     "independent": {"distill": {"enabled": False}},
     "dpd-hard": {"distill": {"weighting": "hard"}},
     "dpd-none": {"distill": {"weighting": "none"}},
+    # Off-policy peers (SAC, TD3, DDPG) that share every transition (dpd.agents.sharing)...
+    "shared": {"distill": {"enabled": False}, "share": {"enabled": True}},
+    # ... and follow the best peer (P3S; dpd.agents.guidance) ...
+    "shared-guided": {"distill": {"enabled": False}, "share": {"enabled": True}, "guide": {"mode": "best"}},
+    # ... or distill from each other where the peer is better (DPD's weighted distillation).
+    "shared-dpd": {"share": {"enabled": True}},
 }
 PLAIN_SB3 = "sb3"
 
@@ -49,10 +55,20 @@ PRESETS: Dict[str, Grid] = {
     "full": Grid(
         envs=("HalfCheetah-v5", "Hopper-v5", "Walker2d-v5"),
         algos=("ppo",),
-        methods=tuple(METHODS),
+        methods=("sb3", "dpd", "independent", "dpd-hard", "dpd-none"),
         seeds=(0, 1, 2, 3, 4),
         total_steps=1_000_000,
         eval_every=50_000,
+    ),
+    # Whether a group of off-policy peers pays: SAC at 300k total env steps (about 40 minutes of
+    # one core per run), equal env steps and equal gradient updates for every method.
+    "offpolicy": Grid(
+        envs=("HalfCheetah-v5", "Hopper-v5", "Walker2d-v5"),
+        algos=("sac",),
+        methods=("sb3", "independent", "shared", "shared-guided", "shared-dpd"),
+        seeds=(0, 1, 2, 3, 4),
+        total_steps=300_000,
+        eval_every=20_000,
     ),
 }
 

@@ -22,22 +22,38 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 import numpy as np
 
 from dpd.bench.grid import METHODS
-from dpd.bench.stats import bootstrap_interval, iqm
+from dpd.bench.stats import bootstrap_interval, iqm, probability_of_improvement, probability_of_improvement_interval
 
 Row = Mapping[str, Any]
 SectionKey = Tuple[str, str, int]  # env, algo, total_steps: only runs on the same budget are compared
 
 METHOD_ORDER = tuple(METHODS)
-DISTILLATION_METHODS = ("dpd", "dpd-hard", "dpd-none")  # multi-peer methods compared with the references
 REFERENCE_METHODS = ("sb3", "independent")
-CSV_COLUMNS = ("env", "algo", "method", "seed", "total_steps", "status", "score", "best_peer", "peer_scores", "seconds")
+CSV_COLUMNS = (
+    "env",
+    "algo",
+    "method",
+    "seed",
+    "total_steps",
+    "status",
+    "score",
+    "best_peer",
+    "deployable",
+    "peer_scores",
+    "training_returns",
+    "gradient_updates",
+    "seconds",
+)
 
 EXPLANATION = (
     "The score of a multi-peer run is the mean over its peers, so it is compared with one SB3 "
     "learner on the same total environment steps. The best peer is a selection effect (the best "
     "of several peers is an optimistic pick); it is shown for comparison with the best of the "
-    "independent peers, not with sb3. IQM is the interquartile mean over seeds; intervals are "
-    "95% stratified bootstrap intervals over seeds (Agarwal et al. 2021)."
+    "independent peers, not with sb3. The deployable peer is the one a user would keep, picked by "
+    "its training returns only, so its evaluation score has no selection bias. IQM is the "
+    "interquartile mean over seeds; intervals are 95% stratified bootstrap intervals over seeds; "
+    "P(> sb3) is the probability that a run of the method scores above a run of sb3, with its 95% "
+    "bootstrap interval (Agarwal et al. 2021)."
 )
 
 
@@ -55,6 +71,12 @@ class MethodSummary:
     ci_high: float
     best_peer_iqm: Optional[float]  # None for single-learner methods
     total_steps: int
+    # The peer a user would keep, picked by training returns only (runs before it was recorded: None).
+    deployable_iqm: Optional[float] = None
+    updates: Optional[float] = None  # mean RL gradient updates per run, all learners together
+    minutes: Optional[float] = None  # mean wall-clock minutes per run
+    # P(a run of this method scores above a run of sb3), with its 95% bootstrap interval.
+    improvement: Optional[Tuple[float, float, float]] = None
 
 
 def method_sort_key(method: str) -> Tuple[int, str]:
@@ -85,11 +107,27 @@ def _by_method(rows: Sequence[Row]) -> Dict[str, List[Row]]:
     return {method: grouped[method] for method in sorted(grouped, key=method_sort_key)}
 
 
-def _summarize_method(key: SectionKey, method: str, rows: Sequence[Row]) -> MethodSummary:
+def _mean_of(rows: Sequence[Row], field: str) -> Optional[float]:
+    values = [row[field] for row in rows if row.get(field) is not None]
+    return float(np.mean(values)) if values else None
+
+
+def _improvement(scores: np.ndarray, reference: Optional[Sequence[Row]]) -> Optional[Tuple[float, float, float]]:
+    if not reference:
+        return None
+    other = [row["score"] for row in reference]
+    return (probability_of_improvement(scores, other), *probability_of_improvement_interval(scores, other))
+
+
+def _summarize_method(
+    key: SectionKey, method: str, rows: Sequence[Row], sb3_rows: Optional[Sequence[Row]] = None
+) -> MethodSummary:
     scores = np.array([row["score"] for row in rows], dtype=np.float64)
     best_peers = [row["best_peer"] for row in rows if row.get("best_peer") is not None]
+    deployable = [row["deployable"] for row in rows if row.get("deployable") is not None]
     ci_low, ci_high = bootstrap_interval([scores])
     env, algo, total_steps = key
+    seconds = _mean_of(rows, "seconds")
     return MethodSummary(
         env=env,
         algo=algo,
@@ -101,20 +139,34 @@ def _summarize_method(key: SectionKey, method: str, rows: Sequence[Row]) -> Meth
         ci_high=ci_high,
         best_peer_iqm=iqm(best_peers) if best_peers else None,
         total_steps=total_steps,
+        deployable_iqm=iqm(deployable) if len(deployable) == len(rows) else None,
+        updates=_mean_of(rows, "gradient_updates"),
+        minutes=None if seconds is None else seconds / 60.0,
+        improvement=_improvement(scores, sb3_rows) if method != "sb3" else None,
     )
 
 
 def summarize(rows: Sequence[Row]) -> List[MethodSummary]:
     """One summary per (env, algo, total_steps, method) over the successful seeds."""
-    return [
-        _summarize_method(key, method, method_rows)
-        for key, section_rows in _sections(rows).items()
-        for method, method_rows in _by_method(section_rows).items()
-    ]
+    summaries = []
+    for key, section_rows in _sections(rows).items():
+        by_method = _by_method(section_rows)
+        summaries += [
+            _summarize_method(key, method, method_rows, by_method.get("sb3")) for method, method_rows in by_method.items()
+        ]
+    return summaries
 
 
 def _format_return(value: Optional[float]) -> str:
     return "-" if value is None else f"{value:.1f}"
+
+
+def _format_improvement(improvement: Optional[Tuple[float, float, float]]) -> str:
+    return "-" if improvement is None else f"{improvement[0]:.2f} [{improvement[1]:.2f}, {improvement[2]:.2f}]"
+
+
+def _format_count(value: Optional[float]) -> str:
+    return "-" if value is None else f"{value:.0f}"
 
 
 def _format_ratio(summary: MethodSummary, reference: Optional[MethodSummary]) -> str:
@@ -147,12 +199,15 @@ def _failed_line(rows: Sequence[Row]) -> str:
 def _section_markdown(key: SectionKey, rows: Sequence[Row]) -> List[str]:
     env, algo, total_steps = key
     lines = [f"### {env} ({algo}, {total_steps} total env steps)", ""]
-    summaries = {method: _summarize_method(key, method, method_rows) for method, method_rows in _by_method(rows).items()}
+    by_method = _by_method(rows)
+    summaries = {
+        method: _summarize_method(key, method, method_rows, by_method.get("sb3")) for method, method_rows in by_method.items()
+    }
     if summaries:
         lines += [
             "| method | seeds | mean | IQM | 95% CI of IQM | IQM / sb3 | IQM / independent "
-            "| best peer IQM (selection effect) |",
-            "|---|---:|---:|---:|---|---:|---:|---:|",
+            "| P(> sb3) [95% CI] | deployable peer IQM | best peer IQM (selection effect) | gradient updates | minutes |",
+            "|---|---:|---:|---:|---|---:|---:|---|---:|---:|---:|---:|",
         ]
         for summary in summaries.values():
             ratios = " | ".join(_format_ratio(summary, summaries.get(ref)) for ref in REFERENCE_METHODS)
@@ -160,12 +215,14 @@ def _section_markdown(key: SectionKey, rows: Sequence[Row]) -> List[str]:
                 f"| {summary.method} | {summary.seeds} | {_format_return(summary.mean)} "
                 f"| {_format_return(summary.iqm)} "
                 f"| [{_format_return(summary.ci_low)}, {_format_return(summary.ci_high)}] "
-                f"| {ratios} | {_format_return(summary.best_peer_iqm)} |"
+                f"| {ratios} | {_format_improvement(summary.improvement)} | {_format_return(summary.deployable_iqm)} "
+                f"| {_format_return(summary.best_peer_iqm)} | {_format_count(summary.updates)} "
+                f"| {_format_count(summary.minutes)} |"
             )
         comparisons = [
             _comparison_line(summaries[method], summaries[ref])
-            for method in DISTILLATION_METHODS
-            if method in summaries
+            for method in summaries
+            if method not in REFERENCE_METHODS
             for ref in REFERENCE_METHODS
             if ref in summaries
         ]

@@ -13,15 +13,18 @@ import sys
 import time
 import traceback
 from collections import defaultdict
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from multiprocessing.connection import wait
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
 
 from dpd.bench.grid import PLAIN_SB3, BenchRun
 from dpd.errors import UserError
 
 RESULT_FILE = "result.json"
+TRAINING_EPISODES = 10  # training episodes whose mean return picks a group's deployable peer
 ERROR_FILE = "error.txt"
 Curve = List[List[float]]  # [total env steps, score] pairs
 
@@ -91,7 +94,24 @@ def _evaluate_between_iterations(learner: Any, every: int, episodes: int, curve:
     return EvaluateBetweenIterations()
 
 
-def _train_plain_sb3(run: BenchRun, directory: Path, cfg: Any) -> Tuple[List[float], Curve]:
+@dataclass(frozen=True)
+class Trained:
+    """What a run's learners reached: final scores, training returns, updates, the curve."""
+
+    peer_scores: List[float]  # each learner's final deterministic evaluation return
+    training_returns: List[float]  # each learner's mean raw return over its last training episodes
+    gradient_updates: int  # RL gradient updates of all learners together
+    curve: Curve
+
+
+def deployable_index(training_returns: Sequence[float]) -> int:
+    """The learner a user would keep: the best mean training return (never the evaluation
+    episodes, which then score it without a selection bias); the first on a tie or all NaN."""
+    finite = [(value, -index) for index, value in enumerate(training_returns) if value == value]
+    return -max(finite)[1] if finite else 0
+
+
+def _train_plain_sb3(run: BenchRun, directory: Path, cfg: Any) -> Trained:
     learner = plain_sb3_learner(cfg, directory / "tb" / PLAIN_SB3)
     curve: Curve = []
     try:
@@ -103,7 +123,8 @@ def _train_plain_sb3(run: BenchRun, directory: Path, cfg: Any) -> Tuple[List[flo
         learner.env.save(str(directory / "vecnormalize.pkl"))
     finally:
         learner.close()
-    return [final], with_final_point(curve, learner.num_timesteps, final)
+    recent = learner.recent_return(TRAINING_EPISODES)
+    return Trained([final], [recent], learner.gradient_updates, with_final_point(curve, learner.num_timesteps, final))
 
 
 def group_curve(history: Sequence[Any], peers: int) -> Curve:
@@ -115,7 +136,7 @@ def group_curve(history: Sequence[Any], peers: int) -> Curve:
     return [[step * peers, sum(scores) / len(scores)] for step, scores in sorted(by_step.items()) if len(scores) == peers]
 
 
-def _train_group(run: BenchRun, directory: Path, cfg: Any) -> Tuple[List[float], Curve]:
+def _train_group(run: BenchRun, directory: Path, cfg: Any) -> Trained:
     from dpd.agents import new_run
 
     trainer = new_run(directory / "run", cfg)
@@ -126,7 +147,14 @@ def _train_group(run: BenchRun, directory: Path, cfg: Any) -> Tuple[List[float],
     final_ids = {id(result) for result in final}
     curve = group_curve([result for result in trainer.history if id(result) not in final_ids], cfg.peers)
     scores = [result.mean_return for result in final]
-    return scores, with_final_point(curve, sum(result.env_steps for result in final), sum(scores) / len(scores))
+    statuses = [learner.status for learner in trainer.group.learners]
+    recent = [
+        float(np.mean(status.episode_returns[-TRAINING_EPISODES:])) if status.episode_returns else float("nan")
+        for status in statuses
+    ]
+    updates = sum(status.gradient_updates for status in statuses)
+    steps = sum(result.env_steps for result in final)
+    return Trained(scores, recent, updates, with_final_point(curve, steps, sum(scores) / len(scores)))
 
 
 def with_final_point(curve: Curve, env_steps: int, score: float) -> Curve:
@@ -142,15 +170,19 @@ def execute(run: BenchRun, directory: Path) -> Dict[str, Any]:
     cfg = build_config(run.config())
     start = time.perf_counter()
     train = _train_plain_sb3 if run.method == PLAIN_SB3 else _train_group
-    peer_scores, curve = train(run, directory, cfg)
+    trained = train(run, directory, cfg)
+    peer_scores = trained.peer_scores
     return {
         **run_fields(run),
         "status": "ok",
         "score": sum(peer_scores) / len(peer_scores),
         "peer_scores": peer_scores,
         "best_peer": max(peer_scores) if run.method != PLAIN_SB3 else None,
+        "deployable": peer_scores[deployable_index(trained.training_returns)],
+        "training_returns": trained.training_returns,
+        "gradient_updates": trained.gradient_updates,
         "seconds": time.perf_counter() - start,
-        "curve": curve,
+        "curve": trained.curve,
     }
 
 
@@ -280,7 +312,7 @@ class RayPool(RunPool):
     """Each run a Ray task (one CPU), on a local instance or the cluster at ``address``."""
 
     def __init__(self, workers: int, address: str) -> None:
-        from dpd.agents.ray_peers import connect, import_ray
+        from dpd.agents.ray_backend import connect, import_ray
 
         super().__init__(workers)
         self.ray = import_ray()

@@ -1,20 +1,27 @@
-"""Peers as Ray actors (``--backend ray``): the requests of a peer process, through Ray.
+"""The ``ray`` backend (``--backend ray``): peers as Ray actors, the requests of a peer process
+through Ray.
 
 Requests and their batches (raw states, policy outputs, values) travel as Ray task arguments
 and results, that is through Ray's object store; models never leave their actor. Ray is an
-optional extra: ``pip install '.[ray]'``.
+optional extra (``pip install '.[ray]'``), imported only when a Ray backend or a Ray benchmark
+pool (``dpd.bench.runner``) is built, so the backend is registered, and named in errors, whether
+Ray is installed or not.
 """
 
 import os
 import pickle
 from typing import Any, Callable, List, Sequence, Set
 
+from dpd.agents.backend import LearnerFactory, Message, MessageBackend, register_backend
 from dpd.agents.learner import Learner
-from dpd.agents.peers import RAY_INSTALL_HINT, Call, Peer, PeerFailure, first_line
+from dpd.agents.peer import Peer, PeerFailure, first_line
 from dpd.errors import UserError
+
+RAY_INSTALL_HINT = "the ray backend needs Ray: pip install ray (or, in the dpd checkout, pip install -e '.[ray]')"
 
 
 def import_ray() -> Any:
+    """The ``ray`` module; a ``UserError`` saying how to install it where it is missing."""
     try:
         import ray
     except ImportError:
@@ -45,14 +52,15 @@ class RayPeer:
         torch.set_num_threads(1)
         self.peer = Peer(factory())
 
-    def call(self, method: str, *args: Any) -> Any:
-        return self.peer.call(method, *args)
+    def handle(self, request: str, *args: Any) -> Any:
+        return self.peer.handle(request, *args)
 
 
-class RayPeers:
-    """One Ray actor per peer, one CPU each; the interface of ``ProcessPeers``."""
+@register_backend("ray")
+class RayPeers(MessageBackend):
+    """One Ray actor per peer, one CPU each; the behaviour of ``ProcessPeers``."""
 
-    def __init__(self, factories: Sequence[Callable[[], Learner]], names: Sequence[str], address: str = "") -> None:
+    def __init__(self, factories: Sequence[LearnerFactory], names: Sequence[str], address: str = "") -> None:
         self.ray = import_ray()
         self.names = list(names)
         self.bytes_exchanged = 0  # pickled size of requests and replies: what the object store carries
@@ -61,16 +69,20 @@ class RayPeers:
         actor_class = self.ray.remote(num_cpus=1)(RayPeer)
         self.actors = [actor_class.remote(factory) for factory in factories]
         try:
-            self.call("status", [(index, ()) for index in range(len(self.actors))])  # built, or the error
+            self._exchange(Peer.status.__name__, [(index, ()) for index in range(len(self.actors))])  # built, or the error
         except BaseException:
             self.close()
             raise
 
-    def call(self, method: str, calls: Sequence[Call]) -> List[Any]:
-        references = [self.actors[index].call.remote(method, *args) for index, args in calls]
-        self.bytes_exchanged += sum(len(pickle.dumps(args, protocol=pickle.HIGHEST_PROTOCOL)) for _, args in calls)
+    @classmethod
+    def build(cls, factories: Sequence[LearnerFactory], names: Sequence[str], address: str = "") -> "RayPeers":
+        return cls(factories, names, address)
+
+    def _exchange(self, request: str, messages: Sequence[Message]) -> List[Any]:
+        references = [self.actors[index].handle.remote(request, *args) for index, args in messages]
+        self.bytes_exchanged += sum(len(pickle.dumps(args, protocol=pickle.HIGHEST_PROTOCOL)) for _, args in messages)
         replies, failures = [], []
-        for (index, _), reference in zip(calls, references):
+        for (index, _), reference in zip(messages, references):
             try:
                 reply = self.ray.get(reference)
                 self.bytes_exchanged += len(pickle.dumps(reply, protocol=pickle.HIGHEST_PROTOCOL))
@@ -97,7 +109,7 @@ class RayPeers:
     def close(self) -> None:
         living = [actor for index, actor in enumerate(self.actors) if self.alive(index)]
         try:
-            self.ray.get([actor.call.remote("close") for actor in living], timeout=60)
+            self.ray.get([actor.handle.remote(Peer.close.__name__) for actor in living], timeout=60)
         except Exception:  # a dying actor cannot close its envs; it is killed below anyway
             pass
         for actor in self.actors:

@@ -1,0 +1,223 @@
+"""Where the peers of a group live, behind one typed interface; backends registered by name.
+
+The group (``dpd.agents.peer_group``) talks to its peers only through a ``PeerBackend``, so one
+algorithm runs unchanged on every backend: all peers in this process (``local``), one process
+each (``process``, ``--parallel``), or Ray actors (``ray``). A request goes to one peer, or to
+several at once (a mapping from peer index to that peer's arguments, answered by a mapping from
+peer index to its reply); requests to several peers are sent to all before any reply is
+awaited, so peers in processes or actors work at once.
+
+A backend is only a transport. ``MessageBackend`` turns each typed request into messages for the
+``Peer`` method of the same name (``dpd.agents.peer``), and each backend delivers messages with
+its one ``_exchange``. A new request is therefore a method on ``Peer`` and a method on
+``PeerBackend`` and ``MessageBackend`` here; no backend changes.
+
+Backends register under their name with ``@register_backend("name")``, as losses do
+(``dpd.losses.registry``); ``make_backend`` builds one by name.
+"""
+
+from abc import ABC, abstractmethod
+from typing import (
+    Any,
+    Callable,
+    Dict,
+    KeysView,
+    List,
+    Mapping,
+    Optional,
+    Protocol,
+    Sequence,
+    Tuple,
+    Type,
+    TypeVar,
+)
+
+import numpy as np
+
+from dpd.agents.distillation import DistillBatch, TeacherAnswer
+from dpd.agents.guidance import Guide
+from dpd.agents.learner import Learner
+from dpd.agents.peer import Peer, PeerStatus, TurnReport
+from dpd.agents.sharing import TransitionBatch
+from dpd.config import GuideConfig
+from dpd.errors import unknown_choice
+
+LearnerFactory = Callable[[], Learner]
+Message = Tuple[int, Tuple[Any, ...]]  # (peer index, arguments of the request)
+Stats = List[Dict[str, float]]  # the diagnostics of each distillation step
+
+
+class PeerBackend(Protocol):
+    """The peers of a group as the group sees them, wherever they live. Every request may raise
+    ``PeerFailure`` (one line: the peer's name and the cause) or, for a user's mistake such as
+    a hyperparameter SB3 rejects, ``UserError``."""
+
+    bytes_exchanged: int  # bytes of requests and replies that crossed a process boundary
+
+    def status(self, index: int) -> PeerStatus: ...
+
+    def start(self, index: int, tensorboard_dir: Optional[Any]) -> PeerStatus: ...
+
+    def train_turns(self, turns: Mapping[int, Tuple[int, int]]) -> Dict[int, TurnReport]:
+        """One turn of each peer ``index`` in ``turns``, given ``(run_steps_before, turn_steps)``."""
+        ...
+
+    def states_at(self, requests: Mapping[int, np.ndarray]) -> Dict[int, np.ndarray]:
+        """Each peer's buffered raw states at the given indices."""
+        ...
+
+    def answer(self, requests: Mapping[int, np.ndarray]) -> Dict[int, TeacherAnswer]:
+        """Each peer's policy output and values on the given raw states."""
+        ...
+
+    def distill(self, batches: Mapping[int, Sequence[DistillBatch]]) -> Dict[int, Stats]:
+        """One distillation step of each peer per batch; each step's diagnostics."""
+        ...
+
+    def take_transitions(self, indices: Sequence[int]) -> Dict[int, TransitionBatch]:
+        """Each peer's own transitions since it last handed them over (share=on)."""
+        ...
+
+    def add_transitions(self, batches: Mapping[int, Sequence[TransitionBatch]]) -> Dict[int, int]:
+        """Peers' transitions into each peer's replay buffer; how many each received."""
+        ...
+
+    def guide(self, index: int) -> Guide:
+        """A frozen copy of the leader's actor (guide=best)."""
+        ...
+
+    def follow(self, guides: Mapping[int, Tuple[Optional[Guide], GuideConfig, int]]) -> Dict[int, Dict[str, float]]:
+        """Each peer's new guide (None: it leads, or no leader yet), settings and leader index."""
+        ...
+
+    def evaluate(self, index: int, episodes: int) -> Tuple[float, float]: ...
+
+    def log(self, index: int, metrics: Dict[str, float], step: int) -> None: ...
+
+    def save(self, index: int, directory: Any) -> None: ...
+
+    def finish(self, index: int) -> None: ...
+
+    def alive(self, index: int) -> bool:
+        """Whether the peer still answers (it has not died or raised)."""
+        ...
+
+    def close(self) -> None:
+        """Close the learners that still answer; leave no process or actor behind."""
+        ...
+
+
+class MessageBackend(ABC):
+    """A ``PeerBackend`` as a transport: each typed request becomes one message per peer, for
+    the ``Peer`` method of that name; a backend only delivers messages (``_exchange``)."""
+
+    bytes_exchanged: int
+
+    @classmethod
+    @abstractmethod
+    def build(cls, factories: Sequence[LearnerFactory], names: Sequence[str], address: str) -> "MessageBackend":
+        """The backend whose peers' learners ``factories`` build (where the peers live), named
+        ``names``; ``address`` is the Ray cluster's (empty: a local instance)."""
+
+    @abstractmethod
+    def _exchange(self, request: str, messages: Sequence[Message]) -> List[Any]:
+        """Send ``request`` to each message's peer with its arguments, all before awaiting any
+        reply; the replies in the order of ``messages``. Raises the first failure once every
+        reply is in."""
+
+    @abstractmethod
+    def alive(self, index: int) -> bool: ...
+
+    @abstractmethod
+    def close(self) -> None: ...
+
+    def _ask(self, request: Callable[..., Any], arguments: Mapping[int, Tuple[Any, ...]]) -> Dict[int, Any]:
+        """``request`` (a ``Peer`` method) of every peer in ``arguments``, at once."""
+        indices = list(arguments)
+        replies = self._exchange(request.__name__, [(index, tuple(arguments[index])) for index in indices])
+        return dict(zip(indices, replies))
+
+    def _ask_one(self, index: int, request: Callable[..., Any], *args: Any) -> Any:
+        return self._exchange(request.__name__, [(index, args)])[0]
+
+    # ----- the typed requests (see PeerBackend) ----------------------------------------------
+
+    def status(self, index: int) -> PeerStatus:
+        return self._ask_one(index, Peer.status)
+
+    def start(self, index: int, tensorboard_dir: Optional[Any]) -> PeerStatus:
+        return self._ask_one(index, Peer.start, tensorboard_dir)
+
+    def train_turns(self, turns: Mapping[int, Tuple[int, int]]) -> Dict[int, TurnReport]:
+        return self._ask(Peer.train_turn, turns)
+
+    def states_at(self, requests: Mapping[int, np.ndarray]) -> Dict[int, np.ndarray]:
+        return self._ask(Peer.states_at, {index: (indices,) for index, indices in requests.items()})
+
+    def answer(self, requests: Mapping[int, np.ndarray]) -> Dict[int, TeacherAnswer]:
+        return self._ask(Peer.answer, {index: (states,) for index, states in requests.items()})
+
+    def distill(self, batches: Mapping[int, Sequence[DistillBatch]]) -> Dict[int, Stats]:
+        return self._ask(Peer.distill, {index: (batch,) for index, batch in batches.items()})
+
+    def take_transitions(self, indices: Sequence[int]) -> Dict[int, TransitionBatch]:
+        return self._ask(Peer.take_transitions, {index: () for index in indices})
+
+    def add_transitions(self, batches: Mapping[int, Sequence[TransitionBatch]]) -> Dict[int, int]:
+        return self._ask(Peer.add_transitions, {index: (list(parts),) for index, parts in batches.items()})
+
+    def guide(self, index: int) -> Guide:
+        return self._ask_one(index, Peer.guide, index)
+
+    def follow(self, guides: Mapping[int, Tuple[Optional[Guide], GuideConfig, int]]) -> Dict[int, Dict[str, float]]:
+        return self._ask(Peer.follow, guides)
+
+    def evaluate(self, index: int, episodes: int) -> Tuple[float, float]:
+        return self._ask_one(index, Peer.evaluate, episodes)
+
+    def log(self, index: int, metrics: Dict[str, float], step: int) -> None:
+        self._ask_one(index, Peer.log, metrics, step)
+
+    def save(self, index: int, directory: Any) -> None:
+        self._ask_one(index, Peer.save, directory)
+
+    def finish(self, index: int) -> None:
+        self._ask_one(index, Peer.finish)
+
+
+# ----- the registry ------------------------------------------------------------------------------
+
+Backend = TypeVar("Backend", bound=Type[MessageBackend])
+
+_REGISTRY: Dict[str, Type[MessageBackend]] = {}
+BACKENDS: KeysView[str] = _REGISTRY.keys()  # a live view of the registered names
+
+
+def register_backend(name: str) -> Callable[[Backend], Backend]:
+    """Class decorator: make a backend available to ``make_backend`` under ``name``."""
+
+    def decorator(cls: Backend) -> Backend:
+        if name in _REGISTRY:
+            raise ValueError(f"backend {name!r} is already registered")
+        _REGISTRY[name] = cls
+        return cls
+
+    return decorator
+
+
+def available_backends() -> List[str]:
+    """The registered backend names, sorted."""
+    return sorted(_REGISTRY)
+
+
+def make_backend(kind: str, factories: Sequence[LearnerFactory], names: Sequence[str], address: str = "") -> PeerBackend:
+    """The peers of a group on backend ``kind`` (one of ``BACKENDS``); a ``UserError`` naming
+    the valid choices otherwise."""
+    backend_class = _REGISTRY.get(kind)
+    if backend_class is None:
+        raise unknown_choice("backend", kind, available_backends())
+    return backend_class.build(factories, names, address)
+
+
+# Import the modules that register backends, so that importing the registry is enough.
+from dpd.agents import local_backend, process_backend, ray_backend  # noqa: E402,F401

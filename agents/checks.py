@@ -1,0 +1,90 @@
+"""The checks of a run config that need the learners: algorithm names, hyperparameters against
+SB3's signatures, discounts, distribution kinds, backends, and experience sharing.
+
+It exists so that every user error is found before anything is built or written, in one pass
+(``check_config``). The checks that need nothing but the config (ranges, choices, loss and
+weighting names) are each section's ``check()`` in ``dpd.config``, run by ``check_values``; a
+learner's resolved distillation settings are checked by ``DistillConfig.check``.
+"""
+
+import inspect
+from typing import List
+
+from dpd.agents.algorithms import ALGORITHMS
+from dpd.agents.backend import BACKENDS
+from dpd.agents.peer_setup import PeerSetup, peer_setups
+from dpd.config import RunConfig, check_values
+from dpd.envs import check_env_id
+from dpd.errors import UserError, unknown_choice
+
+# Arguments of SB3 constructors that dpd sets itself.
+RESERVED_ALGO_KWARGS = ("env", "seed", "device", "verbose", "tensorboard_log", "_init_setup_model")
+DISTRIBUTION_LOSSES = ("nll", "kl", "kl_reverse")
+
+
+def check_config(cfg: RunConfig) -> List[PeerSetup]:
+    """Every user error that can be found before anything is built or written."""
+    check_env_id(cfg.env)
+    check_values(cfg)
+    if cfg.backend not in BACKENDS:
+        raise unknown_choice("backend", cfg.backend, BACKENDS)
+    if cfg.teacher.path and cfg.teacher.algo and cfg.teacher.algo not in ALGORITHMS:
+        raise unknown_choice("teacher algorithm", cfg.teacher.algo, ALGORITHMS)
+    setups = peer_setups(cfg)
+    for setup in setups:
+        setup.distill.check(setup.where)
+        _check_peer(setup)
+    check_group(setups)
+    _check_sharing(cfg, setups)
+    return setups
+
+
+def _check_sharing(cfg: RunConfig, setups: List[PeerSetup]) -> None:
+    """Shared replay buffers and guidance by the leader need off-policy peers and a group."""
+    wanted = [name for name, on in (("share", cfg.share.enabled), (f"guide={cfg.guide.mode}", cfg.guide.mode != "none")) if on]
+    if not wanted:
+        return
+    if cfg.teacher.path or cfg.peers < 2:
+        raise UserError(f"{' and '.join(wanted)} work between peers: use peers >= 2 and no teacher")
+    on_policy = [f"{setup.spec.name} ({setup.spec.algo})" for setup in setups if not ALGORITHMS[setup.spec.algo].off_policy]
+    if on_policy:
+        raise UserError(
+            f"{' and '.join(wanted)} need off-policy peers (sac, td3, ddpg) that can use each other's transitions; "
+            f"not {', '.join(on_policy)}"
+        )
+    if cfg.share.updates == "per_peer" and any(setup.algo_kwargs.get("gradient_steps", 1) < 1 for setup in setups):
+        raise UserError("share.updates=per_peer multiplies gradient_steps, which must then be a positive count")
+
+
+def _check_peer(setup: PeerSetup) -> None:
+    """What a peer's algorithm must accept: its distillation loss and its hyperparameters."""
+    distill, algo, where = setup.distill, setup.spec.algo, setup.where
+    learner_class = ALGORITHMS[algo]
+    if distill.enabled and distill.loss in DISTRIBUTION_LOSSES and learner_class.distribution_kind == "deterministic":
+        raise UserError(f"loss {distill.loss!r} needs a stochastic policy but {where} is deterministic; use distill.loss=mse")
+    accepted = set(inspect.signature(learner_class.algo_class.__init__).parameters) - {"self", *RESERVED_ALGO_KWARGS}
+    for key in setup.algo_kwargs:
+        if key not in accepted:
+            raise unknown_choice(f"{algo} hyperparameter (algo_kwargs)", key, accepted)
+    if setup.algo_kwargs.get("use_sde"):
+        raise UserError(f"use_sde is not supported ({where}): distillation needs a state-independent Gaussian")
+
+
+def _discount(setup: PeerSetup) -> float:
+    default = inspect.signature(ALGORITHMS[setup.spec.algo].algo_class.__init__).parameters["gamma"].default
+    return float(setup.algo_kwargs.get("gamma", default))
+
+
+def check_group(setups: List[PeerSetup]) -> None:
+    """Peers' values must estimate the same quantity, and KL needs one kind of distribution."""
+    discounts = {setup.spec.name: _discount(setup) for setup in setups}
+    if len(set(discounts.values())) > 1:
+        listed = ", ".join(f"{name}: {gamma}" for name, gamma in discounts.items())
+        raise UserError(f"peers must share one discount to compare values ({listed}); set algo_kwargs.gamma for all")
+    kinds = {setup.spec.name: ALGORITHMS[setup.spec.algo].distribution_kind for setup in setups}
+    for setup in setups:
+        if setup.distill.enabled and setup.distill.loss in ("kl", "kl_reverse") and len(set(kinds.values())) > 1:
+            raise UserError(
+                f"loss {setup.distill.loss!r} compares distributions of one kind, but the peers mix "
+                f"{', '.join(sorted(set(kinds.values())))}; use mse or nll"
+            )

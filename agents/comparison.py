@@ -1,0 +1,78 @@
+"""How closely a student's policy follows a teacher's: fidelity on states from deterministic
+episodes, shared by a teacher-student run's evaluations and by ``dpd compare`` on two saved models."""
+
+from pathlib import Path
+from typing import Dict, Optional
+
+import numpy as np
+
+from dpd.agents.learner import Learner, make_eval_env
+from dpd.agents.teacher_loading import load_saved_learner
+from dpd.config import DistillConfig
+from dpd.envs import check_env_id
+from dpd.errors import UserError
+from dpd.fidelity import policy_fidelity
+
+FIDELITY_STATES = 1000
+
+
+def rollout_states(learner: Learner, steps: int) -> np.ndarray:
+    """Raw states of deterministic episodes of ``learner`` on a fresh evaluation env."""
+    env = make_eval_env(learner.spec)
+    env.obs_rms = learner.env.obs_rms.copy()
+    states = np.zeros((steps, int(np.prod(env.observation_space.shape))), dtype=np.float32)
+    obs = env.reset()
+    for step in range(steps):
+        states[step] = env.get_original_obs()[0]
+        action, _ = learner.model.predict(obs, deterministic=True)
+        obs, _, _, _ = env.step(action)
+    env.close()
+    return states
+
+
+def fidelity(teacher: Learner, student: Learner, states: np.ndarray, tolerance: float) -> Dict[str, Optional[float]]:
+    """Action MSE, agreement and KL(teacher || student) of ``student`` on raw ``states``."""
+    own, target = student.policy_on(states), teacher.policy_on(states)
+    return policy_fidelity(
+        own,
+        target,
+        student.scale_action(own.env_action),
+        teacher.scale_action(target.env_action),
+        tolerance,
+        comparable_distributions=student.distribution_kind == teacher.distribution_kind,
+    )
+
+
+def compare_models(
+    teacher_path: str,
+    student_path: str,
+    env_id: str,
+    teacher_norm: Optional[str],
+    student_norm: Optional[str],
+    episodes: int,
+    n_states: int,
+    tolerance: float,
+) -> Dict[str, Optional[float]]:
+    """Fidelity of any saved student to any saved teacher, on held-out states from both
+    policies' deterministic episodes, and the return ratio student / teacher."""
+    check_env_id(env_id)
+    distill = DistillConfig(loss="mse", alpha=0.0, every=1, steps=1, batch=1, lr=1e-3, buffer_size=1)  # neither is trained
+    teacher = load_saved_learner("teacher", Path(teacher_path), teacher_norm or "", "", env_id, 0, {}, distill)
+    student = load_saved_learner("student", Path(student_path), student_norm or "", "", env_id, 0, {}, distill)
+    try:
+        if teacher.action_space_shape != student.action_space_shape:
+            raise UserError(
+                f"teacher and student act in different spaces: {teacher.model.action_space} vs {student.model.action_space}"
+            )
+        report: Dict[str, Optional[float]] = {}
+        for source, learner in (("teacher_states", teacher), ("student_states", student)):
+            for key, value in fidelity(teacher, student, rollout_states(learner, n_states), tolerance).items():
+                report[f"{source}/{key}"] = value
+        teacher_return, _ = teacher.evaluate(episodes)
+        student_return, _ = student.evaluate(episodes)
+        report.update(teacher_return=teacher_return, student_return=student_return)
+        report["return_ratio"] = student_return / teacher_return if teacher_return else None
+        return report
+    finally:
+        teacher.close()
+        student.close()

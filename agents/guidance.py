@@ -1,0 +1,142 @@
+"""Guidance by the best peer (P3S; Jung, Park, Sung, ICLR 2020).
+
+Every ``guide.every`` env steps of its own, the group names a leader: the peer with the highest
+mean raw return over its last ``guide.episodes`` training episodes. Each other peer then receives
+a frozen copy of the leader's actor with the leader's observation statistics (a ``Guide``) and
+adds ``beta / 2 * ||pi(s) - pi_leader(s)||^2`` to its actor loss, actions in SB3's [-1, 1] units
+(for SAC the deterministic action ``tanh(mean)``). ``beta`` adapts so that the mean distance to
+the leader stays near a search range, P3S's rule (``adapt_beta``).
+
+Where dpd differs from the paper, and why:
+- The term's gradient is added at the actor optimizer's step (``GuidanceHook``) on a minibatch of
+  its own, sampled from the same replay buffer, instead of on the RL minibatch: SB3's ``train``
+  is left untouched, and the expected gradient is the same.
+- Each peer adapts its own ``beta`` from its own distance, and estimates the leader's advantage
+  with its own critic (``Q(s, pi_leader(s)) - Q(s, pi(s))``); the paper uses one ``beta`` and the
+  leader's critic. With two peers only one peer is guided at a time, so one ``beta`` each is the
+  paper's rule applied to the peer it concerns.
+"""
+
+import copy
+import math
+from dataclasses import dataclass
+from typing import Dict, Optional, Sequence
+
+import numpy as np
+import torch
+from stable_baselines3.common.running_mean_std import RunningMeanStd
+
+
+def choose_leader(recent_returns: Sequence[float]) -> Optional[int]:
+    """The index of the highest recent return; the lowest index wins a tie; ``None`` while no
+    peer has finished an episode (NaN)."""
+    best: Optional[int] = None
+    for index, value in enumerate(recent_returns):
+        if not math.isnan(value) and (best is None or value > recent_returns[best]):
+            best = index
+    return best
+
+
+def adapt_beta(beta: float, distance: float, advantage: float, target: float, rho: float = 0.0, rate: float = 2.0) -> float:
+    """P3S's rule: the search range is ``max(rho * advantage, target)``; ``beta`` grows by ``rate``
+    when the mean distance to the leader exceeds 1.5 times the range (pull harder) and shrinks by
+    ``rate`` below 1/1.5 of it (let the peer search). NaN (no guided step yet) keeps ``beta``."""
+    if math.isnan(distance):
+        return beta
+    search_range = max(rho * (0.0 if math.isnan(advantage) else advantage), target)
+    if distance > 1.5 * search_range:
+        return beta * rate
+    if distance < search_range / 1.5:
+        return beta / rate
+    return beta
+
+
+@dataclass
+class Guide:
+    """The leader's actor, frozen, with the observation statistics it was trained on."""
+
+    leader: int
+    actor: torch.nn.Module
+    obs_rms: Optional[RunningMeanStd]
+    clip_obs: float
+    epsilon: float
+
+    def normalize(self, raw_obs: np.ndarray) -> torch.Tensor:
+        obs = raw_obs
+        if self.obs_rms is not None:
+            obs = np.clip(
+                (raw_obs - self.obs_rms.mean) / np.sqrt(self.obs_rms.var + self.epsilon), -self.clip_obs, self.clip_obs
+            )
+        return torch.as_tensor(obs, dtype=torch.float32)
+
+    def actions(self, raw_obs: np.ndarray) -> torch.Tensor:
+        """The leader's deterministic actions in [-1, 1] units."""
+        with torch.no_grad():
+            return deterministic_actor_action(self.actor, self.normalize(raw_obs))
+
+
+def deterministic_actor_action(actor: torch.nn.Module, obs: torch.Tensor) -> torch.Tensor:
+    """SAC's ``tanh(mean)`` or TD3/DDPG's ``mu(s)``, in [-1, 1] units, with gradients."""
+    try:
+        return actor(obs, deterministic=True)  # SAC's Actor
+    except TypeError:
+        return actor(obs)  # TD3's Actor
+
+
+def make_guide(leader: int, actor: torch.nn.Module, env: object) -> Guide:
+    """A detached copy of ``actor`` and the statistics of its VecNormalize ``env``."""
+    # A fresh actor with the same weights: a deep copy would drag along SB3's cached distribution
+    # (tensors of the last forward pass) and the actor's optimizer.
+    frozen = type(actor)(**actor._get_constructor_parameters())
+    frozen.load_state_dict(actor.state_dict())
+    frozen.eval()
+    for parameter in frozen.parameters():
+        parameter.requires_grad_(False)
+    norm_obs = getattr(env, "norm_obs", False)
+    obs_rms = copy.deepcopy(env.obs_rms) if norm_obs else None  # type: ignore[attr-defined]
+    return Guide(leader, frozen, obs_rms, float(getattr(env, "clip_obs", 10.0)), float(getattr(env, "epsilon", 1e-8)))
+
+
+class GuidanceHook:
+    """Adds ``beta / 2 * ||pi(s) - pi_leader(s)||^2`` to the actor's gradient just before each
+    actor optimizer step, on ``batch_size`` raw states sampled from the learner's replay buffer.
+    Records the distances and advantages it saw for ``adapt_beta`` and TensorBoard."""
+
+    def __init__(self, learner: object, batch_size: int, beta: float) -> None:
+        self.learner = learner
+        self.batch_size = batch_size
+        self.beta = beta
+        self.guide: Optional[Guide] = None
+        self._distances: list = []
+        self._advantages: list = []
+
+    def __call__(self, optimizer: torch.optim.Optimizer, args: object, kwargs: object) -> None:
+        if self.guide is None or self.beta == 0.0:
+            return
+        learner = self.learner
+        buffer = learner.model.replay_buffer  # type: ignore[attr-defined]
+        upper = buffer.buffer_size if buffer.full else buffer.pos
+        if upper == 0:
+            return
+        rows = np.random.randint(0, upper, size=self.batch_size)
+        columns = np.random.randint(0, buffer.n_envs, size=self.batch_size)
+        raw = buffer.observations[rows, columns].astype(np.float32)
+        obs = learner.normalize(raw)  # type: ignore[attr-defined]
+        actor = learner.model.policy.actor  # type: ignore[attr-defined]
+        own = deterministic_actor_action(actor, obs)
+        target = self.guide.actions(raw)
+        distance = 0.5 * ((own - target) ** 2).sum(dim=1)
+        (self.beta * distance.mean()).backward()
+        with torch.no_grad():
+            advantage = learner.min_q(obs, target) - learner.min_q(obs, own)  # type: ignore[attr-defined]
+        self._distances.append(float(distance.mean().detach()))
+        self._advantages.append(float(learner.to_raw_return(advantage.mean().numpy().reshape(1))[0]))  # type: ignore[attr-defined]
+
+    def take_stats(self) -> Dict[str, float]:
+        """Mean distance and leader advantage since the last call (NaN if none), then reset."""
+        stats = {
+            "distance": float(np.mean(self._distances)) if self._distances else float("nan"),
+            "advantage": float(np.mean(self._advantages)) if self._advantages else float("nan"),
+        }
+        self._distances, self._advantages = [], []
+        return stats

@@ -1,0 +1,54 @@
+"""What the training loop sees of a peer wherever it lives.
+
+The training loop (``dpd.agents.training``) evaluates, logs, saves and finishes learners; a
+``PeerProxy`` lets it do so for a peer in another process or actor as for a learner in this one:
+it holds the peer's spec and its last reported status, and forwards requests to the peer's
+backend.
+"""
+
+from typing import Any, Dict, Optional, Tuple
+
+from dpd.agents.backend import PeerBackend
+from dpd.agents.peer import PeerStatus
+
+
+class PeerProxy:
+    """What the training loop sees of a peer wherever it lives: its spec, its last reported
+    status, and the requests it forwards through the backend."""
+
+    def __init__(self, backend: PeerBackend, index: int, spec: Any, status: Optional[PeerStatus] = None) -> None:
+        self.backend = backend
+        self.index = index
+        self.spec = spec
+        self.status = status if status is not None else backend.status(index)
+
+    @property
+    def num_timesteps(self) -> int:
+        return self.status.num_timesteps
+
+    @property
+    def iterations(self) -> int:
+        return self.status.iterations
+
+    @property
+    def planned_steps(self) -> int:
+        return self.status.planned_steps
+
+    @property
+    def done(self) -> bool:
+        return self.status.done
+
+    def start(self, tensorboard_dir: Any) -> None:
+        self.status = self.backend.start(self.index, tensorboard_dir)
+
+    def evaluate(self, episodes: int) -> Tuple[float, float]:
+        return self.backend.evaluate(self.index, episodes)
+
+    def log(self, metrics: Dict[str, float], step: int) -> None:
+        self.backend.log(self.index, metrics, step)
+
+    def save(self, directory: Any) -> None:
+        self.backend.save(self.index, directory)
+
+    def finish(self) -> None:
+        self.backend.finish(self.index)

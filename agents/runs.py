@@ -1,0 +1,90 @@
+"""A run's life cycle on disk: creating a run directory for a config, reopening one from its
+latest checkpoint, and evaluating its learners.
+
+It exists so that what a run directory holds (the manifest, ``config.yaml``, the checkpoints;
+``dpd.rundir``) and how an agent is rebuilt from it are decided in one place, apart from the
+training loop (``dpd.agents.trainer``).
+"""
+
+import functools
+import platform
+import sys
+from dataclasses import asdict
+from importlib import metadata
+from pathlib import Path
+from typing import Dict, List, Optional
+
+from dpd.agents.assembly import assemble, fresh_learners, load_learner
+from dpd.agents.checks import check_config
+from dpd.agents.peer_setup import resolved_config
+from dpd.agents.trainer import EvalResult, Trainer
+from dpd.config import RunConfig, build_config
+from dpd.errors import UserError
+from dpd.rundir import RunDirectory
+
+
+def package_versions() -> Dict[str, str]:
+    versions = {"python": platform.python_version()}
+    for name in ("dpd", "torch", "stable-baselines3", "gymnasium", "mujoco", "numpy"):
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = "not installed"
+    return versions
+
+
+def new_run(run_path: Path, cfg: RunConfig) -> Trainer:
+    """Build everything in memory first, so a user error leaves no run directory behind."""
+    setups = check_config(cfg)
+    group = assemble(cfg, setups, fresh_learners(setups))
+    manifest = {
+        "dpd_run": 1,
+        "command": " ".join(sys.argv),
+        "config": cfg.to_dict(),
+        "learners": [asdict(setup.spec) for setup in setups],
+        "resolved_peers": [
+            {"name": setup.spec.name, "algo_kwargs": setup.algo_kwargs, "distill": asdict(setup.distill)} for setup in setups
+        ],
+        "versions": package_versions(),
+        "progress": {"run_steps": 0, "finished": False, "checkpoint": None},
+    }
+    return Trainer(RunDirectory.create(run_path, manifest, resolved_config(cfg)), group, cfg)
+
+
+def open_run(run_path: Path, backend: Optional[str] = None) -> Trainer:
+    """A run rebuilt from its latest checkpoint (or from scratch if it has none yet), on its
+    own backend or on ``backend`` (the backend does not change the results)."""
+    run = RunDirectory.open(run_path)
+    try:
+        cfg = build_config(run.manifest["config"], {"backend": backend} if backend else None)
+        setups = check_config(cfg)
+    except UserError as exc:
+        raise UserError(f"run manifest in {run_path} is corrupt: {exc}") from None
+    progress = run.manifest["progress"]
+    checkpoint = run.checkpoint_dir
+    if checkpoint is None:
+        return Trainer(run, assemble(cfg, setups, fresh_learners(setups)), cfg)
+    try:
+        iterations = {setup.spec.name: int(progress["learners"][setup.spec.name]["iterations"]) for setup in setups}
+    except (KeyError, TypeError, ValueError) as exc:
+        raise UserError(f"run manifest in {run_path} is corrupt: no progress for {exc}") from None
+    factories = [
+        functools.partial(load_learner, setup, checkpoint / setup.spec.name, iterations[setup.spec.name]) for setup in setups
+    ]
+    group = assemble(cfg, setups, factories)
+    group.random_state = progress["rng"]
+    return Trainer(run, group, cfg)
+
+
+def evaluate_run(run_path: Path, episodes: int) -> List[EvalResult]:
+    """Deterministic returns of each learner of a run, from its latest checkpoint."""
+    trainer = open_run(run_path, backend="local")  # evaluation needs no parallelism
+    if trainer.run.checkpoint_dir is None:
+        raise UserError(f"run {run_path} has no checkpoint yet; nothing to evaluate")
+    try:
+        return [
+            EvalResult(learner.spec.name, learner.spec.algo, learner.num_timesteps, *learner.evaluate(episodes), episodes)
+            for learner in trainer.group.learners
+        ]
+    finally:
+        trainer.close()

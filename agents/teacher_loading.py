@@ -1,0 +1,84 @@
+"""Loading a saved SB3 model (a teacher, or either side of a comparison) as a learner that is
+not trained, and the distillation defaults a student of such a teacher starts from.
+
+The model is any SB3 zip, from this project, plain SB3 or the RL zoo, with its VecNormalize
+statistics when it has them; it is kept apart from the agent so that comparing two saved models
+needs no teacher-student run.
+"""
+
+from pathlib import Path
+from typing import Any, Dict
+
+from stable_baselines3.common.vec_env import VecNormalize
+
+from dpd.agents.algorithms import ALGORITHMS
+from dpd.agents.learner import Learner, LearnerSpec
+from dpd.agents.model_zip import detect_algo
+from dpd.config import DistillConfig, RunConfig
+from dpd.envs import make_env
+from dpd.errors import UserError, unknown_choice
+
+TEACHER_SEED_SHIFT = 20_000  # a teacher acts in its own env, seeded away from the student's
+# Distillation defaults for a student: every iteration, 128 steps of 256 states at lr 1e-3 (ours,
+# from benchmarks/teacher_student.py: a student learns from the teacher alone, so it needs far
+# more distillation than a DPD peer).
+STUDENT_DISTILL_DEFAULTS = {"every": 1, "steps": 128, "batch": 256, "lr": 1e-3, "buffer_size": 100_000}
+
+
+def student_distill_defaults(cfg: RunConfig, student_algo: str) -> Dict[str, Any]:
+    """A student's distillation defaults; the loss is KL where student and teacher are Gaussians
+    of one kind (it matches the spread as well as the mean: a student that acts on its own
+    states needs the teacher's exploration noise, not its own initial one), MSE otherwise."""
+    path = Path(cfg.teacher.path)
+    if not path.is_file():
+        raise UserError(f"teacher model not found: {path}")
+    teacher_algo = cfg.teacher.algo or detect_algo(path)
+    if teacher_algo not in ALGORITHMS:
+        raise unknown_choice("teacher algorithm", teacher_algo, ALGORITHMS)
+    kinds = {ALGORITHMS[teacher_algo].distribution_kind, ALGORITHMS[student_algo].distribution_kind}
+    same_gaussian = len(kinds) == 1 and "deterministic" not in kinds
+    return dict(STUDENT_DISTILL_DEFAULTS, loss="kl" if same_gaussian else "mse")
+
+
+def load_saved_learner(
+    name: str, path: Path, norm: str, algo: str, env_id: str, seed: int, env_kwargs: Dict[str, Any], distill: DistillConfig
+) -> Learner:
+    """Any saved SB3 model as a learner that is not trained: acting, values, targets on raw states.
+
+    ``norm``: its VecNormalize statistics; empty means ``vecnormalize.pkl`` beside the zip, or no
+    normalisation when there is none. ``seed`` seeds its evaluation episodes, so a teacher and a
+    student with the same seed are scored on the same episodes; it acts in an env seeded apart.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{name} model not found: {path}")
+    algo = algo or detect_algo(path)
+    if algo not in ALGORITHMS:
+        raise unknown_choice(f"{name} algorithm", algo, ALGORITHMS)
+    norm_path = Path(norm) if norm else path.with_name("vecnormalize.pkl")
+    if norm and not norm_path.is_file():
+        raise UserError(f"{name} normalisation file not found: {norm_path}")
+    venv = make_env(env_id, seed=seed + TEACHER_SEED_SHIFT, normalize=False, env_kwargs=env_kwargs)
+    try:
+        if norm_path.is_file():
+            env = VecNormalize.load(str(norm_path), venv)
+        else:  # a model trained without normalisation: an identity wrapper keeps one interface
+            env = VecNormalize(venv, norm_obs=False, norm_reward=False)
+        env.training = False
+        model = ALGORITHMS[algo].algo_class.load(path, env=env, device="cpu")
+    except (ValueError, KeyError, AssertionError) as exc:
+        venv.close()
+        raise UserError(f"{name} {path} does not fit {env_id}: {exc}") from None
+    except Exception as exc:  # a damaged file fails in many ways; all are the user's to fix
+        venv.close()
+        raise UserError(f"cannot load {name} {path}: {type(exc).__name__}: {exc}") from None
+    spec = LearnerSpec(name, algo, env_id, seed, budget=0, normalize_obs=bool(env.norm_obs), env_kwargs=dict(env_kwargs))
+    return ALGORITHMS[algo](spec, model, distill)
+
+
+def load_teacher(cfg: RunConfig, distill: DistillConfig) -> Learner:
+    """The run's teacher, evaluated on the student's episodes."""
+    teacher = cfg.teacher
+    return load_saved_learner(
+        "teacher", Path(teacher.path), teacher.norm, teacher.algo, cfg.env, cfg.seed, cfg.env_kwargs, distill
+    )

@@ -1,0 +1,222 @@
+"""The training loop: it drives any agent that trains in turns and rounds (a peer group or a
+teacher-student pair) through its budget, with evaluation, TensorBoard logs and checkpoints.
+
+It exists apart from how agents are built (``dpd.agents.assembly``) and how runs are created and
+reopened (``dpd.agents.runs``), so that what the loop needs of an agent is one small protocol,
+``TrainableAgent``.
+"""
+
+import shutil
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional, Protocol, Sequence, Tuple
+
+from tqdm import tqdm
+
+from dpd.agents.learner import LearnerSpec
+from dpd.agents.peer import PeerFailure
+from dpd.agents.teacher_student import TeacherStudent
+from dpd.config import RunConfig
+from dpd.rundir import RunDirectory
+
+
+@dataclass(frozen=True)
+class EvalResult:
+    learner: str
+    algo: str
+    env_steps: int
+    mean_return: float
+    std_return: float
+    episodes: int
+    metrics: Dict[str, float] = field(default_factory=dict)  # e.g. a student's fidelity to its teacher
+
+
+class TrainedLearner(Protocol):
+    """What the loop uses of each learner, wherever it lives: a ``Learner`` in this process or
+    a ``PeerProxy`` for a peer on another backend."""
+
+    spec: LearnerSpec
+
+    @property
+    def num_timesteps(self) -> int: ...
+
+    @property
+    def iterations(self) -> int: ...
+
+    @property
+    def planned_steps(self) -> int: ...
+
+    def start(self, tensorboard_dir: Any) -> None: ...
+
+    def evaluate(self, episodes: int) -> Tuple[float, float]: ...
+
+    def log(self, metrics: Dict[str, float], step: int) -> None: ...
+
+    def save(self, directory: Any) -> None: ...
+
+    def finish(self) -> None: ...
+
+
+class TrainableAgent(Protocol):
+    """What the loop drives: what ``PeerGroup`` and ``TeacherStudent`` both provide."""
+
+    @property
+    def learners(self) -> Sequence[TrainedLearner]:
+        """The learners the loop evaluates, logs and saves."""
+        ...
+
+    @property
+    def run_steps(self) -> int:
+        """Env steps of all learners together."""
+        ...
+
+    @property
+    def done(self) -> bool: ...
+
+    @property
+    def random_state(self) -> Any:
+        """The agent's own random streams, saved with each checkpoint and restored on resume."""
+        ...
+
+    @random_state.setter
+    def random_state(self, state: Any) -> None: ...
+
+    def train(
+        self, after_turn: Optional[Callable[[int, int], None]] = None, after_round: Optional[Callable[[], None]] = None
+    ) -> None:
+        """Train to the budget; ``after_turn(index, steps_taken)`` and ``after_round()`` let the
+        loop evaluate and checkpoint."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class Trainer:
+    """The training loop: peers take turns, with evaluation, TensorBoard logs and checkpoints."""
+
+    def __init__(self, run: RunDirectory, group: TrainableAgent, cfg: RunConfig) -> None:
+        self.run = run
+        self.group = group
+        self.cfg = cfg
+        self.history: List[EvalResult] = []  # every evaluation of this process, in order
+
+    @property
+    def finished(self) -> bool:
+        return bool(self.run.manifest["progress"].get("finished"))
+
+    def train(self, progress_bar: bool = True) -> List[EvalResult]:
+        group, cfg = self.group, self.cfg
+        try:
+            for learner in group.learners:
+                learner.start(self.run.tensorboard_dir(learner.spec.name))
+        except PeerFailure as failure:
+            self.checkpoint_survivors(failure.index)
+            raise
+        next_eval = [self._next_multiple(learner.num_timesteps, cfg.eval.every) for learner in group.learners]
+        next_checkpoint = self._next_multiple(group.run_steps, cfg.checkpoint_every)
+        total = sum(learner.planned_steps for learner in group.learners)
+        bar = tqdm(
+            total=total,
+            initial=min(group.run_steps, total),
+            unit="step",
+            desc="dpd train",
+            disable=not progress_bar,
+            mininterval=1.0,
+            dynamic_ncols=True,
+        )
+
+        def after_turn(index: int, taken: int) -> None:
+            bar.update(taken)
+            learner = group.learners[index]
+            if learner.num_timesteps >= next_eval[index]:
+                self._evaluate(learner, cfg.eval.episodes)
+                next_eval[index] = self._next_multiple(learner.num_timesteps, cfg.eval.every)
+
+        def after_round() -> None:  # between rounds every peer is in a consistent state
+            nonlocal next_checkpoint
+            if group.run_steps >= next_checkpoint:
+                self.checkpoint()
+                next_checkpoint = self._next_multiple(group.run_steps, cfg.checkpoint_every)
+
+        try:
+            group.train(after_turn, after_round)
+        except KeyboardInterrupt:
+            bar.close()
+            self.checkpoint()
+            raise
+        except PeerFailure as failure:
+            bar.close()
+            self.checkpoint_survivors(failure.index)
+            raise
+        bar.close()
+        results = [self._evaluate(learner, cfg.eval.final_episodes, final=True) for learner in group.learners]
+        for learner in group.learners:
+            learner.finish()
+        self.checkpoint(final_eval=[asdict(result) for result in results])
+        return results
+
+    @staticmethod
+    def _next_multiple(current: int, every: int) -> float:
+        return (current // every + 1) * every if every > 0 else float("inf")
+
+    def _evaluate(self, learner: TrainedLearner, episodes: int, final: bool = False) -> EvalResult:
+        mean, std = learner.evaluate(episodes)
+        metrics: Dict[str, float] = {}
+        if isinstance(self.group, TeacherStudent):  # its one learner is the student
+            student = self.group.student
+            metrics = self.group.final_metrics(student, mean, episodes) if final else self.group.evaluation_metrics(student)
+        learner.log(
+            {"eval/mean_reward": mean, "eval/std_reward": std, "time/run_total_steps": self.group.run_steps, **metrics},
+            learner.num_timesteps,
+        )
+        result = EvalResult(learner.spec.name, learner.spec.algo, learner.num_timesteps, mean, std, episodes, metrics)
+        self.history.append(result)
+        return result
+
+    def checkpoint(self, final_eval: Optional[List[Dict[str, Any]]] = None) -> Path:
+        """Save every learner and the loop's state; ``final_eval`` marks the run finished."""
+        group = self.group
+
+        def write(directory: Path) -> None:
+            for learner in group.learners:
+                learner.save(directory / learner.spec.name)
+
+        progress: Dict[str, Any] = {
+            "run_steps": group.run_steps,
+            "learners": {
+                learner.spec.name: {"num_timesteps": learner.num_timesteps, "iterations": learner.iterations}
+                for learner in group.learners
+            },
+            "rng": group.random_state,
+            "finished": final_eval is not None,
+        }
+        if final_eval is not None:
+            progress["final_eval"] = final_eval
+        return self.run.save_checkpoint(f"step_{group.run_steps:010d}", write, progress)
+
+    def checkpoint_survivors(self, failed: int) -> Path:
+        """After peer ``failed`` died: the others as they are now, the failed one as in the last
+        checkpoint (or afresh, if it had none), so that ``--resume`` loses only its work."""
+        group = self.group
+        previous, before = self.run.checkpoint_dir, self.run.manifest["progress"].get("learners", {})
+        failed_name = group.learners[failed].spec.name
+        failed_progress = before.get(failed_name, {"num_timesteps": 0, "iterations": 0})
+
+        def write(directory: Path) -> None:
+            for learner in group.learners:
+                if learner.spec.name != failed_name:
+                    learner.save(directory / learner.spec.name)
+                elif previous is not None and (previous / failed_name).exists():
+                    shutil.copytree(previous / failed_name, directory / failed_name)
+
+        learners = {
+            learner.spec.name: {"num_timesteps": learner.num_timesteps, "iterations": learner.iterations}
+            for learner in group.learners
+        }
+        learners[failed_name] = failed_progress
+        run_steps = sum(entry["num_timesteps"] for entry in learners.values())
+        progress = {"run_steps": run_steps, "learners": learners, "rng": group.random_state, "finished": False}
+        return self.run.save_checkpoint(f"step_{run_steps:010d}", write, progress)
+
+    def close(self) -> None:
+        self.group.close()

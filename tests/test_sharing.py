@@ -1,0 +1,246 @@
+"""Shared experience and guidance by the best peer, on constructed values."""
+
+import math
+
+import numpy as np
+import pytest
+from gymnasium import spaces
+from stable_baselines3.common.buffers import ReplayBuffer
+
+from dpd.agents.guidance import adapt_beta, choose_leader
+from dpd.agents.sharing import TransitionOutbox, append_rows
+
+OBS = spaces.Box(-np.inf, np.inf, shape=(3,), dtype=np.float32)
+ACT = spaces.Box(-1.0, 1.0, shape=(2,), dtype=np.float32)
+
+
+def buffer(size: int = 8) -> ReplayBuffer:
+    return ReplayBuffer(size, OBS, ACT, device="cpu", n_envs=1)
+
+
+def collect(target: ReplayBuffer, outbox: TransitionOutbox, start: int, count: int) -> None:
+    """``count`` transitions whose observation is its own number ``start + i`` (unnormalised)."""
+    for i in range(start, start + count):
+        obs = np.full((1, 3), 1000.0 + i, dtype=np.float32)
+        target.add(obs, obs + 0.5, np.full((1, 2), 0.01 * i), np.array([i]), np.array([i % 2]), [{}])
+        outbox.record(1)
+
+
+def ids(target: ReplayBuffer) -> list:
+    rows = target.buffer_size if target.full else target.pos
+    return sorted(int(x) for x in target.rewards[:rows, 0])
+
+
+def test_a_transition_reaches_every_peer_exactly_once_and_raw():
+    a, b = buffer(), buffer()
+    out_a, out_b = TransitionOutbox(), TransitionOutbox()
+    collect(a, out_a, 0, 3)  # a collects 0..2, b collects 10..11, in one round
+    collect(b, out_b, 10, 2)
+    from_a, from_b = out_a.take(a), out_b.take(b)
+    append_rows(a, from_b)
+    append_rows(b, from_a)
+    assert ids(a) == ids(b) == [0, 1, 2, 10, 11]
+    # Raw observations, next observations, actions and dones travel unchanged.
+    row = list(b.rewards[:, 0]).index(2)
+    assert b.observations[row, 0, 0] == 1002.0 and b.next_observations[row, 0, 0] == 1002.5
+    assert b.actions[row, 0, 0] == pytest.approx(0.02) and b.dones[row, 0] == 0
+    # The next round hands over only what was collected since: peers' rows are never sent back.
+    collect(a, out_a, 3, 1)
+    assert [int(x) for x in out_a.take(a).rewards[:, 0]] == [3]
+    assert len(out_b.take(b)) == 0
+
+
+def test_shared_rows_wrap_around_like_added_rows():
+    a, b = buffer(size=8), buffer(size=4)
+    out_a, out_b = TransitionOutbox(), TransitionOutbox()
+    collect(b, out_b, 0, 3)
+    out_b.take(b)
+    collect(a, out_a, 100, 6)  # more than the receiver holds: only the newest fit
+    append_rows(b, out_a.take(a))
+    assert b.full and ids(b) == [102, 103, 104, 105]
+    assert b.pos == (3 + 6) % 4
+
+
+def test_leader_is_the_best_recent_return_with_ties_to_the_first_and_nan_skipped():
+    assert choose_leader([1.0, 3.0, 2.0]) == 1
+    assert choose_leader([3.0, 3.0]) == 0
+    assert choose_leader([math.nan, 2.0, 5.0]) == 2
+    assert choose_leader([math.nan, math.nan]) is None
+
+
+@pytest.mark.parametrize(
+    "distance, expected",
+    [(1.0, 2.0), (0.1, 1.0), (0.01, 0.5), (math.nan, 1.0)],  # above 1.5x target, within, below target/1.5, no data
+)
+def test_beta_grows_when_peers_drift_from_the_leader_and_shrinks_when_they_crowd_it(distance, expected):
+    assert adapt_beta(1.0, distance, advantage=0.0, target=0.1) == expected
+
+
+def test_a_large_leader_advantage_widens_the_range_with_rho():
+    # Without rho the distance 1.0 is far above the target and beta grows; with rho * advantage
+    # = 1.0 it lies inside the range and beta stays.
+    assert adapt_beta(1.0, 1.0, advantage=0.5, target=0.1) == 2.0
+    assert adapt_beta(1.0, 1.0, advantage=0.5, target=0.1, rho=2.0) == 1.0
+
+
+def test_probability_of_improvement_on_constructed_runs():
+    from dpd.bench.stats import probability_of_improvement, probability_of_improvement_interval
+
+    assert probability_of_improvement([3, 4], [1, 2]) == 1.0
+    assert probability_of_improvement([1, 2], [3, 4]) == 0.0
+    assert probability_of_improvement([1, 3], [2, 2]) == 0.5
+    assert probability_of_improvement([2], [2]) == 0.5  # a tie counts half
+    low, high = probability_of_improvement_interval([10, 11, 12, 13, 14], [0, 1, 2, 3, 4])
+    assert low == high == 1.0  # every resample of separated runs is separated
+    low, high = probability_of_improvement_interval([0, 5, 10, 15, 20], [2, 7, 12, 17, 22])
+    assert low < 0.5 < high  # interleaved runs: the interval covers a coin flip
+
+
+# ----- through a peer group of off-policy learners on the tiny env -------------------------------
+
+STEPS = 1200  # total env steps of a two-peer group: 600 each, 400 of them after learning_starts
+
+
+def group_of(algo: str = "sac", share: bool = True, guide: str = "none", **guide_settings):
+    from dpd.agents.peer_group import PeerGroup
+    from dpd.config import GuideConfig, ShareConfig
+    from tests.conftest import tiny_learners
+
+    learners = tiny_learners(algo, peers=2, total_steps=STEPS, start=True, **{"distill": {"enabled": False}})
+    guide_config = GuideConfig(mode=guide, **{"every": 200, "episodes": 2, "batch": 32, **guide_settings})
+    return learners, PeerGroup.local(learners, seed=0, turn_steps=100, share=ShareConfig(enabled=share), guide=guide_config)
+
+
+def test_with_sharing_every_peer_holds_every_transition_of_the_group():
+    learners, group = group_of()
+    group.train()
+    total = sum(learner.num_timesteps for learner in learners)
+    assert total >= STEPS
+    for learner in learners:
+        buffer = learner.model.replay_buffer
+        assert buffer.pos == total  # each transition once: own and the peer's
+        rows = buffer.observations[:total, 0]
+        assert len(np.unique(rows, axis=0)) == total  # none twice (continuous states never repeat)
+    own0 = learners[0].model.replay_buffer.observations[:100, 0]  # peer0's first turn
+    assert any(np.array_equal(own0, learners[1].model.replay_buffer.observations[i : i + 100, 0]) for i in range(total - 99))
+    group.close()
+
+
+def test_without_sharing_each_buffer_holds_only_its_own_transitions():
+    learners, group = group_of(share=False)
+    group.train()
+    assert all(learner.model.replay_buffer.pos == learner.num_timesteps for learner in learners)
+    group.close()
+
+
+def test_guidance_names_a_leader_and_guides_only_the_others():
+    learners, group = group_of(guide="best")
+    group.train()
+    assert group.leader in (0, 1)
+    leader, follower = learners[group.leader], learners[1 - group.leader]
+    assert leader.guidance.guide is None
+    assert follower.guidance.guide is not None and follower.guidance.guide.leader == group.leader
+    assert np.isfinite(follower.guidance.beta) and follower.guidance.beta > 0
+    group.close()
+
+
+def test_a_guided_step_moves_the_actor_towards_the_leader():
+    """Only the guidance term (no RL loss): one actor step must shrink the distance to the leader."""
+    from dpd.agents.guidance import make_guide
+    from dpd.config import GuideConfig
+    from tests.conftest import tiny_learners
+
+    a, b = tiny_learners("td3", peers=2, total_steps=2000, start=True)
+    while a.model.replay_buffer.pos < 300:
+        a.train_iteration(0)
+    guide = make_guide(1, b.model.policy.actor, b.env)
+    a.follow(guide, GuideConfig(mode="best", beta=10.0, batch=256))
+    states = a.model.replay_buffer.observations[:300, 0]
+
+    def distance() -> float:
+        own = a.model.policy.actor(a.normalize(states)).detach()
+        return float(((own - guide.actions(states)) ** 2).sum(dim=1).mean())
+
+    before = distance()
+    optimizer = a.model.policy.actor.optimizer
+    for _ in range(20):
+        optimizer.zero_grad()
+        optimizer.step()  # the pre-step hook adds the guidance gradient
+    assert distance() < 0.8 * before
+    assert np.isfinite(a.guidance.take_stats()["distance"])
+
+
+def test_guidance_state_and_shared_buffer_survive_a_checkpoint(tmp_path):
+    from dpd.agents.off_policy import SACLearner
+
+    learners, group = group_of(guide="best")
+    group.train()
+    follower = learners[1 - group.leader]
+    follower.save(tmp_path / "peer")
+    loaded = SACLearner.load(follower.spec, tmp_path / "peer", follower.distill_config, follower.iterations)
+    assert loaded.guidance.beta == follower.guidance.beta
+    assert loaded.guidance.guide.leader == group.leader
+    states = follower.model.replay_buffer.observations[:50, 0]
+    assert torch_equal(loaded.guidance.guide.actions(states), follower.guidance.guide.actions(states))
+    assert loaded.model.replay_buffer.pos == follower.model.replay_buffer.pos
+    assert np.array_equal(loaded.model.replay_buffer.observations, follower.model.replay_buffer.observations)
+    group.close()
+
+
+def torch_equal(a, b) -> bool:
+    return bool((a == b).all())
+
+
+@pytest.mark.parametrize(
+    "algo, setting, message",
+    [
+        ("ppo", "share=on", "need off-policy peers (sac, td3, ddpg)"),
+        (
+            "sac,ppo",
+            "guide=best",
+            "need off-policy peers (sac, td3, ddpg) that can use each other's transitions; not peer1 (ppo)",
+        ),
+        ("sac", "guide=leader", "unknown guide mode 'leader'; valid choices: best, none"),
+        ("sac", "guide.every=0", "guide.every must be positive"),
+        ("sac", "share.updates=double", "unknown share.updates 'double'"),
+    ],
+)
+def test_bad_sharing_config_is_refused_in_one_line(algo, setting, message, tmp_path, capsys):
+    from tests.conftest import TINY, expect_cli_error
+
+    run = tmp_path / "run"
+    args = ["train", "--env", TINY, "--algo", algo, "--total-steps", "2048", "--set", setting, "--run-dir", str(run)]
+    assert message in expect_cli_error(args, capsys)
+    assert not run.exists()
+
+
+def test_a_parallel_group_with_sharing_and_guidance_reproduces_the_sequential_one():
+    import multiprocessing
+
+    from dpd.agents import build_group
+    from dpd.config import build_config
+    from tests.conftest import TINY
+
+    def config(backend: str):
+        layer = {"env": TINY, "algo": "sac", "peers": 2, "total_steps": STEPS, "turn_steps": 100, "backend": backend}
+        settings = {"share": True, "guide": {"mode": "best", "every": 200, "episodes": 2, "batch": 32}, "distill": False}
+        return build_config(layer, settings)
+
+    states = np.random.default_rng(3).normal(size=(16, 4)).astype(np.float32)
+    results = []
+    for backend in ("local", "process"):
+        group = build_group(config(backend))
+        try:
+            for learner in group.learners:
+                learner.start(None)
+            group.train()
+            answers = group.backend.answer({i: states for i in range(2)})
+            results.append(([answers[i].output.mean.numpy() for i in range(2)], group.leader, group.shared_bytes))
+        finally:
+            group.close()
+    (means_local, leader_local, bytes_local), (means_process, leader_process, bytes_process) = results
+    for mean_local, mean_process in zip(means_local, means_process):
+        np.testing.assert_array_equal(mean_local, mean_process)
+    assert leader_local == leader_process is not None
+    assert bytes_local == 0 and bytes_process > STEPS * 4 * 4  # at least the observations crossed processes
+    assert multiprocessing.active_children() == []
