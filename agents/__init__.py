@@ -1,5 +1,7 @@
 """Learners wrapping SB3 algorithms, the DPD peer group, and the loop that trains them."""
 
+# Importing the package registers every backend (and, through algorithms, every learner).
+from dpd.agents import local_backend, process_backend, ray_backend  # noqa: F401
 from dpd.agents.algorithms import ALGORITHMS, available_algorithms, register_learner
 from dpd.agents.assembly import build_group, build_learner, build_learners
 from dpd.agents.backend import PeerBackend, available_backends, make_backend, register_backend

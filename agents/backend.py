@@ -217,7 +217,3 @@ def make_backend(kind: str, factories: Sequence[LearnerFactory], names: Sequence
     if backend_class is None:
         raise unknown_choice("backend", kind, available_backends())
     return backend_class.build(factories, names, address)
-
-
-# Import the modules that register backends, so that importing the registry is enough.
-from dpd.agents import local_backend, process_backend, ray_backend  # noqa: E402,F401

@@ -6,6 +6,8 @@ which reduces with optional per-sample weights, so every loss accepts DPD's
 disadvantage weights in the same way.
 """
 
+# Importing the package registers every loss: the modules that define losses register them.
+from dpd.losses import supervised  # noqa: F401
 from dpd.losses.policy import PolicyOutput, with_temperature
 from dpd.losses.registry import (
     LossSpec,

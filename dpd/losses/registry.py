@@ -71,7 +71,3 @@ def available_losses(kind: Optional[str] = None) -> List[str]:
 def loss_specs() -> List[LossSpec]:
     """All registered losses, sorted by kind then name."""
     return sorted(_REGISTRY.values(), key=lambda spec: (spec.kind, spec.name))
-
-
-# Import the modules that register losses, so that importing the registry is enough.
-from dpd.losses import policy, supervised  # noqa: E402,F401

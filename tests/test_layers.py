@@ -1,0 +1,107 @@
+"""The house's layers: imports run one way, from the face down to the core, and form no circle.
+
+Layers, top to bottom (README, "Architecture"): the face (``dpd.cli``, ``dpd.bench``) →
+``dpd.agents`` and, beside it, ``dpd.kd`` → ``dpd.envs`` → the core (``dpd.config``,
+``dpd.losses``, ``dpd.weighting``, ``dpd.fidelity``, ``dpd.errors``, ``dpd.rundir``). A module may
+import its own layer and those below; ``dpd.kd`` uses only the core.
+"""
+
+import ast
+from pathlib import Path
+from typing import Dict, Set
+
+ROOT = Path(__file__).resolve().parents[1]
+# Installed name -> folder (pyproject.toml's package-dir mapping).
+FOLDERS = {"dpd.agents": ROOT / "agents", "dpd.envs": ROOT / "envs", "dpd": ROOT / "dpd"}
+LAYERS = {"face": 3, "agents": 2, "kd": 2, "envs": 1, "core": 0}
+
+
+def modules() -> Dict[str, Path]:
+    found = {}
+    for package, folder in FOLDERS.items():
+        for path in folder.rglob("*.py"):
+            parts = list(path.relative_to(folder).with_suffix("").parts)
+            if parts[0] in ("agents", "envs") and package == "dpd":
+                continue  # not a folder of dpd/
+            if parts[-1] == "__init__":
+                parts = parts[:-1]
+            found[".".join([package, *parts])] = path
+    return found
+
+
+def layer(module: str) -> str:
+    for prefix, name in (
+        ("dpd.cli", "face"),
+        ("dpd.__main__", "face"),
+        ("dpd.bench", "face"),
+        ("dpd.agents", "agents"),
+        ("dpd.kd", "kd"),
+        ("dpd.envs", "envs"),
+    ):
+        if module == prefix or module.startswith(prefix + "."):
+            return name
+    return "core"
+
+
+def imports(path: Path, known: Set[str], top_level_only: bool) -> Set[str]:
+    """The project modules ``path`` imports (``from a.b import c`` is a.b.c where that is a
+    module); with ``top_level_only``, only imports that run when the module loads."""
+    tree = ast.parse(path.read_text())
+    nodes = tree.body if top_level_only else list(ast.walk(tree))
+    found = set()
+    for node in nodes:
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names = [
+                f"{node.module}.{alias.name}" if f"{node.module}.{alias.name}" in known else node.module
+                for alias in node.names
+            ]
+        else:
+            continue
+        found |= {name for name in names if name in known}
+    return found
+
+
+def test_every_import_runs_down_the_layers():
+    known = modules()
+    upward = []
+    for module, path in known.items():
+        for imported in imports(path, set(known), top_level_only=False):
+            ours, theirs = layer(module), layer(imported)
+            sideways = {ours, theirs} == {"agents", "kd"}  # beside each other: neither imports the other
+            if LAYERS[theirs] > LAYERS[ours] or sideways or (ours == "kd" and theirs == "envs"):
+                upward.append(f"{module} ({ours}) imports {imported} ({theirs})")
+    assert upward == []
+
+
+def test_modules_import_each_other_in_no_circle():
+    """Loading a module never needs a module that needs it (a package's ``__init__`` that hands
+    its modules' names on is not part of a circle: Python loads it first)."""
+    known = modules()
+    graph = {
+        module: {m for m in imports(path, set(known), top_level_only=True) if not known[m].name == "__init__.py"}
+        for module, path in known.items()
+    }
+    state: Dict[str, int] = {}  # 1: on the current path, 2: done
+    circles = []
+
+    def visit(module: str, path: list) -> None:
+        state[module] = 1
+        for imported in sorted(graph[module]):
+            if state.get(imported) == 1:
+                circles.append(" -> ".join(path[path.index(imported) :] + [imported]) if imported in path else imported)
+            elif imported not in state:
+                visit(imported, path + [imported])
+        state[module] = 2
+
+    for module in sorted(graph):
+        if module not in state:
+            visit(module, [module])
+    assert circles == []
+
+
+def test_the_layer_map_knows_every_folder():
+    known = modules()
+    assert {"dpd.agents.peer_group", "dpd.envs.tiny", "dpd.bench.runner", "dpd.config"} <= set(known)
+    assert layer("dpd.agents.peer_group") == "agents" and layer("dpd.cli") == "face" and layer("dpd.weighting") == "core"
