@@ -58,18 +58,19 @@ def assemble(cfg: RunConfig, setups: List[PeerSetup], factories: List[LearnerFac
         )
     student = factories[0]()
     try:
-        teacher = _checked_teacher(setups[0], load_teacher(cfg, setups[0].distill))
+        teacher = _checked_teacher(setups[0], load_teacher(cfg, setups[0].distill), cfg.teacher.mode)
     except BaseException:
         student.close()
         raise
     return TeacherStudent(teacher, student, cfg.teacher, seed=cfg.seed)
 
 
-def _checked_teacher(student: PeerSetup, teacher: Learner) -> Learner:
-    """What a mixed peer group refuses, a student and teacher must also satisfy."""
+def _checked_teacher(student: PeerSetup, teacher: Learner, mode: str) -> Learner:
+    """What a mixed peer group refuses, a student and teacher must also satisfy; their discounts
+    must agree only where their values are compared (mode ``gated``)."""
     teacher_setup = PeerSetup(teacher.spec, {"gamma": teacher.gamma}, student.distill)
     try:
-        check_group([student, teacher_setup])
+        check_group([student, teacher_setup], compares_values=mode == "gated")
     except UserError as exc:
         teacher.close()
         raise UserError(f"teacher and student: {exc}") from None

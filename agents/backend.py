@@ -96,6 +96,10 @@ class PeerBackend(Protocol):
 
     def save(self, index: int, directory: Any) -> None: ...
 
+    def parameters_finite(self, index: int) -> bool:
+        """Whether every parameter of the peer's policy is finite."""
+        ...
+
     def finish(self, index: int) -> None: ...
 
     def alive(self, index: int) -> bool:
@@ -180,6 +184,9 @@ class MessageBackend(ABC):
 
     def save(self, index: int, directory: Any) -> None:
         self._ask_one(index, Peer.save, directory)
+
+    def parameters_finite(self, index: int) -> bool:
+        return bool(self._ask_one(index, Peer.parameters_finite))
 
     def finish(self, index: int) -> None:
         self._ask_one(index, Peer.finish)

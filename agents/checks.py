@@ -14,7 +14,7 @@ from dpd.agents.algorithms import ALGORITHMS
 from dpd.agents.backend import BACKENDS
 from dpd.agents.peer_setup import PeerSetup, peer_setups
 from dpd.config import RunConfig, check_values
-from dpd.envs import check_env_id
+from dpd.envs import check_env, check_env_id
 from dpd.errors import UserError, unknown_choice
 
 # Arguments of SB3 constructors that dpd sets itself.
@@ -26,6 +26,7 @@ def check_config(cfg: RunConfig) -> List[PeerSetup]:
     """Every user error that can be found before anything is built or written."""
     check_env_id(cfg.env)
     check_values(cfg)
+    check_env(cfg.env, cfg.env_kwargs)  # its dependencies and its action space, before anything is written
     if cfg.backend not in BACKENDS:
         raise unknown_choice("backend", cfg.backend, BACKENDS)
     if cfg.teacher.path and cfg.teacher.algo and cfg.teacher.algo not in ALGORITHMS:
@@ -75,10 +76,12 @@ def _discount(setup: PeerSetup) -> float:
     return float(setup.algo_kwargs.get("gamma", default))
 
 
-def check_group(setups: List[PeerSetup]) -> None:
-    """Peers' values must estimate the same quantity, and KL needs one kind of distribution."""
+def check_group(setups: List[PeerSetup], compares_values: bool = True) -> None:
+    """Peers' values must estimate the same quantity where they are compared (``compares_values``:
+    every peer group; of the teacher-student modes only ``gated``), and KL needs one kind of
+    distribution."""
     discounts = {setup.spec.name: _discount(setup) for setup in setups}
-    if len(set(discounts.values())) > 1:
+    if compares_values and len(set(discounts.values())) > 1:
         listed = ", ".join(f"{name}: {gamma}" for name, gamma in discounts.items())
         raise UserError(f"peers must share one discount to compare values ({listed}); set algo_kwargs.gamma for all")
     kinds = {setup.spec.name: ALGORITHMS[setup.spec.algo].distribution_kind for setup in setups}

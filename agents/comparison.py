@@ -1,12 +1,12 @@
 """How closely a student's policy follows a teacher's: fidelity on states from deterministic
-episodes, shared by a teacher-student run's evaluations and by ``dpd compare`` on two saved models."""
+episodes, shared by a teacher-student run's evaluations and by ``dpd fidelity`` on two saved models."""
 
 from pathlib import Path
 from typing import Dict, Optional
 
 import numpy as np
 
-from dpd.agents.learner import Learner, make_eval_env
+from dpd.agents.learner import Learner, copy_obs_statistics, make_eval_env
 from dpd.agents.teacher_loading import load_saved_learner
 from dpd.config import DistillConfig
 from dpd.envs import check_env_id
@@ -19,7 +19,7 @@ FIDELITY_STATES = 1000
 def rollout_states(learner: Learner, steps: int) -> np.ndarray:
     """Raw states of deterministic episodes of ``learner`` on a fresh evaluation env."""
     env = make_eval_env(learner.spec)
-    env.obs_rms = learner.env.obs_rms.copy()
+    copy_obs_statistics(learner.env, env)
     states = np.zeros((steps, int(np.prod(env.observation_space.shape))), dtype=np.float32)
     obs = env.reset()
     for step in range(steps):

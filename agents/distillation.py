@@ -37,6 +37,9 @@ class DistillBatch:
 
     states: np.ndarray
     answers: Tuple[TeacherAnswer, ...]
+    # The learner's own distill.weighting when None; "none" for guide=distill (plain imitation).
+    weighting: Optional[str] = None
+    tag: str = "distill"  # TensorBoard prefix of the step's diagnostics
 
 
 def answer_on(teacher: Learner, states: np.ndarray) -> TeacherAnswer:

@@ -76,11 +76,18 @@ def make_eval_env(spec: LearnerSpec) -> VecNormalize:
     return env
 
 
+def copy_obs_statistics(source: VecNormalize, target: VecNormalize) -> None:
+    """Give ``target`` the observation statistics of ``source``. A model trained without
+    observation normalisation (plain SB3 without VecNormalize) has none: it sees raw observations."""
+    if source.norm_obs:
+        target.obs_rms = source.obs_rms.copy()
+
+
 def evaluate_deterministic(
     model: BaseAlgorithm, train_env: VecNormalize, eval_env: VecNormalize, episodes: int
 ) -> Tuple[float, float]:
     """Mean and std of deterministic episode returns, with the training env's frozen obs statistics."""
-    eval_env.obs_rms = train_env.obs_rms.copy()
+    copy_obs_statistics(train_env, eval_env)
     mean, std = evaluate_policy(model, eval_env, n_eval_episodes=episodes, deterministic=True)
     return float(mean), float(std)
 
@@ -240,6 +247,16 @@ class Learner(ABC):
         finally:
             for parameter in actor:
                 parameter.requires_grad_(True)
+
+    def parameters_finite(self) -> bool:
+        """Whether every parameter of the policy (actor, critics, target networks) is finite:
+        a learner that turned NaN must neither train on nor be checkpointed."""
+        return all(bool(torch.isfinite(parameter).all()) for parameter in self.model.policy.parameters())
+
+    def sound(self) -> bool:
+        """Whether it may be checkpointed as it is (``Trainer``): in this process, it always
+        answers, so its parameters decide."""
+        return self.parameters_finite()
 
     def episode_returns(self) -> Tuple[float, ...]:
         """Raw returns of the last finished training episodes (SB3 keeps up to 100), oldest first."""

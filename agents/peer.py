@@ -13,10 +13,9 @@ draw in processes of their own: a parallel run reproduces the sequential run wit
 """
 
 from dataclasses import dataclass
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Set, Tuple
 
 import numpy as np
-import torch
 
 from dpd.agents.distillation import DistillBatch, TeacherAnswer, answer_on, distill_step
 from dpd.agents.guidance import Guide
@@ -34,14 +33,25 @@ def first_line(exc: BaseException, limit: int = 300) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
+def _subclass_names(cls: type) -> Set[str]:
+    return {cls.__name__}.union(*(_subclass_names(sub) for sub in cls.__subclasses__()))
+
+
 class PeerFailure(RuntimeError):
-    """A peer died (its process was killed) or raised; names the peer and the cause."""
+    """A peer died (its process was killed) or raised; names the peer and the cause, which
+    every backend writes as ``<exception type>: <first line of its message>``."""
 
     def __init__(self, index: int, name: str, cause: str) -> None:
         super().__init__(f"{name} failed: {cause}")
         self.index = index
         self.name = name
         self.cause = cause
+
+    @property
+    def os_error(self) -> bool:
+        """Whether the peer raised an ``OSError`` (a full disk, say): the fault of where it writes,
+        not of the peer. Told by the type's name, as that is what crosses a process boundary."""
+        return self.cause.partition(":")[0] in _subclass_names(OSError)
 
 
 @dataclass(frozen=True)
@@ -109,7 +119,7 @@ class Peer:
                 due += 1
             if learner.done or taken >= turn_steps:
                 break
-        if not all(torch.isfinite(parameter).all() for parameter in learner.model.policy.parameters()):
+        if not learner.parameters_finite():
             raise FloatingPointError(f"{learner.spec.name}: NaN or infinity in the policy after an RL update")
         return TurnReport(taken, due, self.status())
 
@@ -125,11 +135,12 @@ class Peer:
         learner, config = self.learner, self.learner.distill_config
         all_stats = []
         for batch in batches:
-            stats = distill_step(learner, batch.answers, batch.states, config.weighting, config.alpha)
+            weighting = batch.weighting or config.weighting
+            stats = distill_step(learner, batch.answers, batch.states, weighting, config.alpha)
             if not np.isfinite(stats.get("loss", 0.0)):
                 raise FloatingPointError(f"{learner.spec.name}: NaN or infinity in the distillation loss")
             for key, value in stats.items():
-                learner.logger.record_mean(f"distill/{key}", value)
+                learner.logger.record_mean(f"{batch.tag}/{key}", value)
             all_stats.append(stats)
         return all_stats
 
@@ -166,7 +177,14 @@ class Peer:
     def log(self, metrics: Dict[str, float], step: int) -> None:
         self.learner.log(metrics, step)
 
+    def parameters_finite(self) -> bool:
+        return self.learner.parameters_finite()
+
     def save(self, directory: Any) -> None:
+        """Save the learner; one with NaN or infinite parameters is refused (a checkpoint that
+        loads but cannot act would make every ``--resume`` fail)."""
+        if not self.learner.parameters_finite():
+            raise FloatingPointError(f"{self.learner.spec.name}: NaN or infinity in the parameters; not saved")
         self.learner.save(directory)
 
     def finish(self) -> None:

@@ -28,7 +28,9 @@ distillation phase of a round):
 - ``share.enabled``: every transition a peer collected in its turn enters every other peer's
   replay buffer, raw (``dpd.agents.sharing``);
 - ``guide.mode=best``: every ``guide.every`` env steps of a peer, the peer with the best recent
-  training return becomes the leader and the others follow its actor (P3S; ``dpd.agents.guidance``).
+  training return becomes the leader and the others follow its actor (P3S; ``dpd.agents.guidance``);
+- ``guide.mode=distill``: at the same elections the others take ``guide.steps`` plain imitation
+  steps towards the leader on its recent states (PIEKD's periodic distillation, policy only).
 """
 
 from collections import defaultdict
@@ -143,7 +145,7 @@ class PeerGroup:
         if self.share.enabled:
             self.share_transitions(active)
         own_steps_after = max(learner.num_timesteps for learner in self.learners)
-        if self.guide.mode == "best" and own_steps_after // self.guide.every > own_steps_before // self.guide.every:
+        if self.guide.mode != "none" and own_steps_after // self.guide.every > own_steps_before // self.guide.every:
             self.elect()
         self.distill({index: reports[index].due for index in active if reports[index].due})
 
@@ -164,11 +166,34 @@ class PeerGroup:
         return float(np.mean(returns)) if returns else float("nan")
 
     def elect(self) -> None:
-        """Name the leader (the best recent training return) and hand its actor to the others."""
+        """Name the leader (the best recent training return); the others follow its actor
+        (``best``) or are distilled towards it (``distill``)."""
         self.leader = choose_leader([self.recent_return(index) for index in range(len(self.learners))])
+        if self.guide.mode == "distill":
+            self.distill_from_leader()
+            return
         guide = self.backend.guide(self.leader) if self.leader is not None else None
         leader = -1 if self.leader is None else self.leader
         self.backend.follow({i: (None if i == self.leader else guide, self.guide, leader) for i in range(len(self.learners))})
+
+    def distill_from_leader(self) -> None:
+        """PIEKD's step: ``guide.steps`` gradient steps of every other learner towards the
+        leader's actions on the leader's recent states, unweighted (plain imitation), through the
+        learner's loss (``distill.loss``), batch size and optimizer."""
+        leader = self.leader
+        if leader is None or self.learners[leader].status.buffer_len == 0:
+            return
+        states = self.learners[leader].status.buffer_len
+        plans = {
+            i: [
+                PlannedStep((leader,), ((leader, self.rngs[i].integers(0, states, size=self.configs[i].batch)),))
+                for _ in range(self.guide.steps)
+            ]
+            for i in range(len(self.learners))
+            if i != leader and not self.learners[i].done
+        }
+        if plans:
+            self._distill_plans(plans, weighting="none", tag="guide/distill")
 
     # ----- the distillation phase -------------------------------------------------------------
 
@@ -204,20 +229,26 @@ class PeerGroup:
     def distill(self, due: Dict[int, int]) -> None:
         """Every due learner's distillation steps, with all targets taken before any update."""
         plans = {index: steps for index, steps in ((i, self.plan(i, rounds)) for i, rounds in due.items()) if steps}
-        if not plans:
-            return
+        if plans:
+            self.last_stats = self._distill_plans(plans)
+
+    def _distill_plans(
+        self, plans: Dict[int, List[PlannedStep]], weighting: Optional[str] = None, tag: str = "distill"
+    ) -> Dict[int, List[Dict[str, float]]]:
+        """The planned steps of every learner, with all targets taken before any update."""
         before = self.backend.bytes_exchanged
         states = self._gather_states(plans)
         answers = self._gather_answers(plans, states)
         batches = {
             i: [
-                DistillBatch(states[(i, s)], tuple(answers[(i, s, k)] for k in step.teachers))
+                DistillBatch(states[(i, s)], tuple(answers[(i, s, k)] for k in step.teachers), weighting, tag)
                 for s, step in enumerate(plans[i])
             ]
             for i in sorted(plans)
         }
-        self.last_stats = self.backend.distill(batches)
+        stats = self.backend.distill(batches)
         self.exchanges.append((len(batches), self.backend.bytes_exchanged - before))
+        return stats
 
     def _gather_states(self, plans: Dict[int, List[PlannedStep]]) -> Dict[Tuple[int, int], np.ndarray]:
         """One request per peer for every state sampled from its buffer, split back per step."""

@@ -1,6 +1,6 @@
 """What the training loop sees of a peer wherever it lives.
 
-The training loop (``dpd.agents.training``) evaluates, logs, saves and finishes learners; a
+The training loop (``dpd.agents.trainer``) evaluates, logs, saves and finishes learners; a
 ``PeerProxy`` lets it do so for a peer in another process or actor as for a learner in this one:
 it holds the peer's spec and its last reported status, and forwards requests to the peer's
 backend.
@@ -49,6 +49,11 @@ class PeerProxy:
 
     def save(self, directory: Any) -> None:
         self.backend.save(self.index, directory)
+
+    def sound(self) -> bool:
+        """Whether the peer may be checkpointed as it is: it still answers (it has not died or
+        raised) and its parameters are finite."""
+        return self.backend.alive(self.index) and self.backend.parameters_finite(self.index)
 
     def finish(self) -> None:
         self.backend.finish(self.index)

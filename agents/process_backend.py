@@ -8,6 +8,7 @@ cost of the distillation exchange.
 """
 
 import multiprocessing
+import os
 import pickle
 from typing import Any, Callable, Dict, List, Sequence
 
@@ -17,29 +18,33 @@ from dpd.agents.backend import LearnerFactory, Message, MessageBackend, register
 from dpd.agents.learner import Learner
 from dpd.agents.peer import Peer, PeerFailure, first_line
 from dpd.errors import UserError
+from dpd.processes import die_with_parent
 
 
-def _serve(factory: Callable[[], Learner], connection: Any) -> None:
+def _serve(factory: Callable[[], Learner], connection: Any, parent: int) -> None:
     """A peer process: build the learner, then answer requests until told to close or until
-    the group's end of the pipe is gone (the group died: no orphan survives it)."""
+    the group's end of the pipe is gone. If the group dies (``parent``, its pid), no orphan
+    survives it, and none prints a BrokenPipeError traceback on the terminal the group had."""
+    die_with_parent(parent)
     torch.set_num_threads(1)
     try:
-        peer = Peer(factory())
-    except BaseException as exc:  # reported to the group, which raises it there
-        connection.send(("error", type(exc).__name__, first_line(exc, limit=2000)))
-        return
-    connection.send(("ok", peer.status()))
-    while True:
         try:
-            request, args = connection.recv()
-        except (EOFError, OSError, KeyboardInterrupt):
-            break
-        try:
-            connection.send(("ok", peer.handle(request, *args)))
-        except BaseException as exc:
+            peer = Peer(factory())
+        except BaseException as exc:  # reported to the group, which raises it there
             connection.send(("error", type(exc).__name__, first_line(exc, limit=2000)))
-        if request == Peer.close.__name__:
-            break
+            return
+        connection.send(("ok", peer.status()))
+        while True:
+            request, args = connection.recv()
+            try:
+                reply: Any = ("ok", peer.handle(request, *args))
+            except BaseException as exc:
+                reply = ("error", type(exc).__name__, first_line(exc, limit=2000))
+            connection.send(reply)
+            if request == Peer.close.__name__:
+                break
+    except (EOFError, OSError, KeyboardInterrupt):  # the group is gone, or Ctrl-C reached us too
+        pass
 
 
 @register_backend("process")
@@ -56,7 +61,7 @@ class ProcessPeers(MessageBackend):
         self._dead: Dict[int, str] = {}
         for factory, name in zip(factories, names):
             ours, theirs = context.Pipe()
-            process = context.Process(target=_serve, args=(factory, theirs), name=f"dpd {name}", daemon=True)
+            process = context.Process(target=_serve, args=(factory, theirs, os.getpid()), name=f"dpd {name}", daemon=True)
             process.start()
             theirs.close()
             self.connections.append(ours)

@@ -48,13 +48,30 @@ def new_run(run_path: Path, cfg: RunConfig) -> Trainer:
         "versions": package_versions(),
         "progress": {"run_steps": 0, "finished": False, "checkpoint": None},
     }
-    return Trainer(RunDirectory.create(run_path, manifest, resolved_config(cfg)), group, cfg)
+    try:
+        run = RunDirectory.create(run_path, manifest, resolved_config(cfg))
+    except BaseException:
+        group.close()
+        raise
+    return Trainer(run, group, cfg)
 
 
-def open_run(run_path: Path, backend: Optional[str] = None) -> Trainer:
+def open_run(run_path: Path, backend: Optional[str] = None, lock: bool = True) -> Trainer:
     """A run rebuilt from its latest checkpoint (or from scratch if it has none yet), on its
-    own backend or on ``backend`` (the backend does not change the results)."""
+    own backend or on ``backend`` (the backend does not change the results). ``lock``: take the
+    run's lock, as every writer does (``Trainer.close`` gives it back); a run another process
+    writes is then a user error."""
     run = RunDirectory.open(run_path)
+    if lock:
+        run.lock()
+    try:
+        return _rebuilt(run, run_path, backend)
+    except BaseException:
+        run.unlock()
+        raise
+
+
+def _rebuilt(run: RunDirectory, run_path: Path, backend: Optional[str]) -> Trainer:
     try:
         cfg = build_config(run.manifest["config"], {"backend": backend} if backend else None)
         setups = check_config(cfg)
@@ -78,10 +95,10 @@ def open_run(run_path: Path, backend: Optional[str] = None) -> Trainer:
 
 def evaluate_run(run_path: Path, episodes: int) -> List[EvalResult]:
     """Deterministic returns of each learner of a run, from its latest checkpoint."""
-    trainer = open_run(run_path, backend="local")  # evaluation needs no parallelism
-    if trainer.run.checkpoint_dir is None:
-        raise UserError(f"run {run_path} has no checkpoint yet; nothing to evaluate")
+    trainer = open_run(run_path, backend="local", lock=False)  # evaluation writes nothing, needs no parallelism
     try:
+        if trainer.run.checkpoint_dir is None:
+            raise UserError(f"run {run_path} has no checkpoint yet; nothing to evaluate")
         return [
             EvalResult(learner.spec.name, learner.spec.algo, learner.num_timesteps, *learner.evaluate(episodes), episodes)
             for learner in trainer.group.learners

@@ -1,7 +1,8 @@
 """A ring buffer of the raw (unnormalised) observations a learner visited.
 
 Peers exchange raw states: each learner normalises them with its own statistics, so
-learners with different VecNormalize statistics see the same state (DESIGN.md, fault 2).
+learners with different VecNormalize statistics see the same state (the released DPD code fed
+a peer the other's normalised states; README, "How the distillation works").
 """
 
 from pathlib import Path

@@ -23,8 +23,9 @@ import numpy as np
 from dpd.agents.comparison import FIDELITY_STATES, fidelity, rollout_states
 from dpd.agents.distillation import answer_on, distill_step
 from dpd.agents.learner import Learner
+from dpd.agents.peer import PeerFailure, first_line
 from dpd.config import MODES, TeacherConfig
-from dpd.errors import unknown_choice
+from dpd.errors import UserError, unknown_choice
 
 # What a student's own algorithm updates in each mode where the student acts: kickstarting keeps
 # its RL; gating needs the student's critic to value its current policy, so only the critic learns.
@@ -74,9 +75,16 @@ class TeacherStudent:
     def train(
         self, after_turn: Optional[Callable[[int, int], None]] = None, after_round: Optional[Callable[[], None]] = None
     ) -> None:
-        """One iteration per turn and per round (one learner: nothing to synchronise)."""
+        """One iteration per turn and per round (one learner: nothing to synchronise). A student
+        that raises or turns NaN fails as a peer does (``PeerFailure``, one line): the loop keeps
+        its last checkpoint."""
         while not self.done:
-            taken = self.train_iteration(0)
+            try:
+                taken = self.train_iteration(0)
+            except (UserError, KeyboardInterrupt):
+                raise
+            except Exception as exc:
+                raise PeerFailure(0, self.student.spec.name, f"{type(exc).__name__}: {first_line(exc)}") from exc
             if after_turn is not None:
                 after_turn(0, taken)
             if after_round is not None:
@@ -104,10 +112,13 @@ class TeacherStudent:
             student.logger.record("distill/lambda", scale)
             for _ in range(config.steps):
                 states = source.sample(config.batch, self.rng)
-                for key, value in distill_step(
-                    student, [answer_on(self.teacher, states)], states, weighting, config.alpha, scale
-                ).items():
+                stats = distill_step(student, [answer_on(self.teacher, states)], states, weighting, config.alpha, scale)
+                if not np.isfinite(stats.get("loss", 0.0)):
+                    raise FloatingPointError(f"{student.spec.name}: NaN or infinity in the distillation loss")
+                for key, value in stats.items():
                     student.logger.record_mean(f"distill/{key}", value)
+        if not student.parameters_finite():
+            raise FloatingPointError(f"{student.spec.name}: NaN or infinity in the policy after an update")
         if mode == "offline":
             student.logger.dump(step=student.num_timesteps)  # no SB3 rollout dumps the records
         return taken

@@ -54,6 +54,10 @@ class TrainedLearner(Protocol):
 
     def save(self, directory: Any) -> None: ...
 
+    def sound(self) -> bool:
+        """Whether it may be checkpointed: it answers, and its parameters are finite."""
+        ...
+
     def finish(self) -> None: ...
 
 
@@ -179,7 +183,7 @@ class Trainer:
 
         def write(directory: Path) -> None:
             for learner in group.learners:
-                learner.save(directory / learner.spec.name)
+                _save(learner, directory / learner.spec.name)
 
         progress: Dict[str, Any] = {
             "run_steps": group.run_steps,
@@ -194,29 +198,58 @@ class Trainer:
             progress["final_eval"] = final_eval
         return self.run.save_checkpoint(f"step_{group.run_steps:010d}", write, progress)
 
-    def checkpoint_survivors(self, failed: int) -> Path:
-        """After peer ``failed`` died: the others as they are now, the failed one as in the last
-        checkpoint (or afresh, if it had none), so that ``--resume`` loses only its work."""
+    def checkpoint_survivors(self, failed: int) -> Optional[Path]:
+        """After peer ``failed`` died: the sound others as they are now; the failed one, and any
+        other that died or turned NaN with it (peers on other backends fail at once), as in the
+        last checkpoint (or afresh, if they had none), so that ``--resume`` loses only their
+        work. Where none survives, the last checkpoint stands (returned; None if there is none)."""
         group = self.group
         previous, before = self.run.checkpoint_dir, self.run.manifest["progress"].get("learners", {})
-        failed_name = group.learners[failed].spec.name
-        failed_progress = before.get(failed_name, {"num_timesteps": 0, "iterations": 0})
+        fallen = {learner.spec.name for index, learner in enumerate(group.learners) if index == failed or not _sound(learner)}
+        if len(fallen) == len(group.learners):
+            return previous
 
         def write(directory: Path) -> None:
             for learner in group.learners:
-                if learner.spec.name != failed_name:
-                    learner.save(directory / learner.spec.name)
-                elif previous is not None and (previous / failed_name).exists():
-                    shutil.copytree(previous / failed_name, directory / failed_name)
+                name = learner.spec.name
+                if name not in fallen:
+                    _save(learner, directory / name)
+                elif previous is not None and (previous / name).exists():
+                    shutil.copytree(previous / name, directory / name)
 
         learners = {
             learner.spec.name: {"num_timesteps": learner.num_timesteps, "iterations": learner.iterations}
             for learner in group.learners
         }
-        learners[failed_name] = failed_progress
+        for name in fallen:
+            learners[name] = before.get(name, {"num_timesteps": 0, "iterations": 0})
         run_steps = sum(entry["num_timesteps"] for entry in learners.values())
         progress = {"run_steps": run_steps, "learners": learners, "rng": group.random_state, "finished": False}
         return self.run.save_checkpoint(f"step_{run_steps:010d}", write, progress)
 
     def close(self) -> None:
-        self.group.close()
+        """Close the agent and give the run directory's lock back."""
+        try:
+            self.group.close()
+        finally:
+            self.run.unlock()
+
+
+def _sound(learner: TrainedLearner) -> bool:
+    """Whether a learner may be checkpointed as it is; one that cannot even answer may not."""
+    try:
+        return learner.sound()
+    except PeerFailure:
+        return False
+
+
+def _save(learner: TrainedLearner, directory: Path) -> None:
+    """Save one learner. A peer that could not write (an ``OSError`` where it lives: a full disk)
+    is not broken: its failure is raised as the ``OSError`` it was, which the run directory reports
+    as a checkpoint it could not write."""
+    try:
+        learner.save(directory)
+    except PeerFailure as failure:
+        if failure.os_error:
+            raise OSError(f"{failure.name}: {failure.cause}") from failure
+        raise

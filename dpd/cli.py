@@ -96,6 +96,7 @@ def cmd_train(args: argparse.Namespace, config_layers: Callable[[argparse.Namesp
     from dpd.agents import new_run, open_run
     from dpd.agents.peer import PeerFailure
     from dpd.config import build_config
+    from dpd.rundir import CheckpointError
 
     if args.resume:
         trainer = open_run(Path(args.resume), backend=_backend(args))
@@ -128,9 +129,17 @@ def cmd_train(args: argparse.Namespace, config_layers: Callable[[argparse.Namesp
         print(f"\ninterrupted; checkpoint saved. Continue with: dpd train --resume {trainer.run.path}", file=sys.stderr)
         return EXIT_INTERRUPTED
     except PeerFailure as failure:
+        others = "the other peers were checkpointed, " if len(trainer.group.learners) > 1 else ""
         print(
-            f"dpd: error: {failure}; the other peers were checkpointed, {failure.name} goes back to its last "
-            f"checkpoint. Continue with: dpd train --resume {trainer.run.path}",
+            f"dpd: error: {failure}; {others}{failure.name} goes back to its last checkpoint. "
+            f"Continue with: dpd train --resume {trainer.run.path}",
+            file=sys.stderr,
+        )
+        return EXIT_PEER_FAILED
+    except CheckpointError as exc:
+        print(
+            f"dpd: error: {exc}; the run keeps its last complete checkpoint. Continue with: dpd train --resume "
+            f"{trainer.run.path}",
             file=sys.stderr,
         )
         return EXIT_PEER_FAILED
@@ -148,11 +157,13 @@ def _distill_config(args: argparse.Namespace) -> Dict[str, Any]:
     layer = _train_config(args)
     teacher = {"path": args.teacher, "norm": args.teacher_norm, "algo": args.teacher_algo, "mode": args.mode}
     layer = merge(layer, {"peers": 1, "teacher": {key: value for key, value in teacher.items() if value is not None}})
-    if args.student_net:
+    if args.student_net is not None:
         try:
             net = [int(size) for size in args.student_net.split(",")]
         except ValueError:
-            raise UserError(f"--student-net expects sizes like 64,64, got {args.student_net!r}") from None
+            net = []
+        if not net or min(net) <= 0:
+            raise UserError(f"--student-net expects positive layer sizes like 64,64, got {args.student_net!r}")
         layer = merge(layer, {"algo_kwargs": {"policy_kwargs": {"net_arch": net}}})
     return layer
 
@@ -165,6 +176,8 @@ def cmd_distill(args: argparse.Namespace) -> int:
 def cmd_fidelity(args: argparse.Namespace) -> int:
     if args.episodes <= 0 or args.states <= 0:
         raise UserError("--episodes and --states must be positive")
+    if not 0 < args.tolerance < float("inf"):  # NaN fails too
+        raise UserError(f"--tolerance must be a positive number of [-1, 1] action units, got {args.tolerance}")
     _single_thread()
     from dpd.agents import compare_models
 
@@ -246,7 +259,11 @@ def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from dpd import __version__
+    from dpd.config import MAX_PEERS
+
     parser = _Parser(prog="dpd", description="Policy distillation for reinforcement learning on Stable-Baselines3.")
+    parser.add_argument("--version", action="version", version=f"dpd {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     train = sub.add_parser("train", help="train a group of peers (Dual Policy Distillation)", epilog=_config_keys_epilog())
@@ -255,7 +272,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="SB3 algorithm of the peers: ppo, a2c, sac, td3, ddpg, or a list such as ppo,sac cycled over the peers "
         "(default ppo)",
     )
-    train.add_argument("--peers", type=int, help="number of peers (default 2)")
+    train.add_argument("--peers", type=int, help=f"number of peers (default 2, at most {MAX_PEERS})")
     _add_run_arguments(train)
     train.add_argument(
         "--parallel", action="store_true", help="each peer in its own process, one core each (same results as sequential)"

@@ -21,6 +21,7 @@ learner (``dpd.agents.peer_setup``), with every value set and checked.
 
 import dataclasses
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import (
@@ -66,6 +67,9 @@ def setting(
 
 
 PER_ALGORITHM = "per algorithm"  # the default of keys resolved from the learner's algorithm
+# The most peers a run may have: each holds an SB3 model, its env and a state buffer, and every
+# distillation round exchanges batches between all of them; far more is a typo, not a plan.
+MAX_PEERS = 64
 
 
 @dataclass
@@ -202,14 +206,16 @@ class GuideConfig:
     mode "best" (P3S; Jung, Park, Sung, ICLR 2020): the peers other than the leader add
     ``beta / 2 * ||pi(s) - pi_leader(s)||^2`` to their actor loss, with ``beta`` adapted to keep
     the mean distance to the leader near ``target_distance`` (``dpd.agents.guidance``).
-    Off-policy peers only. "none": no guidance.
+    mode "distill" (PIEKD; Hong et al. 2020): at each election the others take ``steps`` plain
+    imitation steps towards the leader. Off-policy peers only. "none": no guidance.
     """
 
     mode: str = setting(
         "none",
         "`best` (or `guide: best`; P3S, Jung, Park, Sung, ICLR 2020): the peers other than the leader add beta / 2 times "
-        "the squared distance of their actions to the leader's to their actor loss; off-policy peers only. `none`: no "
-        "guidance",
+        "the squared distance of their actions to the leader's to their actor loss. `distill` (PIEKD, Hong et al. 2020): "
+        "at each election the others take `guide.steps` unweighted distillation steps towards the leader. Off-policy "
+        "peers only. `none`: no guidance",
     )
     every: int = setting(
         1000,
@@ -230,13 +236,19 @@ class GuideConfig:
     )
     rate: float = setting(2.0, "beta is multiplied or divided by this at each election (P3S: 2)")
     batch: int = setting(256, "states of each guidance term, sampled from the peer's replay buffer")
+    steps: int = setting(
+        200,
+        "mode `distill`: distillation steps per election, each on `distill.batch` of the leader's recent states with "
+        "the follower's `distill.loss` and `distill.lr` (ours: PIEKD distils a few epochs every 5000 steps; at the "
+        "default cadence of 1000 steps, 200 steps keep a similar ratio to the RL updates)",
+    )
 
-    MODES = ("none", "best")
+    MODES = ("none", "best", "distill")
 
     def check(self) -> None:
         if self.mode not in self.MODES:
             raise unknown_choice("guide mode", self.mode, self.MODES)
-        for key in ("every", "episodes", "batch", "target_distance"):
+        for key in ("every", "episodes", "batch", "steps", "target_distance"):
             if not getattr(self, key) > 0:
                 raise UserError(f"guide.{key} must be positive, got {getattr(self, key)}")
         if not (self.beta >= 0 and self.rho >= 0):
@@ -357,7 +369,9 @@ class RunConfig:
         for key in ("total_steps", "peers", "n_envs"):
             if getattr(self, key) <= 0:
                 raise UserError(f"{key} must be positive, got {getattr(self, key)}")
-        for key in ("checkpoint_every", "turn_steps"):
+        if self.peers > MAX_PEERS:
+            raise UserError(f"peers must be at most {MAX_PEERS}, got {self.peers}")
+        for key in ("checkpoint_every", "turn_steps", "seed", "seed_offset"):  # seeds: NumPy's are from 0
             if getattr(self, key) < 0:
                 raise UserError(f"{key} must not be negative, got {getattr(self, key)}")
         if self.teacher.path and self.backend != "local":
@@ -490,13 +504,15 @@ def _coerce(key: str, value: Any, hint: Any) -> Any:
         if isinstance(value, bool):
             return value
         raise UserError(f"config key {key}: expected true or false, got {value!r}")
-    if hint is int:
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or int(value) != value:
+    if hint is int:  # a float that is whole (1e6) counts; inf and nan do not
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or int(value) != value:
             raise UserError(f"config key {key}: expected an integer, got {value!r}")
         return int(value)
     if hint is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise UserError(f"config key {key}: expected a number, got {value!r}")
+        if not math.isfinite(value):
+            raise UserError(f"config key {key}: expected a finite number, got {value!r}")
         return float(value)
     if hint is str:
         if not isinstance(value, str):
@@ -573,10 +589,28 @@ def build_distill_config(*layers: Optional[Mapping[str, Any]], prefix: str = "di
     return _build(DistillConfig, _merged(layers), prefix)
 
 
+def check_finite(value: Any, key: str) -> None:
+    """Refuse NaN and infinity anywhere in a config, untyped keys (``algo_kwargs``, ``env_kwargs``)
+    included: no setting means them, and a NaN learning rate or reward scale trains a NaN network
+    without a word."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise UserError(f"config key {key}: expected a finite number, got {value!r}")
+    if isinstance(value, Mapping):
+        for name, item in value.items():
+            check_finite(item, f"{key}.{name}" if key else str(name))
+    elif isinstance(value, (list, tuple)):
+        for index, item in enumerate(value):
+            check_finite(item, f"{key}[{index}]")
+
+
 def build_config(*layers: Optional[Mapping[str, Any]]) -> RunConfig:
     """A ``RunConfig`` from mappings merged in order (later wins), with every key checked."""
     merged: Dict[str, Any] = {}
     for layer in layers:
         if layer:
+            if not isinstance(layer, Mapping):
+                raise UserError(f"a config must be a mapping of keys to values, got {type(layer).__name__}")
             merged = merge(merged, expand_shortcuts(layer))
-    return _build(RunConfig, merged)
+    cfg = _build(RunConfig, merged)  # typed keys first: their messages say what is expected
+    check_finite(merged, "")
+    return cfg

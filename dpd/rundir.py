@@ -7,8 +7,7 @@ Layout::
                                     (``dpd train --config`` reproduces the run)
     RUN_DIR/tb/<learner>/           one TensorBoard event directory per learner
     RUN_DIR/checkpoints/<tag>/      the latest complete checkpoint, named in the manifest
-
-    RUN_DIR/lock                    while a process writes the run: its pid (see ``RunDirectory.lock``)
+    RUN_DIR/lock                    while a process writes the run: its pid (``RunDirectory.lock``)
 
 A checkpoint is written to ``<tag>.tmp``, renamed when complete to a name no other checkpoint
 holds, and only then named in the manifest (itself replaced atomically); older checkpoints are

@@ -4,12 +4,12 @@ import sys
 
 import gymnasium as gym
 
-from dpd.envs.factory import TINY_ENV_ID, check_env_id, make_env, suggested_env_ids
+from dpd.envs.factory import TINY_ENV_ID, check_env, check_env_id, make_env, suggested_env_ids
 
 if TINY_ENV_ID not in gym.envs.registry:
     gym.register(id=TINY_ENV_ID, entry_point="dpd.envs.tiny:PointReachEnv")
 
-__all__ = ["TINY_ENV_ID", "check_env_id", "make_env", "suggested_env_ids"]
+__all__ = ["TINY_ENV_ID", "check_env", "check_env_id", "make_env", "suggested_env_ids"]
 
 
 def _mujoco_warning(message: str) -> None:

@@ -48,6 +48,9 @@ def make_env(
         venv = make_vec_env(env_id, n_envs=n_envs, seed=seed, env_kwargs=env_kwargs)
     except TypeError as exc:
         raise UserError(f"env {env_id!r} rejected env_kwargs {env_kwargs}: {exc}") from None
+    except (gym.error.DependencyNotInstalled, ImportError) as exc:  # e.g. Box2D's or MuJoCo's package
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UserError(f"env {env_id!r} needs a package that is not installed: {reason}") from None
     if not isinstance(venv.action_space, spaces.Box):
         venv.close()
         raise UserError(
@@ -62,3 +65,9 @@ def make_env(
         norm_reward=norm_reward and training,
         gamma=gamma,
     )
+
+
+def check_env(env_id: str, env_kwargs: Optional[dict] = None) -> None:
+    """Build the env once and close it: an unknown id, a missing dependency, rejected
+    ``env_kwargs`` or actions that are not continuous fail here, before a run writes anything."""
+    make_env(env_id, seed=0, normalize=False, env_kwargs=env_kwargs).close()

@@ -150,3 +150,98 @@ def test_grid_errors_name_the_choices(capsys):
 def test_presets_are_valid_grids():
     assert len(expand(PRESETS["quick"])) == 18
     assert len(expand(PRESETS["full"])) == 75
+
+
+SMALL = ["--envs", TINY, "--algos", "ppo", "--methods", "sb3", "--seeds", "0-1", "--total-steps", "512", "--no-progress"]
+
+
+def small_runs():
+    from dpd.bench.cli import grid_from
+    from dpd.cli import build_parser
+
+    return expand(grid_from(build_parser().parse_args(["bench", *SMALL])))
+
+
+def write_result(run: BenchRun, directory: Path) -> None:
+    """A worker that records a result without training (what the grid does with it is tested)."""
+    from dpd.bench.runner import RESULT_FILE, run_fields
+
+    directory.mkdir(parents=True, exist_ok=True)
+    row = {**run_fields(run), "status": "ok", "score": 1.0, "peer_scores": [1.0], "curve": [[run.total_steps, 1.0]]}
+    (directory / RESULT_FILE).write_text(json.dumps(row))
+
+
+@pytest.mark.parametrize("content", ["{", "[]", "{}", '{"status": "ok"'])
+def test_a_malformed_result_is_an_incomplete_run(tmp_path, capsys, content):
+    from dpd.bench.runner import run_dir
+
+    complete, broken = small_runs()
+    write_result(complete, run_dir(tmp_path, complete))
+    run_dir(tmp_path, broken).mkdir(parents=True)
+    (run_dir(tmp_path, broken) / "result.json").write_text(content)
+    assert main(["bench", *SMALL, "--out", str(tmp_path), "--report-only"]) == 0
+    captured = capsys.readouterr()
+    assert "1 of 2 runs complete" in captured.out
+    (line,) = captured.err.strip().splitlines()
+    assert "seed1/result.json is truncated or malformed" in line and "counts as incomplete" in line, line
+    events = []
+    rows = run_grid([complete, broken], tmp_path, 1, lambda kind, run, row: events.append((kind, run.seed)), write_result)
+    assert events == [("skipped", 0), ("done", 1)] and [row["status"] for row in rows] == ["ok", "ok"]
+    assert "truncated or malformed" in capsys.readouterr().err
+
+
+SWEEP = """
+import os, sys, time
+from pathlib import Path
+from dpd.bench.grid import BenchRun
+from dpd.bench.runner import ProcessPool
+
+def train_forever(run, directory):
+    (directory / "pid").write_text(str(os.getpid()))
+    time.sleep(300)
+
+if __name__ == "__main__":
+    directory = Path(sys.argv[1])
+    pool = ProcessPool(1, train_forever)
+    pool.start(BenchRun("env", "ppo", "sb3", 0, 1, 1, 1, 1, 1), directory)
+    while not (directory / "pid").exists():
+        time.sleep(0.1)
+    print("started", flush=True)
+    time.sleep(300)
+"""
+
+
+def test_bench_workers_die_with_the_sweep(tmp_path):
+    """The sweep is killed (SIGKILL: no cleanup runs): its worker ends too, not hours later."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    script = tmp_path / "sweep.py"
+    script.write_text(SWEEP)
+    sweep = subprocess.Popen([sys.executable, str(script), str(tmp_path)], stdout=subprocess.PIPE, text=True)
+    worker = None
+    try:
+        assert sweep.stdout.readline().strip() == "started"
+        worker = int((tmp_path / "pid").read_text())
+        sweep.kill()
+        sweep.wait()
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                os.kill(worker, 0)
+                stat = Path(f"/proc/{worker}/stat")
+                zombie = stat.exists() and stat.read_text().rsplit(")", 1)[1].split()[0] == "Z"  # dead, not yet reaped
+            except (ProcessLookupError, FileNotFoundError):
+                zombie = True
+            if zombie:
+                worker = None
+                break
+            time.sleep(0.1)
+        assert worker is None, "the bench worker outlived the sweep"
+    finally:
+        sweep.kill()
+        if worker is not None:
+            os.kill(worker, signal.SIGKILL)

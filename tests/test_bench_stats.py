@@ -137,13 +137,16 @@ def test_unknown_methods_come_after_known_ones_alphabetically():
     assert sorted(["zeta", "dpd-none", "alpha", "sb3"], key=method_sort_key) == ["sb3", "dpd-none", "alpha", "zeta"]
     assert sorted(reversed(METHOD_ORDER), key=method_sort_key) == [
         "sb3",
+        "sb3-utd",
         "dpd",
         "independent",
         "dpd-hard",
         "dpd-none",
         "shared",
         "shared-guided",
+        "shared-distill",
         "shared-dpd",
+        "shared-per-peer",
     ]
 
 

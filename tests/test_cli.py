@@ -138,11 +138,14 @@ def test_a_failed_save_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
 
     monkeypatch.setattr(Learner, "save", broken_save)
     from dpd.agents import open_run
-    from dpd.agents.peer import PeerFailure
+    from dpd.rundir import CheckpointError
 
     trainer = open_run(run_dir)
-    with pytest.raises(PeerFailure, match="peer0 failed: OSError: disk full"):
-        trainer.checkpoint()
+    try:
+        with pytest.raises(CheckpointError, match="cannot write checkpoint .*: peer0: OSError: disk full"):
+            trainer.checkpoint()
+    finally:
+        trainer.close()
     after = read_manifest(run_dir)["progress"]["checkpoint"]
     assert after == before and (run_dir / before / "peer0" / "model.zip").is_file()
 
@@ -172,3 +175,12 @@ def test_kd_is_a_dpd_command(tmp_path, capsys):
     assert "student" in capsys.readouterr().out and (run_dir / "teacher.pt").is_file()
     assert main(["kd", "--method", "telepathy", "--run-dir", str(tmp_path / "never")]) == 2
     assert "telepathy" in capsys.readouterr().err and not (tmp_path / "never").exists()
+
+
+def test_version(capsys):
+    from importlib import metadata
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--version"])
+    assert exit_info.value.code == 0
+    assert capsys.readouterr().out.strip() == f"dpd {metadata.version('dpd')}"

@@ -3,10 +3,17 @@ no orphans; and the registries that name backends and learners."""
 
 import json
 import multiprocessing
+import os
+import signal
+import subprocess
 import sys
+import time
+from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
+from stable_baselines3 import PPO
 
 from dpd.agents import PeerGroup, build_group, new_run
 from dpd.agents.algorithms import ALGORITHMS, available_algorithms, register_learner
@@ -105,11 +112,11 @@ def test_a_peer_that_raises_stops_the_group_and_names_itself(parallel_backend, t
         "--run-dir",
         str(run_dir),
         "--set",
-        "env_kwargs.reward_scale=.nan",
+        "env_kwargs.reward_scale=1e308",  # the config refuses NaN; this overflows to infinity in the env
     ]
     assert main(args) == 1
     error = capsys.readouterr().err
-    # NaN rewards: torch's distribution check raises in peer0's first update
+    # infinite rewards, NaN returns: torch's distribution check raises in peer0's first update
     assert error.count("\n") == 1 + error.count("WARN")
     assert "dpd: error: peer0 failed: ValueError" in error and f"--resume {run_dir}" in error
     assert multiprocessing.active_children() == []
@@ -198,3 +205,106 @@ def test_every_backend_serves_every_request_of_the_interface():
     for backend in (LocalPeers, ProcessPeers, RayPeers):
         assert all(callable(getattr(backend, name, None)) for name in requests), backend
         assert not getattr(backend, "__abstractmethods__", None), backend
+
+
+def test_a_peer_that_turned_nan_is_not_saved_as_a_survivor(tmp_path):
+    """peer0 fails; peer1 has NaN parameters without having failed yet: both go back to the last
+    checkpoint, peer2 alone is saved as it is."""
+    run_dir = tmp_path / "nan"
+    cfg = tiny_config("local", total_steps=3072, peers=3, checkpoint_every=0, turn_steps=256)
+    trainer = new_run(run_dir, cfg)
+    group = trainer.group
+    try:
+        for learner in group.learners:
+            learner.start(None)
+        group.train_round()
+        before = trainer.checkpoint()
+        group.train_round()
+        with torch.no_grad():
+            for parameter in group.backend.peers[1].learner.model.policy.parameters():
+                parameter.fill_(float("nan"))
+        assert [learner.sound() for learner in group.learners] == [True, False, True]
+        after = trainer.checkpoint_survivors(0)
+    finally:
+        trainer.close()
+    progress = json.loads((run_dir / "manifest.json").read_text())["progress"]
+    assert progress["learners"] == {
+        "peer0": {"num_timesteps": 256, "iterations": 1},
+        "peer1": {"num_timesteps": 256, "iterations": 1},
+        "peer2": {"num_timesteps": 512, "iterations": 2},
+    }
+    assert after != before and not before.exists() and run_dir / progress["checkpoint"] == after
+    for name, steps in (("peer0", 256), ("peer1", 256), ("peer2", 512)):
+        model = PPO.load(after / name / "model.zip")
+        assert model.num_timesteps == steps
+        assert all(torch.isfinite(parameter).all() for parameter in model.policy.parameters())
+    assert main(["train", "--resume", str(run_dir), "--no-progress"]) == 0
+
+
+def test_peers_failing_at_once_in_processes_leave_a_consistent_checkpoint(tmp_path):
+    """Both peers fail in the same parallel round: neither is saved as a survivor, so every
+    checkpointed model agrees with the manifest on its steps."""
+    run_dir = tmp_path / "both"
+    cfg = tiny_config("process", total_steps=2048, checkpoint_every=0)
+    cfg.env_kwargs["reward_scale"] = float("nan")  # the config refuses it; the env does not
+    trainer = new_run(run_dir, cfg)
+    try:
+        with pytest.raises(PeerFailure, match="peer0 failed: ValueError"):
+            trainer.train(progress_bar=False)
+    finally:
+        trainer.close()
+    progress = json.loads((run_dir / "manifest.json").read_text())["progress"]
+    if progress["checkpoint"] is not None:
+        for name, entry in progress["learners"].items():
+            path = run_dir / progress["checkpoint"] / name / "model.zip"
+            assert not path.exists() or PPO.load(path).num_timesteps == entry["num_timesteps"], name
+    assert multiprocessing.active_children() == []
+
+
+ORPHANS = """
+import sys
+from dpd.agents import build_group
+from dpd.config import build_config
+
+if __name__ == "__main__":
+    group = build_group(build_config({"env": sys.argv[1], "peers": 2, "total_steps": 400000, "backend": "process"}))
+    for learner in group.learners:
+        learner.start(None)
+    print(" ".join(str(process.pid) for process in group.backend.processes), flush=True)
+    group.backend.train_turns({0: (0, 200000), 1: (0, 200000)})  # minutes: the group is killed first
+"""
+
+
+def running(pid):
+    """Whether ``pid`` runs (a zombie, dead but not yet reaped, does not)."""
+    stat = Path(f"/proc/{pid}/stat")
+    try:
+        os.kill(pid, 0)
+        return not stat.exists() or stat.read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (ProcessLookupError, FileNotFoundError):
+        return False
+
+
+def test_peers_of_a_killed_group_end_at_once_and_quietly(tmp_path):
+    """The group is killed mid-turn (SIGKILL: nothing of it runs after): its peer processes end
+    too, not minutes later, and print no BrokenPipeError traceback on its terminal."""
+    script = tmp_path / "group.py"
+    script.write_text(ORPHANS)
+    group = subprocess.Popen([sys.executable, str(script), TINY], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    peers = []
+    try:
+        peers = [int(pid) for pid in group.stdout.readline().split()]
+        assert len(peers) == 2, group.stderr.read()
+        time.sleep(1.0)  # the turn is under way
+        group.kill()
+        group.wait()
+        deadline = time.monotonic() + 10
+        while any(running(pid) for pid in peers) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not any(running(pid) for pid in peers), "peer processes outlived their group"
+        assert "Traceback" not in group.stderr.read()
+    finally:
+        group.kill()
+        for pid in peers:
+            if running(pid):
+                os.kill(pid, signal.SIGKILL)

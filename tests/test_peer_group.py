@@ -170,6 +170,9 @@ class IterationStub(StubPeer):
         self.num_timesteps += 100
         return 100
 
+    def parameters_finite(self) -> bool:
+        return True
+
 
 def test_a_turn_counts_the_rounds_due_after_the_start():
     from dpd.agents.peer import Peer

@@ -200,7 +200,7 @@ def torch_equal(a, b) -> bool:
             "guide=best",
             "need off-policy peers (sac, td3, ddpg) that can use each other's transitions; not peer1 (ppo)",
         ),
-        ("sac", "guide=leader", "unknown guide mode 'leader'; valid choices: best, none"),
+        ("sac", "guide=leader", "unknown guide mode 'leader'; valid choices: best, distill, none"),
         ("sac", "guide.every=0", "guide.every must be positive"),
         ("sac", "share.updates=double", "unknown share.updates 'double'"),
     ],
@@ -244,3 +244,45 @@ def test_a_parallel_group_with_sharing_and_guidance_reproduces_the_sequential_on
     assert leader_local == leader_process is not None
     assert bytes_local == 0 and bytes_process > STEPS * 4 * 4  # at least the observations crossed processes
     assert multiprocessing.active_children() == []
+
+
+def test_distill_from_the_leader_moves_only_the_others_towards_it():
+    """guide=distill (PIEKD): the peer with the better training return is the leader; the other
+    one's actions on the leader's states move towards the leader's, and the leader is untouched."""
+    learners, group = group_of(guide="distill", steps=100)
+    for learner in learners:
+        for _ in range(300):
+            learner.train_iteration(0)
+        learner.model.ep_info_buffer.extend([{"r": 10.0 if learner is learners[1] else 1.0, "l": 1, "t": 0.0}] * 3)
+    for proxy in group.learners:
+        proxy.status = group.backend.status(proxy.index)
+    states = learners[1].states.at(np.arange(len(learners[1].states)))
+
+    def gap() -> float:
+        return float(((learners[0].policy_on(states).env_action - learners[1].policy_on(states).env_action) ** 2).mean())
+
+    before, leader_before = gap(), learners[1].policy_on(states).env_action
+    group.elect()
+    assert group.leader == 1
+    assert gap() < 0.5 * before
+    assert torch_equal(learners[1].policy_on(states).env_action, leader_before)
+    group.close()
+
+
+def test_update_accounting_equal_keeps_one_learners_total_and_per_peer_matches_sb3_utd():
+    """``equal``: N peers at total/N env steps each take, in sum, one learner's updates;
+    ``per_peer`` and the ``sb3-utd`` baseline both multiply gradient_steps by N."""
+    from dpd.agents import check_config
+    from dpd.bench.grid import BenchRun
+    from dpd.config import build_config
+
+    def gradient_steps(method: str, peers: int = 3) -> list:
+        run = BenchRun("Hopper-v5", "sac", method, 0, 300_000, peers, 10_000, 1, 1)
+        setups = check_config(build_config(run.config()))
+        return [(setup.algo_kwargs.get("gradient_steps", 1), setup.spec.budget) for setup in setups]
+
+    assert gradient_steps("sb3") == [(1, 300_000)]
+    equal = gradient_steps("shared")
+    assert equal == [(1, 100_000)] * 3 and sum(steps * budget for steps, budget in equal) == 300_000
+    assert gradient_steps("shared-per-peer") == [(3, 100_000)] * 3
+    assert gradient_steps("sb3-utd") == [(3, 300_000)]

@@ -40,6 +40,19 @@ def sb3_teacher(tmp_path_factory):
     return directory / "teacher.zip"
 
 
+@pytest.fixture(scope="module")
+def raw_teacher(tmp_path_factory):
+    """A PPO teacher saved by plain SB3 without VecNormalize: it acts on raw observations, and no
+    ``vecnormalize.pkl`` lies beside it."""
+    from dpd import envs
+
+    directory = tmp_path_factory.mktemp("raw_teacher")
+    model = PPO("MlpPolicy", envs.make_env(TINY, seed=0, normalize=False), seed=0, n_steps=256, batch_size=64, gamma=0.95)
+    model.learn(1024)
+    model.save(directory / "teacher.zip")
+    return directory / "teacher.zip"
+
+
 def distill(teacher, run_dir, mode, *extra):
     """``dpd distill`` of a width-8 student on the tiny env, without evaluations during training."""
     args = ["distill", "--teacher", str(teacher), "--env", TINY, "--student-net", "8", "--mode", mode, "--total-steps", "4096"]
@@ -129,8 +142,8 @@ def test_distill_run_resumes(sb3_teacher, tmp_path, monkeypatch):
         ("trained", ["--mode", "dagger"], "unknown distillation mode 'dagger'"),
         ("corrupt", [], "not a readable SB3 model zip"),
         ("trained", ["--student-algo", "td3", "--set", "distill.loss=kl"], "deterministic"),
-        # the teacher learned with 0.95
-        ("trained", ["--set", "algo_kwargs.gamma=0.9"], "teacher and student: peers must share one discount"),
+        # the teacher learned with 0.95; only the gated mode compares values
+        ("trained", ["--mode", "gated", "--set", "algo_kwargs.gamma=0.9"], "teacher and student: peers must share one"),
         ("trained", ["--set", "distill.gate=return"], "has no peer to gate"),
     ],
 )
@@ -141,3 +154,42 @@ def test_teacher_errors(teacher, extra, message, sb3_teacher, tmp_path, capsys):
     args = ["distill", "--env", TINY, "--total-steps", "512", "--no-progress", "--teacher", str(paths[teacher]), *extra]
     assert message in expect_cli_error([*args, "--run-dir", str(run_dir)], capsys)
     assert not run_dir.exists()
+
+
+@pytest.mark.parametrize("mode", ["offline", "online"])
+def test_a_teacher_without_normalisation_teaches(raw_teacher, tmp_path, mode):
+    run_dir = tmp_path / mode
+    assert distill(raw_teacher, run_dir, mode, "--total-steps", "1024") == 0
+    (result,) = read_manifest(run_dir)["progress"]["final_eval"]
+    assert {"fidelity/teacher_states/action_mse", "fidelity/return_ratio"} <= set(result["metrics"])
+
+
+def test_fidelity_of_a_teacher_without_normalisation(raw_teacher, sb3_teacher, capsys):
+    args = ["fidelity", str(raw_teacher), str(sb3_teacher), "--env", TINY, "--episodes", "2", "--states", "50", "--json"]
+    assert main(args) == 0
+    assert "teacher_states/action_mse" in capsys.readouterr().out
+    report = compare_models(str(raw_teacher), str(raw_teacher), TINY, None, None, episodes=2, n_states=50, tolerance=0.05)
+    assert report["teacher_states/action_mse"] == 0.0 and report["return_ratio"] == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("mode", ["offline", "online", "kickstart"])
+def test_a_teacher_with_another_discount_teaches_where_values_are_not_compared(sb3_teacher, tmp_path, mode):
+    """The teacher learned with 0.95; only the gated mode compares its values with the student's."""
+    assert distill(sb3_teacher, tmp_path / mode, mode, "--total-steps", "512", "--set", "algo_kwargs.gamma=0.9") == 0
+
+
+def test_nan_in_distillation_ends_in_one_line_and_keeps_the_last_checkpoint(sb3_teacher, tmp_path, capsys):
+    """A learning rate of 1e6 turns the student NaN at its first distillation round (at 512 env
+    steps), after a checkpoint at 256."""
+    run_dir = tmp_path / "nan"
+    extra = ["--set", "checkpoint_every=256", "--set", "distill.start=512", "--set", "distill.lr=1e6"]
+    assert distill(sb3_teacher, run_dir, "online", *extra) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("dpd: error: student failed: FloatingPointError"), err
+    assert "other peers" not in err and f"--resume {run_dir}" in err
+    progress = read_manifest(run_dir)["progress"]
+    assert progress["run_steps"] == 256 and not progress["finished"]
+    student = PPO.load(run_dir / progress["checkpoint"] / "student" / "model.zip")
+    assert student.num_timesteps == 256
+    assert all(torch.isfinite(parameter).all() for parameter in student.policy.parameters())
+    assert main(["eval", str(run_dir), "--episodes", "1"]) == 0

@@ -92,7 +92,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
         raise unknown_choice("bench backend", args.backend, BENCH_BACKENDS)
     grid = grid_from(args)
     out = Path(args.out or f"results/bench-{args.preset}")
-    runs = expand(grid)
+    runs = expand(grid)  # every run's config, env and action space checked: nothing is written before
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out} is a file; give a directory for the results")
     command = "dpd " + " ".join(args.argv)
     if args.report_only:
         from dpd.bench.runner import completed_result
@@ -101,6 +103,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
         if not rows:
             raise UserError(f"no complete runs of this grid in {out}")
     else:
+        from dpd.rundir import make_directory
+
+        make_directory(out, "results directory")
         try:
             rows = _run(runs, out, min(args.workers, len(runs)), not args.no_progress, args.backend, args.address)
         except KeyboardInterrupt:

@@ -13,6 +13,7 @@ from dpd.errors import UserError, unknown_choice
 # SB3's own ``learn()`` (runner.py); the layer only fixes its single learner.
 METHODS: Dict[str, Dict[str, Any]] = {
     "sb3": {"peers": 1, "distill": {"enabled": False}},
+    "sb3-utd": {"peers": 1, "distill": {"enabled": False}},  # gradient_steps set in BenchRun.config
     "dpd": {},
     "independent": {"distill": {"enabled": False}},
     "dpd-hard": {"distill": {"weighting": "hard"}},
@@ -21,10 +22,22 @@ METHODS: Dict[str, Dict[str, Any]] = {
     "shared": {"distill": {"enabled": False}, "share": {"enabled": True}},
     # ... and follow the best peer (P3S; dpd.agents.guidance) ...
     "shared-guided": {"distill": {"enabled": False}, "share": {"enabled": True}, "guide": {"mode": "best"}},
+    # ... or are distilled towards the best peer every 5000 steps (PIEKD) ...
+    "shared-distill": {
+        "distill": {"enabled": False},
+        "share": {"enabled": True},
+        "guide": {"mode": "distill", "every": 5000, "steps": 1000},
+    },
     # ... or distill from each other where the peer is better (DPD's weighted distillation).
     "shared-dpd": {"share": {"enabled": True}},
+    # Sharing with each peer updating as if alone: compare with sb3-utd (same updates per env step).
+    "shared-per-peer": {"distill": {"enabled": False}, "share": {"enabled": True, "updates": "per_peer"}},
 }
 PLAIN_SB3 = "sb3"
+# One SB3 learner at the update-to-data ratio of a group whose peers update as if alone
+# (``share.updates=per_peer``): ``gradient_steps`` times the number of peers.
+PLAIN_SB3_UTD = "sb3-utd"
+SINGLE_LEARNER_METHODS = (PLAIN_SB3, PLAIN_SB3_UTD)
 
 
 @dataclass(frozen=True)
@@ -65,7 +78,7 @@ PRESETS: Dict[str, Grid] = {
     "offpolicy": Grid(
         envs=("HalfCheetah-v5", "Hopper-v5", "Walker2d-v5"),
         algos=("sac",),
-        methods=("sb3", "independent", "shared", "shared-guided", "shared-dpd"),
+        methods=("sb3", "independent", "shared", "shared-guided", "shared-distill", "shared-dpd"),
         seeds=(0, 1, 2, 3, 4),
         total_steps=300_000,
         eval_every=20_000,
@@ -96,7 +109,7 @@ class BenchRun:
         """The run's ``RunConfig`` layer: the grid's settings, overrides, then the method's."""
         from dpd.config import merge, parse_overrides
 
-        learners = 1 if self.method == PLAIN_SB3 else self.peers
+        learners = 1 if self.method in SINGLE_LEARNER_METHODS else self.peers
         layer: Dict[str, Any] = {
             "env": self.env,
             "algo": self.algo,
@@ -112,8 +125,11 @@ class BenchRun:
                 "final_episodes": self.final_episodes,
             },
         }
-        layer = merge(layer, parse_overrides(list(self.overrides)))
-        return merge(layer, METHODS[self.method])
+        layer = merge(merge(layer, parse_overrides(list(self.overrides))), METHODS[self.method])
+        if self.method == PLAIN_SB3_UTD:
+            steps = layer.get("algo_kwargs", {}).get("gradient_steps", 1)
+            layer = merge(layer, {"algo_kwargs": {"gradient_steps": steps * self.peers}})
+        return layer
 
 
 def parse_seeds(text: str) -> Tuple[int, ...]:
@@ -122,9 +138,11 @@ def parse_seeds(text: str) -> Tuple[int, ...]:
     try:
         for part in text.split(","):
             first, _, last = part.strip().partition("-")
+            if last and int(last) < int(first):
+                raise UserError(f"--seeds range {part.strip()!r} is reversed; write {last}-{first}")
             seeds.extend(range(int(first), int(last) + 1) if last else [int(first)])
     except ValueError:
-        raise UserError(f"--seeds expects a list such as 0-4 or 0,2,7, got {text!r}") from None
+        raise UserError(f"--seeds expects a list such as 0-4 or 0,2,7 of seeds from 0, got {text!r}") from None
     if not seeds or len(set(seeds)) != len(seeds):
         raise UserError(f"--seeds must name distinct seeds, got {text!r}")
     return tuple(seeds)

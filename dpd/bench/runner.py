@@ -8,20 +8,22 @@ leaves ``error.txt`` and does not stop the others.
 
 import json
 import multiprocessing
+import os
 import shutil
 import sys
 import time
 import traceback
 from collections import defaultdict
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from multiprocessing.connection import wait
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from dpd.bench.grid import PLAIN_SB3, BenchRun
+from dpd.bench.grid import PLAIN_SB3, SINGLE_LEARNER_METHODS, BenchRun
 from dpd.errors import UserError
+from dpd.processes import die_with_parent
 
 RESULT_FILE = "result.json"
 TRAINING_EPISODES = 10  # training episodes whose mean return picks a group's deployable peer
@@ -38,9 +40,27 @@ def run_fields(run: BenchRun) -> Dict[str, Any]:
     return {**asdict(run), "overrides": list(run.overrides)}
 
 
+# What every result row holds: the run's settings and its scores.
+RESULT_KEYS = (*(f.name for f in fields(BenchRun)), "status", "score", "peer_scores", "curve")
+
+
 def load_result(directory: Path) -> Optional[Dict[str, Any]]:
+    """The run's result row, or None where it has none. A truncated or malformed ``result.json``
+    (a copy cut short, an edit gone wrong) makes the run incomplete, said in one line: it is run
+    again, never a traceback."""
     path = directory / RESULT_FILE
-    return json.loads(path.read_text()) if path.exists() else None
+    if not path.exists():
+        return None
+    try:
+        row = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        problem = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+    else:
+        if isinstance(row, dict) and all(key in row for key in RESULT_KEYS):
+            return row
+        problem = "not a result row" if isinstance(row, dict) else f"a JSON {type(row).__name__}, not a result row"
+    print(f"dpd bench: {path} is truncated or malformed ({problem}); the run counts as incomplete", file=sys.stderr)
+    return None
 
 
 def completed_result(out: Path, run: BenchRun) -> Optional[Dict[str, Any]]:
@@ -169,7 +189,7 @@ def execute(run: BenchRun, directory: Path) -> Dict[str, Any]:
 
     cfg = build_config(run.config())
     start = time.perf_counter()
-    train = _train_plain_sb3 if run.method == PLAIN_SB3 else _train_group
+    train = _train_plain_sb3 if run.method in SINGLE_LEARNER_METHODS else _train_group
     trained = train(run, directory, cfg)
     peer_scores = trained.peer_scores
     return {
@@ -177,7 +197,7 @@ def execute(run: BenchRun, directory: Path) -> Dict[str, Any]:
         "status": "ok",
         "score": sum(peer_scores) / len(peer_scores),
         "peer_scores": peer_scores,
-        "best_peer": max(peer_scores) if run.method != PLAIN_SB3 else None,
+        "best_peer": max(peer_scores) if run.method not in SINGLE_LEARNER_METHODS else None,
         "deployable": peer_scores[deployable_index(trained.training_returns)],
         "training_returns": trained.training_returns,
         "gradient_updates": trained.gradient_updates,
@@ -280,6 +300,12 @@ class RunPool:
         return len(self.active) < self.workers
 
 
+def _worker(target: Callable[[BenchRun, Path], None], run: BenchRun, directory: Path, parent: int) -> None:
+    """A pool worker: tied to the sweep's life, then ``target(run, directory)``."""
+    die_with_parent(parent)
+    target(run, directory)
+
+
 class ProcessPool(RunPool):
     """Each run in a fresh process (a crash takes one run only)."""
 
@@ -289,7 +315,9 @@ class ProcessPool(RunPool):
         self.context = multiprocessing.get_context("spawn")
 
     def start(self, run: BenchRun, directory: Path) -> None:
-        process = self.context.Process(target=self.target, args=(run, directory), name=f"dpd-bench {run.key}")
+        process = self.context.Process(
+            target=_worker, args=(self.target, run, directory, os.getpid()), name=f"dpd-bench {run.key}"
+        )
         process.start()
         self.active[process] = run
 

@@ -14,6 +14,7 @@ Every check that can fail on user input runs before the run directory is created
 """
 
 import json
+import shutil
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -27,7 +28,7 @@ from dpd.kd.models import log_probs_of, save_atomically
 from dpd.kd.options import KDConfig, KDOptions, Schedule
 from dpd.kd.teachers import NuisanceTeacher, Teacher, load_teacher, save_teacher, train_teacher
 from dpd.kd.tensorboard import ScalarLog
-from dpd.rundir import atomic_write_text
+from dpd.rundir import atomic_write_text, make_directory
 
 
 @dataclass(frozen=True)
@@ -95,8 +96,13 @@ def run_kd(config: KDConfig) -> Tuple[KDReport, Path]:
     loaded = load_teacher(Path(config.teacher_path), data) if config.teacher_path else None
     config.options.validate(len(loaded.hidden if loaded else config.teacher_hidden))
 
-    run_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(run_dir / "config.json", json.dumps(asdict(replace(config, run_dir=str(run_dir))), indent=2))
+    made = make_directory(run_dir, "run dir")  # under a file, read-only: a user error, nothing written
+    try:
+        atomic_write_text(run_dir / "config.json", json.dumps(asdict(replace(config, run_dir=str(run_dir))), indent=2))
+    except OSError as exc:
+        if made is not None:
+            shutil.rmtree(made, ignore_errors=True)
+        raise UserError(f"cannot write run dir {run_dir}: {exc}") from None
     log = ScalarLog(run_dir / "tb")
     try:
         teacher = loaded or _train_teacher(config, data, log)

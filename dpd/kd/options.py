@@ -168,9 +168,9 @@ class KDConfig:
                 raise UserError(f"{flag} must be at least 1, got {value}")
         if self.teacher_epochs is not None and self.teacher_epochs < 1:
             raise UserError(f"--teacher-epochs must be at least 1, got {self.teacher_epochs}")
-        if not self.lr > 0:
-            raise UserError(f"--lr must be positive, got {self.lr}")
-        if self.nuisance_dim < 0 or self.nuisance_scale < 0:
+        if not 0 < self.lr < float("inf"):  # NaN fails too
+            raise UserError(f"--lr must be a positive number, got {self.lr}")
+        if not (self.nuisance_dim >= 0 and 0 <= self.nuisance_scale < float("inf")):
             raise UserError("--nuisance-dim and --nuisance-scale must be >= 0")
         if self.self_distill and self.teacher_ensemble > 1:
             raise UserError(
