@@ -11,13 +11,14 @@ from typing import Dict, List, Optional, Sequence
 
 import torch
 from stable_baselines3 import DDPG, SAC, TD3
+from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 
 from dpd.agents.guidance import GuidanceHook, Guide, adapt_beta, make_guide
-from dpd.agents.learner import Learner
+from dpd.agents.learner import Learner, LearnerSpec
 from dpd.agents.learner_registry import register_learner
 from dpd.agents.sharing import TransitionBatch, TransitionOutbox, append_rows, check_shareable
-from dpd.config import GuideConfig
+from dpd.config import DistillConfig, GuideConfig
 from dpd.losses import PolicyOutput
 
 REPLAY_FILE = "replay_buffer.pkl"
@@ -39,8 +40,8 @@ class OffPolicyLearner(Learner):
     outbox: TransitionOutbox  # own transitions not yet handed to the peers (share=on)
     guidance: Optional[GuidanceHook] = None  # installed by the first ``follow`` (guide=best)
 
-    def __init__(self, *args, **kwargs) -> None:  # noqa: ANN002, ANN003  (Learner's signature)
-        super().__init__(*args, **kwargs)
+    def __init__(self, spec: LearnerSpec, model: BaseAlgorithm, distill: DistillConfig) -> None:
+        super().__init__(spec, model, distill)
         self.outbox = TransitionOutbox()
 
     @property
