@@ -43,14 +43,16 @@ def check_config(cfg: RunConfig) -> List[PeerSetup]:
 def _check_sharing(cfg: RunConfig, setups: List[PeerSetup]) -> None:
     """Shared replay buffers and guidance by the leader need off-policy peers and a group."""
     wanted = [name for name, on in (("share", cfg.share.enabled), (f"guide={cfg.guide.mode}", cfg.guide.mode != "none")) if on]
+    what = " and ".join(wanted)
+    plural = len(wanted) > 1  # "share needs", "share and guide=best need"
     if not wanted:
         return
     if cfg.teacher.path or cfg.peers < 2:
-        raise UserError(f"{' and '.join(wanted)} work between peers: use peers >= 2 and no teacher")
+        raise UserError(f"{what} {'work' if plural else 'works'} between peers: use peers >= 2 and no teacher")
     on_policy = [f"{setup.spec.name} ({setup.spec.algo})" for setup in setups if not ALGORITHMS[setup.spec.algo].off_policy]
     if on_policy:
         raise UserError(
-            f"{' and '.join(wanted)} need off-policy peers (sac, td3, ddpg) that can use each other's transitions; "
+            f"{what} {'need' if plural else 'needs'} off-policy peers (sac, td3, ddpg) that can use each other's transitions; "
             f"not {', '.join(on_policy)}"
         )
     if cfg.share.updates == "per_peer" and any(setup.algo_kwargs.get("gradient_steps", 1) < 1 for setup in setups):

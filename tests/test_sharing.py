@@ -194,11 +194,11 @@ def torch_equal(a, b) -> bool:
 @pytest.mark.parametrize(
     "algo, setting, message",
     [
-        ("ppo", "share=on", "need off-policy peers (sac, td3, ddpg)"),
+        ("ppo", "share=on", "needs off-policy peers (sac, td3, ddpg)"),
         (
             "sac,ppo",
             "guide=best",
-            "need off-policy peers (sac, td3, ddpg) that can use each other's transitions; not peer1 (ppo)",
+            "needs off-policy peers (sac, td3, ddpg) that can use each other's transitions; not peer1 (ppo)",
         ),
         ("sac", "guide=leader", "unknown guide mode 'leader'; valid choices: best, distill, none"),
         ("sac", "guide.every=0", "guide.every must be positive"),
