@@ -38,8 +38,8 @@ from dpd.agents.distillation import DistillBatch, TeacherAnswer
 from dpd.agents.guidance import Guide
 from dpd.agents.learner import Learner
 from dpd.agents.peer import Peer, PeerStatus, TurnReport
-from dpd.agents.sharing import TransitionBatch
-from dpd.config import GuideConfig
+from dpd.agents.sharing import Experience
+from dpd.config import GuideConfig, ShareConfig
 from dpd.errors import unknown_choice
 
 LearnerFactory = Callable[[], Learner]
@@ -74,12 +74,16 @@ class PeerBackend(Protocol):
         """One distillation step of each peer per batch; each step's diagnostics."""
         ...
 
-    def take_transitions(self, indices: Sequence[int]) -> Dict[int, TransitionBatch]:
-        """Each peer's own transitions since it last handed them over (share=on)."""
+    def start_sharing(self, configs: Mapping[int, ShareConfig]) -> None:
+        """Each peer keeps its experience for the others from now on (share=on)."""
         ...
 
-    def add_transitions(self, batches: Mapping[int, Sequence[TransitionBatch]]) -> Dict[int, int]:
-        """Peers' transitions into each peer's replay buffer; how many each received."""
+    def take_transitions(self, indices: Sequence[int]) -> Dict[int, Experience]:
+        """Each peer's own experience since it last handed it over (share=on)."""
+        ...
+
+    def add_transitions(self, batches: Mapping[int, Sequence[Experience]]) -> Dict[int, int]:
+        """Peers' experience for each peer to learn from; how many transitions each received."""
         ...
 
     def guide(self, index: int) -> Guide:
@@ -164,10 +168,13 @@ class MessageBackend(ABC):
     def distill(self, batches: Mapping[int, Sequence[DistillBatch]]) -> Dict[int, Stats]:
         return self._ask(Peer.distill, {index: (batch,) for index, batch in batches.items()})
 
-    def take_transitions(self, indices: Sequence[int]) -> Dict[int, TransitionBatch]:
+    def start_sharing(self, configs: Mapping[int, ShareConfig]) -> None:
+        self._ask(Peer.start_sharing, {index: (config,) for index, config in configs.items()})
+
+    def take_transitions(self, indices: Sequence[int]) -> Dict[int, Experience]:
         return self._ask(Peer.take_transitions, {index: () for index in indices})
 
-    def add_transitions(self, batches: Mapping[int, Sequence[TransitionBatch]]) -> Dict[int, int]:
+    def add_transitions(self, batches: Mapping[int, Sequence[Experience]]) -> Dict[int, int]:
         return self._ask(Peer.add_transitions, {index: (list(parts),) for index, parts in batches.items()})
 
     def guide(self, index: int) -> Guide:

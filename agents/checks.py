@@ -41,19 +41,24 @@ def check_config(cfg: RunConfig) -> List[PeerSetup]:
 
 
 def _check_sharing(cfg: RunConfig, setups: List[PeerSetup]) -> None:
-    """Shared replay buffers and guidance by the leader need off-policy peers and a group."""
+    """Shared experience needs a group of one kind (off-policy peers share replay buffers,
+    on-policy peers rollouts); guidance by the leader needs off-policy peers."""
     wanted = [name for name, on in (("share", cfg.share.enabled), (f"guide={cfg.guide.mode}", cfg.guide.mode != "none")) if on]
-    what = " and ".join(wanted)
-    plural = len(wanted) > 1  # "share needs", "share and guide=best need"
     if not wanted:
         return
+    what = " and ".join(wanted)
     if cfg.teacher.path or cfg.peers < 2:
-        raise UserError(f"{what} {'work' if plural else 'works'} between peers: use peers >= 2 and no teacher")
+        raise UserError(f"{what} {'work' if len(wanted) > 1 else 'works'} between peers: use peers >= 2 and no teacher")
     on_policy = [f"{setup.spec.name} ({setup.spec.algo})" for setup in setups if not ALGORITHMS[setup.spec.algo].off_policy]
-    if on_policy:
+    if cfg.guide.mode != "none" and on_policy:
         raise UserError(
-            f"{what} {'need' if plural else 'needs'} off-policy peers (sac, td3, ddpg) that can use each other's transitions; "
+            f"guide={cfg.guide.mode} needs off-policy peers (sac, td3, ddpg) whose actors can follow a leader; "
             f"not {', '.join(on_policy)}"
+        )
+    if cfg.share.enabled and 0 < len(on_policy) < len(setups):
+        raise UserError(
+            "share needs peers of one kind: off-policy peers (sac, td3, ddpg) share replay buffers and on-policy peers "
+            f"(ppo, a2c) rollouts, but only {', '.join(on_policy)} {'is' if len(on_policy) == 1 else 'are'} on-policy"
         )
     if cfg.share.updates == "per_peer" and any(setup.algo_kwargs.get("gradient_steps", 1) < 1 for setup in setups):
         raise UserError("share.updates=per_peer multiplies gradient_steps, which must then be a positive count")

@@ -12,19 +12,20 @@ import copy
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, ClassVar, Dict, List, Optional, Tuple, Type
+from typing import Any, Callable, ClassVar, Dict, List, Optional, Sequence, Tuple, Type
 
 import numpy as np
 import torch
 from stable_baselines3.common.base_class import BaseAlgorithm
-from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.callbacks import BaseCallback, CallbackList
 from stable_baselines3.common.evaluation import evaluate_policy
 from stable_baselines3.common.logger import Logger, configure
 from stable_baselines3.common.utils import LinearSchedule
 from stable_baselines3.common.vec_env import VecNormalize
 
+from dpd.agents.sharing import Experience
 from dpd.agents.state_buffer import RawStateBuffer
-from dpd.config import DistillConfig
+from dpd.config import DistillConfig, ShareConfig
 from dpd.envs import make_env
 from dpd.errors import UserError
 from dpd.losses import PolicyOutput, get_loss, with_temperature
@@ -192,11 +193,14 @@ class Learner(ABC):
         logger: Logger = configure(str(tensorboard_dir) if tensorboard_dir else None, formats)
         self.model.set_logger(logger)
         remaining = max(self.spec.budget - self.model.num_timesteps, 0)
-        _, callback = self.model._setup_learn(
-            remaining, _RecordRawStates(self.env, self.states), reset_num_timesteps=self.model.num_timesteps == 0
-        )
+        callbacks = CallbackList([_RecordRawStates(self.env, self.states), *self._extra_callbacks()])
+        _, callback = self.model._setup_learn(remaining, callbacks, reset_num_timesteps=self.model.num_timesteps == 0)
         callback.on_training_start(locals(), globals())
         self._callback = callback
+
+    def _extra_callbacks(self) -> List[BaseCallback]:
+        """Callbacks an algorithm adds to the rollouts (on-policy sharing records its steps)."""
+        return []
 
     @property
     def num_timesteps(self) -> int:
@@ -325,6 +329,20 @@ class Learner(ABC):
     def _action_bounds(self) -> Tuple[torch.Tensor, torch.Tensor]:
         space = self.model.action_space
         return torch.as_tensor(space.low, dtype=torch.float32), torch.as_tensor(space.high, dtype=torch.float32)
+
+    # ----- shared experience (share=on; dpd.agents.sharing, dpd.agents.rollout_sharing) ------
+
+    def start_sharing(self, config: ShareConfig) -> None:
+        """From now on, keep own experience for the peers and learn from theirs."""
+        raise UserError(f"{self.spec.algo} cannot share experience")
+
+    def take_transitions(self) -> Experience:
+        """Own experience since the last hand-over, raw, for the peers."""
+        raise UserError(f"{self.spec.algo} cannot share experience")
+
+    def add_transitions(self, batches: Sequence[Experience]) -> int:
+        """Peers' experience to learn from; returns how many transitions."""
+        raise UserError(f"{self.spec.algo} cannot share experience")
 
     @abstractmethod
     def normalized_values(self, obs: torch.Tensor) -> torch.Tensor:

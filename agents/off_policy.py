@@ -18,7 +18,7 @@ from dpd.agents.guidance import GuidanceHook, Guide, adapt_beta, make_guide
 from dpd.agents.learner import Learner, LearnerSpec
 from dpd.agents.learner_registry import register_learner
 from dpd.agents.sharing import TransitionBatch, TransitionOutbox, append_rows, check_shareable
-from dpd.config import DistillConfig, GuideConfig
+from dpd.config import DistillConfig, GuideConfig, ShareConfig
 from dpd.losses import PolicyOutput
 
 REPLAY_FILE = "replay_buffer.pkl"
@@ -82,9 +82,12 @@ class OffPolicyLearner(Learner):
 
     # ----- shared experience and guidance (share=on, guide=best) ---------------------------------
 
+    def start_sharing(self, config: ShareConfig) -> None:
+        """The outbox counts own rows all along; sharing needs a buffer that can take peers' rows."""
+        check_shareable(self.model.replay_buffer, self.spec.name)
+
     def take_transitions(self) -> TransitionBatch:
         """Own transitions since the last hand-over, raw, for the peers' buffers."""
-        check_shareable(self.model.replay_buffer, self.spec.name)
         return self.outbox.take(self.model.replay_buffer)
 
     def add_transitions(self, batches: Sequence[TransitionBatch]) -> int:

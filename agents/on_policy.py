@@ -1,15 +1,32 @@
 """Learners for SB3's on-policy actor-critics (PPO now; A2C shares the same policy class)."""
 
-from typing import List
+import math
+from pathlib import Path
+from typing import List, Optional, Sequence
 
+import numpy as np
 import torch
 from stable_baselines3 import A2C, PPO
+from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
 from stable_baselines3.common.policies import ActorCriticPolicy
 
-from dpd.agents.learner import Learner
+from dpd.agents.learner import Learner, LearnerSpec
 from dpd.agents.learner_registry import register_learner
+from dpd.agents.rollout_sharing import (
+    RolloutBatch,
+    RolloutRecorder,
+    WeightedRolloutBuffer,
+    importance_ratios,
+    peer_rollout_buffer,
+    sample_weights,
+    weighted_update,
+)
+from dpd.config import DistillConfig, ShareConfig
 from dpd.losses import PolicyOutput
+
+PEER_ROLLOUTS_FILE = "peer_rollouts.npz"  # peers' rollouts received but not yet learned from
 
 
 class OnPolicyLearner(Learner):
@@ -17,10 +34,19 @@ class OnPolicyLearner(Learner):
     iteration per call, so learning-rate and clip-range schedules run once over the budget."""
 
     distribution_kind = "gaussian"
+    sharing: Optional[ShareConfig] = None  # set by ``start_sharing`` (share=on)
+
+    def __init__(self, spec: LearnerSpec, model: BaseAlgorithm, distill: DistillConfig) -> None:
+        super().__init__(spec, model, distill)
+        self.recorder = RolloutRecorder(self.env)
+        self.inbox: List[RolloutBatch] = []  # peers' rollouts for the next update
 
     @property
     def policy(self) -> ActorCriticPolicy:
         return self.model.policy
+
+    def _extra_callbacks(self) -> List[BaseCallback]:
+        return [self.recorder]
 
     @property
     def steps_per_iteration(self) -> int:
@@ -36,8 +62,76 @@ class OnPolicyLearner(Learner):
         taken = model.num_timesteps - before
         model.logger.record("time/run_total_steps", run_steps_before + taken)
         model.dump_logs(self.iterations)
-        self._rl_update(update, model.train)
+        if self.inbox:
+            peers, self.inbox = self.inbox, []  # each peer rollout is learned from once
+            self._rl_update(update, lambda: self._train_shared(peers))
+        else:
+            self._rl_update(update, self._train_own)
         return taken
+
+    # ----- gradient updates: SB3's on the own rollout, or the shared update -----------------
+
+    @property
+    def gradient_updates(self) -> int:
+        """Optimizer steps of the RL update so far (SB3's ``_n_updates`` counts PPO's epochs)."""
+        return int(getattr(self.model, "dpd_gradient_steps", 0))
+
+    def _count_gradient_steps(self, steps: int) -> None:
+        # An attribute of the model, so that the SB3 zip saves and restores it.
+        self.model.dpd_gradient_steps = self.gradient_updates + steps
+
+    def _train_own(self) -> None:
+        """SB3's own update; PPO takes one step per minibatch and epoch, A2C one per update."""
+        model = self.model
+        epochs_before = model._n_updates
+        model.train()
+        minibatches = math.ceil(model.n_steps * model.n_envs / model.batch_size) if isinstance(model, PPO) else 1
+        self._count_gradient_steps((model._n_updates - epochs_before) * minibatches)
+
+    def _train_shared(self, peers: Sequence[RolloutBatch]) -> None:
+        """The update on the own rollout and the peers' (SEAC; ``dpd.agents.rollout_sharing``)."""
+        sharing = self.sharing
+        assert sharing is not None
+        parts = [self.model.rollout_buffer]
+        weights = [np.ones(self.model.rollout_buffer.rewards.size, dtype=np.float32)]
+        ratios = []
+        for batch in peers:
+            buffer = peer_rollout_buffer(self, batch)
+            parts.append(buffer)
+            ratios.append(importance_ratios(buffer, batch))
+            weights.append(sample_weights(ratios[-1], sharing.weight, sharing.ratio_clip))
+        ratio = np.concatenate(ratios)
+        logger = self.model.logger
+        logger.record("share/peer_samples", int(ratio.size))
+        logger.record("share/ratio_mean", float(np.mean(np.minimum(ratio, sharing.ratio_clip))))
+        logger.record("share/ratio_clipped_frac", float(np.mean(ratio > sharing.ratio_clip)))
+        combined = WeightedRolloutBuffer.combine(self.model, parts, weights)
+        self._count_gradient_steps(weighted_update(self.model, combined))
+
+    # ----- shared experience (share=on) -----------------------------------------------------
+
+    def start_sharing(self, config: ShareConfig) -> None:
+        self.sharing = config
+        self.recorder.recording = True
+
+    def take_transitions(self) -> RolloutBatch:
+        return self.recorder.take()
+
+    def add_transitions(self, batches: Sequence[RolloutBatch]) -> int:
+        self.inbox.extend(batch for batch in batches if len(batch))
+        return sum(batch.transitions for batch in batches)
+
+    def _save_extra(self, directory: Path) -> None:
+        if self.inbox:
+            arrays = {f"{k}_{name}": value for k, batch in enumerate(self.inbox) for name, value in batch.arrays().items()}
+            np.savez(directory / PEER_ROLLOUTS_FILE, count=len(self.inbox), **arrays)
+
+    def _load_extra(self, directory: Path) -> None:
+        path = directory / PEER_ROLLOUTS_FILE
+        if path.is_file():
+            with np.load(path, allow_pickle=False) as data:
+                names = RolloutBatch.__dataclass_fields__
+                self.inbox = [RolloutBatch(**{name: data[f"{k}_{name}"] for name in names}) for k in range(int(data["count"]))]
 
     def action_distribution(self, obs: torch.Tensor) -> PolicyOutput:
         # The pieces of ActorCriticPolicy.get_distribution, without its shared distribution object.

@@ -22,8 +22,8 @@ from dpd.agents.guidance import Guide
 from dpd.agents.learner import Learner
 from dpd.agents.off_policy import OffPolicyLearner
 from dpd.agents.random_state import PrivateRandomState
-from dpd.agents.sharing import TransitionBatch
-from dpd.config import GuideConfig
+from dpd.agents.sharing import Experience
+from dpd.config import GuideConfig, ShareConfig
 
 
 def first_line(exc: BaseException, limit: int = 300) -> str:
@@ -144,19 +144,23 @@ class Peer:
             all_stats.append(stats)
         return all_stats
 
-    # ----- shared experience and guidance (off-policy peers; dpd.agents.sharing, .guidance) ----
+    # ----- shared experience (dpd.agents.sharing, .rollout_sharing) and guidance (.guidance) --
 
     def _off_policy(self) -> OffPolicyLearner:
-        assert isinstance(self.learner, OffPolicyLearner), "sharing and guidance need off-policy peers"
+        assert isinstance(self.learner, OffPolicyLearner), "guidance needs off-policy peers"
         return self.learner
 
-    def take_transitions(self) -> TransitionBatch:
-        """Own transitions since the last hand-over, raw."""
-        return self._off_policy().take_transitions()
+    def start_sharing(self, config: ShareConfig) -> None:
+        """From now on, keep own experience for the peers and learn from theirs."""
+        self.learner.start_sharing(config)
 
-    def add_transitions(self, batches: Sequence[TransitionBatch]) -> int:
-        """Peers' transitions into the replay buffer; logged as ``share/transitions_in``."""
-        received = self._off_policy().add_transitions(batches)
+    def take_transitions(self) -> Experience:
+        """Own experience since the last hand-over, raw."""
+        return self.learner.take_transitions()
+
+    def add_transitions(self, batches: Sequence[Experience]) -> int:
+        """Peers' experience to learn from; logged as ``share/transitions_in``."""
+        received = self.learner.add_transitions(batches)
         self.learner.logger.record_mean("share/transitions_in", received)
         return received
 

@@ -23,10 +23,13 @@ last ``distill.gate_episodes`` episodes) is above the learner's own: a critic ju
 states can rate a weaker peer better, and the gate keeps the stronger peer from imitating it.
 A learner with no such peer skips the round.
 
-Off-policy peers may also learn from each other's experience (after the turns, before the
+Peers may also learn from each other's experience (handed over after the turns, before the
 distillation phase of a round):
-- ``share.enabled``: every transition a peer collected in its turn enters every other peer's
-  replay buffer, raw (``dpd.agents.sharing``);
+- ``share.enabled``, off-policy peers: every transition a peer collected in its turn enters
+  every other peer's replay buffer, raw (``dpd.agents.sharing``);
+- ``share.enabled``, on-policy peers: every peer's next update uses, besides its own rollout,
+  the rollouts its peers collected in this round, importance-weighted (SEAC;
+  ``dpd.agents.rollout_sharing``);
 - ``guide.mode=best``: every ``guide.every`` env steps of a peer, the peer with the best recent
   training return becomes the leader and the others follow its actor (P3S; ``dpd.agents.guidance``);
 - ``guide.mode=distill``: at the same elections the others take ``guide.steps`` plain imitation
@@ -82,6 +85,8 @@ class PeerGroup:
         # (learners that distilled, bytes the backend moved) for each distillation phase
         self.exchanges: List[Tuple[int, int]] = []
         self.last_stats: Dict[int, List[Dict[str, float]]] = {}  # each learner's latest steps
+        if self.share.enabled:
+            backend.start_sharing({index: self.share for index in range(len(self.learners))})
 
     @classmethod
     def local(
@@ -152,8 +157,8 @@ class PeerGroup:
     # ----- shared experience and guidance by the best peer ------------------------------------
 
     def share_transitions(self, active: Sequence[int]) -> None:
-        """Every transition the active peers collected this round into every other peer's replay
-        buffer, in peer order, so that every backend gives the same buffers."""
+        """Every transition the active peers collected this round to every other peer (its replay
+        buffer or its next update), in peer order, so that every backend gives the same result."""
         before = self.backend.bytes_exchanged
         batches = self.backend.take_transitions(active)
         receivers = range(len(self.learners))  # a peer that is done too: its checkpoint holds the group's data

@@ -10,11 +10,22 @@ written since the turn began, which ``TransitionOutbox`` copies out at the end o
 """
 
 from dataclasses import dataclass, fields
+from typing import Protocol
 
 import numpy as np
 from stable_baselines3.common.buffers import ReplayBuffer
 
 from dpd.errors import UserError
+
+
+class Experience(Protocol):
+    """What a peer hands to the others under ``share=on``: replay rows (off-policy peers,
+    ``TransitionBatch``) or rollout steps (on-policy peers, ``dpd.agents.rollout_sharing``)."""
+
+    @property
+    def transitions(self) -> int:
+        """Env transitions it holds."""
+        ...
 
 
 @dataclass(frozen=True)

@@ -175,21 +175,33 @@ class DistillConfig:
 
 @dataclass
 class ShareConfig:
-    """Shared experience between off-policy peers (SAC, TD3, DDPG): every transition any peer
-    collects enters every peer's replay buffer, raw; each peer normalises with its own statistics.
-    ``share: on`` on the command line is ``share.enabled: true``."""
+    """Shared experience between peers. Off-policy peers (SAC, TD3, DDPG): every transition any
+    peer collects enters every peer's replay buffer, raw; each peer normalises with its own
+    statistics. On-policy peers (PPO, A2C): each update uses the own rollout and the peers'
+    latest ones, importance-weighted (SEAC). ``share: on`` on the command line is ``share.enabled: true``."""
 
     enabled: bool = setting(
         False,
-        "true (or `share: on`): every transition an off-policy peer collects enters every peer's replay buffer, raw; "
-        "each peer normalises with its own statistics",
+        "true (or `share: on`): off-policy peers put every transition any of them collects into every replay buffer, "
+        "raw, each normalising with its own statistics; on-policy peers (ppo, a2c) learn from their peers' latest "
+        "rollouts as well as their own (SEAC, Christianos et al., NeurIPS 2020)",
     )
     updates: str = setting(
         "equal",
-        "gradient updates are a budget like env steps. `equal`: each peer keeps its algorithm's updates per own env "
-        "step, so the group takes as many updates in total as one learner at the same total env steps (P3S's "
-        "accounting); `per_peer`: each peer's `gradient_steps` times the number of peers, as if it alone had collected "
-        "all the group's data (N times the compute)",
+        "off-policy peers: gradient updates are a budget like env steps. `equal`: each peer keeps its algorithm's "
+        "updates per own env step, so the group takes as many updates in total as one learner at the same total env "
+        "steps (P3S's accounting); `per_peer`: each peer's `gradient_steps` times the number of peers, as if it alone "
+        "had collected all the group's data (N times the compute). On-policy peers keep their epochs, each over the "
+        "own and the peers' samples (N times the minibatches)",
+    )
+    weight: float = setting(
+        1.0, "on-policy peers: the weight (SEAC's lambda) of peers' samples in the policy and value losses (SEAC: 1)"
+    )
+    ratio_clip: float = setting(
+        1.0,
+        "on-policy peers: a peer's sample is weighted by min(pi_self / pi_peer, ratio_clip), the importance ratio of "
+        "the learner's policy before the update to the collector's, truncated as V-trace truncates (Espeholt et al. "
+        "2018: 1)",
     )
 
     UPDATES = ("equal", "per_peer")
@@ -197,6 +209,11 @@ class ShareConfig:
     def check(self) -> None:
         if self.updates not in self.UPDATES:
             raise unknown_choice("share.updates", self.updates, self.UPDATES)
+        if not (self.weight >= 0 and self.ratio_clip > 0):  # NaN fails both
+            raise UserError(
+                "share.weight must not be negative and share.ratio_clip must be positive, "
+                f"got {self.weight} and {self.ratio_clip}"
+            )
 
 
 @dataclass

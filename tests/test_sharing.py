@@ -194,12 +194,11 @@ def torch_equal(a, b) -> bool:
 @pytest.mark.parametrize(
     "algo, setting, message",
     [
-        ("ppo", "share=on", "needs off-policy peers (sac, td3, ddpg)"),
-        (
-            "sac,ppo",
-            "guide=best",
-            "needs off-policy peers (sac, td3, ddpg) that can use each other's transitions; not peer1 (ppo)",
-        ),
+        ("ppo", "guide=best", "guide=best needs off-policy peers (sac, td3, ddpg) whose actors can follow a leader; not"),
+        ("sac,ppo", "guide=best", "needs off-policy peers (sac, td3, ddpg) whose actors can follow a leader; not peer1 (ppo)"),
+        ("sac,ppo", "share=on", "share needs peers of one kind: off-policy peers (sac, td3, ddpg) share replay buffers"),
+        ("ppo", "share.ratio_clip=0", "share.ratio_clip must be positive"),
+        ("ppo", "share.weight=-1", "share.weight must not be negative"),
         ("sac", "guide=leader", "unknown guide mode 'leader'; valid choices: best, distill, none"),
         ("sac", "guide.every=0", "guide.every must be positive"),
         ("sac", "share.updates=double", "unknown share.updates 'double'"),
