@@ -5,7 +5,7 @@ import pytest
 
 from dpd.bench.report import (
     METHOD_ORDER,
-    _mean_curve,
+    _iqm_curve,
     markdown_table,
     method_sort_key,
     plot_curves,
@@ -217,9 +217,9 @@ def test_write_csv(tmp_path):
     assert failed[6] == "" and failed[2:4] == ["dpd", "4"]
 
 
-def test_mean_curve_uses_the_x_points_every_seed_has():
+def test_iqm_curve_uses_the_x_points_every_seed_has():
     rows = [row("sb3", 0, 0.0, curve=[[1, 0.0], [2, 2.0], [3, 4.0]]), row("sb3", 1, 0.0, curve=[[2, 4.0], [3, 6.0]])]
-    xs, mean, low, high = _mean_curve(rows)
+    xs, mean, low, high = _iqm_curve(rows)
     np.testing.assert_array_equal(xs, [2, 3])
     np.testing.assert_allclose(mean, [3.0, 5.0])
     # Two seeds per point: a quarter of resamples draw the lower value twice, a quarter the higher,
@@ -228,8 +228,27 @@ def test_mean_curve_uses_the_x_points_every_seed_has():
     np.testing.assert_allclose(high, [4.0, 6.0])
 
 
-def test_plot_curves_writes_one_png_per_env(tmp_path):
+def test_a_curve_shows_the_iqm_the_tables_report_not_the_mean():
+    rows = [row("sb3", seed, 0.0, curve=[[1, value]]) for seed, value in enumerate([0.0, 1.0, 2.0, 100.0])]
+    _, middle, _, _ = _iqm_curve(rows)
+    np.testing.assert_allclose(middle, [1.5])  # the outlier seeds trimmed; the mean would be 25.75
+
+
+def test_plot_curves_writes_one_png_and_one_svg_per_env(tmp_path):
     paths = plot_curves(benchmark_rows(), tmp_path / "plots")
-    assert [path.name for path in paths] == ["curves_HalfCheetah-v5_ppo.png", "curves_Hopper-v5_ppo.png"]
-    for path in paths:
+    names = ["curves_HalfCheetah-v5_ppo", "curves_Hopper-v5_ppo"]
+    assert [path.name for path in paths] == [f"{name}.{suffix}" for name in names for suffix in ("png", "svg")]
+    for path in paths[::2]:
         assert path.read_bytes().startswith(PNG_SIGNATURE) and path.stat().st_size > 1000
+    for path in paths[1::2]:
+        assert b"<svg" in path.read_bytes()[:1000] and b"IQM over seeds" in path.read_bytes()
+
+
+def test_a_method_has_one_colour_in_every_report():
+    from dpd.bench.grid import METHODS
+    from dpd.bench.report import method_color
+
+    colours = [method_color(method) for method in METHODS]
+    assert len(set(colours)) == len(colours)  # every known method its own
+    assert method_color("sb3") == "#1f77b4"  # whatever else a report holds
+    assert method_color("no-such-method") == "#666666"

@@ -264,15 +264,26 @@ def write_csv(rows: Sequence[Row], path: Path) -> None:
             writer.writerow([_csv_value(row.get(column)) for column in CSV_COLUMNS])
 
 
-def _mean_curve(rows: Sequence[Row]) -> Tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """x, mean over seeds, and its 95% bootstrap band, on the x points every seed evaluated at."""
+def _iqm_curve(rows: Sequence[Row]) -> Tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """x, the IQM over seeds (the tables' statistic) and its 95% bootstrap band, on the x points
+    every seed evaluated at."""
     curves = [{int(x): float(y) for x, y in row["curve"]} for row in rows]
     xs = np.array(sorted(set.intersection(*(set(curve) for curve in curves))), dtype=np.int64)
     values = np.array([[curve[x] for curve in curves] for x in xs], dtype=np.float64)
     values = values.reshape(len(xs), len(curves))  # keeps two dimensions when no x point is shared
-    bands = [bootstrap_interval([seeds], statistic=np.mean) for seeds in values]
-    bands = np.array(bands, dtype=np.float64).reshape(len(xs), 2)
-    return xs, values.mean(axis=1), bands[:, 0], bands[:, 1]
+    bands = np.array([bootstrap_interval([seeds]) for seeds in values], dtype=np.float64).reshape(len(xs), 2)
+    return xs, np.array([iqm(seeds) for seeds in values]), bands[:, 0], bands[:, 1]
+
+
+def method_color(method: str) -> str:
+    """The same colour for a method in every figure of every report: its place among all known
+    methods in matplotlib's tab10 palette, then Dark2's; grey for an unknown method."""
+    from matplotlib import colormaps, colors
+
+    index = method_sort_key(method)[0]
+    if index >= len(METHOD_ORDER):
+        return "#666666"
+    return colors.to_hex(colormaps["tab10"](index) if index < 10 else colormaps["Dark2"]((index - 10) % 8))
 
 
 def _plot_name(key: SectionKey, keys: Sequence[SectionKey]) -> str:
@@ -280,11 +291,12 @@ def _plot_name(key: SectionKey, keys: Sequence[SectionKey]) -> str:
     env, algo, total_steps = key
     several_budgets = sum(1 for other in keys if other[:2] == (env, algo)) > 1
     stem = f"curves_{env}_{algo}" + (f"_{total_steps}steps" if several_budgets else "")
-    return re.sub(r"[^A-Za-z0-9._-]", "_", stem) + ".png"  # env ids like ALE/Pong-v5
+    return re.sub(r"[^A-Za-z0-9._-]", "_", stem) + ".png"  # env ids like ALE/Pong-v5 (an .svg beside it)
 
 
 def plot_curves(rows: Sequence[Row], out_dir: Path) -> List[Path]:
-    """One PNG of learning curves per (env, algo): the mean over seeds with a 95% bootstrap band."""
+    """One figure of learning curves per (env, algo), as PNG and SVG: the IQM over seeds (what
+    the tables report) with its 95% stratified bootstrap band, one colour per method everywhere."""
     import matplotlib
 
     matplotlib.use("Agg")  # no display on benchmark machines
@@ -293,7 +305,6 @@ def plot_curves(rows: Sequence[Row], out_dir: Path) -> List[Path]:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     sections = _sections(rows)
-    methods = sorted({row["method"] for row in rows}, key=method_sort_key)  # one colour per method throughout
     written = []
     for key, section_rows in sections.items():
         with_curves = {
@@ -305,18 +316,19 @@ def plot_curves(rows: Sequence[Row], out_dir: Path) -> List[Path]:
             continue
         figure, axes = plt.subplots(figsize=(7, 4.5))
         for method, method_rows in with_curves.items():
-            xs, mean, low, high = _mean_curve(method_rows)
-            color = f"C{methods.index(method) % 10}"
-            axes.plot(xs, mean, color=color, label=f"{method} ({len(method_rows)} seeds)")
+            xs, middle, low, high = _iqm_curve(method_rows)
+            color = method_color(method)
+            axes.plot(xs, middle, color=color, label=f"{method} ({len(method_rows)} seeds)")
             axes.fill_between(xs, low, high, color=color, alpha=0.2)
         env, algo, _ = key
         axes.set_xlabel("total environment steps")
         axes.set_ylabel("evaluation return (mean over peers)")
-        axes.set_title(f"{env} ({algo})")
+        axes.set_title(f"{env} ({algo}): IQM over seeds, band: 95% bootstrap CI", fontsize=10)
         axes.legend()
         figure.tight_layout()
         path = out_dir / _plot_name(key, list(sections))
         figure.savefig(path, dpi=120)
+        figure.savefig(path.with_suffix(".svg"))
         plt.close(figure)
-        written.append(path)
+        written += [path, path.with_suffix(".svg")]
     return written
