@@ -5,7 +5,15 @@ mean raw return over its last ``guide.episodes`` training episodes. Each other p
 a frozen copy of the leader's actor with the leader's observation statistics (a ``Guide``) and
 adds ``beta / 2 * ||pi(s) - pi_leader(s)||^2`` to its actor loss, actions in SB3's [-1, 1] units
 (for SAC the deterministic action ``tanh(mean)``). ``beta`` adapts so that the mean distance to
-the leader stays near a search range, P3S's rule (``adapt_beta``).
+the leader stays near a search range, P3S's rule (``adapt_beta``), the range widened as the
+released code does: to twice the distance the peer's own policy moved since the last election
+(``search_range``; the paper widens it by the leader's advantage instead, ``guide.rho``).
+
+What P3S's released code (TD3, TensorFlow) does that the paper leaves open: each of N learners
+takes one gradient update per env step of the whole group, i.e. N times one TD3's updates at the
+same total env steps (``share.updates=per_peer`` here); the leader is re-chosen about every 2000
+env steps; beta starts at 1, stays within [1e-3, 1e3], and the range is
+``max(2 * D_own, 0.04)`` with ``D_own`` the distance a learner's policy moved in the last epoch.
 
 Where dpd differs from the paper, and why:
 - The term's gradient is added at the actor optimizer's step (``GuidanceHook``) on a minibatch of
@@ -37,16 +45,34 @@ def choose_leader(recent_returns: Sequence[float]) -> Optional[int]:
     return best
 
 
-def adapt_beta(beta: float, distance: float, advantage: float, target: float, rho: float = 0.0, rate: float = 2.0) -> float:
-    """P3S's rule: the search range is ``max(rho * advantage, target)``; ``beta`` grows by ``rate``
-    when the mean distance to the leader exceeds 1.5 times the range (pull harder) and shrinks by
-    ``rate`` below 1/1.5 of it (let the peer search). NaN (no guided step yet) keeps ``beta``."""
+BETA_BOUNDS = (1e-3, 1e3)  # P3S's released code keeps beta within these
+
+
+def search_range(
+    target: float, advantage: float = math.nan, rho: float = 0.0, drift: float = math.nan, drift_ratio: float = 0.0
+) -> float:
+    """The distance to the leader that ``beta`` steers towards: at least ``target``, widened to
+    ``rho`` times the leader's advantage (the paper's rule) or to ``drift_ratio`` times the
+    distance the peer's own policy moved since the last election (the released code's rule,
+    ``target_ratio * D_old``). NaN (nothing measured) widens nothing."""
+    widths = [target]
+    if not math.isnan(advantage):
+        widths.append(rho * advantage)
+    if not math.isnan(drift):
+        widths.append(drift_ratio * drift)
+    return max(widths)
+
+
+def adapt_beta(beta: float, distance: float, search: float, rate: float = 2.0) -> float:
+    """P3S's rule: ``beta`` grows by ``rate`` when the mean distance to the leader exceeds 1.5
+    times the search range (pull harder) and shrinks by ``rate`` below 1/1.5 of it (let the peer
+    search), within ``BETA_BOUNDS``. NaN (no guided step yet) keeps ``beta``."""
     if math.isnan(distance):
         return beta
-    search_range = max(rho * (0.0 if math.isnan(advantage) else advantage), target)
-    if distance > 1.5 * search_range:
+    low, high = BETA_BOUNDS
+    if distance > 1.5 * search and beta * rate <= high:
         return beta * rate
-    if distance < search_range / 1.5:
+    if distance < search / 1.5 and beta / rate >= low:
         return beta / rate
     return beta
 
@@ -107,8 +133,10 @@ class GuidanceHook:
         self.batch_size = batch_size
         self.beta = beta
         self.guide: Optional[Guide] = None
+        self.previous: Optional[Guide] = None  # this peer's own actor at the last election
         self._distances: list = []
         self._advantages: list = []
+        self._drifts: list = []
 
     def __call__(self, optimizer: torch.optim.Optimizer, args: object, kwargs: object) -> None:
         if self.guide is None or self.beta == 0.0:
@@ -129,14 +157,17 @@ class GuidanceHook:
         (self.beta * distance.mean()).backward()
         with torch.no_grad():
             advantage = learner.min_q(obs, target) - learner.min_q(obs, own)  # type: ignore[attr-defined]
+            if self.previous is not None:
+                self._drifts.append(float((0.5 * ((own - self.previous.actions(raw)) ** 2).sum(dim=1)).mean()))
         self._distances.append(float(distance.mean().detach()))
         self._advantages.append(float(learner.to_raw_return(advantage.mean().numpy().reshape(1))[0]))  # type: ignore[attr-defined]
 
     def take_stats(self) -> Dict[str, float]:
-        """Mean distance and leader advantage since the last call (NaN if none), then reset."""
+        """Mean distance to the leader, the leader's advantage and the own policy's drift since
+        the last call (NaN if none), then reset."""
         stats = {
-            "distance": float(np.mean(self._distances)) if self._distances else float("nan"),
-            "advantage": float(np.mean(self._advantages)) if self._advantages else float("nan"),
+            name: float(np.mean(values)) if values else float("nan")
+            for name, values in (("distance", self._distances), ("advantage", self._advantages), ("drift", self._drifts))
         }
-        self._distances, self._advantages = [], []
+        self._distances, self._advantages, self._drifts = [], [], []
         return stats

@@ -14,7 +14,7 @@ from stable_baselines3 import DDPG, SAC, TD3
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 
-from dpd.agents.guidance import GuidanceHook, Guide, adapt_beta, make_guide
+from dpd.agents.guidance import GuidanceHook, Guide, adapt_beta, make_guide, search_range
 from dpd.agents.learner import Learner, LearnerSpec
 from dpd.agents.learner_registry import register_learner
 from dpd.agents.sharing import TransitionBatch, TransitionOutbox, append_rows, check_shareable
@@ -109,17 +109,19 @@ class OffPolicyLearner(Learner):
         hook = self.guidance
         stats = hook.take_stats()
         if hook.guide is not None:
-            hook.beta = adapt_beta(
-                hook.beta, stats["distance"], stats["advantage"], config.target_distance, config.rho, config.rate
-            )
+            search = search_range(config.target_distance, stats["advantage"], config.rho, stats["drift"], config.drift_ratio)
+            hook.beta = adapt_beta(hook.beta, stats["distance"], search, config.rate)
         hook.guide = guide
+        # The drift of the next period is measured from here (only while following).
+        hook.previous = make_guide(self.spec.seed, self.model.policy.actor, self.env) if guide is not None else None
         return {"beta": hook.beta, **stats}
 
     def _save_extra(self, directory: Path) -> None:
         if self.spec.save_replay_buffer:
             self.model.save_replay_buffer(directory / REPLAY_FILE)
         if self.guidance is not None:
-            state = {"beta": self.guidance.beta, "batch": self.guidance.batch_size, "guide": self.guidance.guide}
+            hook = self.guidance
+            state = {"beta": hook.beta, "batch": hook.batch_size, "guide": hook.guide, "previous": hook.previous}
             torch.save(state, directory / GUIDANCE_FILE)
 
     def _load_extra(self, directory: Path) -> None:
@@ -127,6 +129,7 @@ class OffPolicyLearner(Learner):
             state = torch.load(directory / GUIDANCE_FILE, weights_only=False)
             self.guidance = GuidanceHook(self, state["batch"], state["beta"])
             self.guidance.guide = state["guide"]
+            self.guidance.previous = state.get("previous")  # absent in checkpoints before the drift rule
             self.model.policy.actor.optimizer.register_step_pre_hook(self.guidance)
         if (directory / REPLAY_FILE).is_file():
             self.model.load_replay_buffer(directory / REPLAY_FILE)

@@ -240,16 +240,21 @@ class GuideConfig:
         "round, so with `turn_steps` 1000 (the default) 1000 is the finest cadence",
     )
     episodes: int = setting(10, "training episodes whose mean raw return ranks the peers (P3S: 10)")
-    beta: float = setting(1.0, "the guidance weight before any adaptation (ours; P3S adapts it from its start)")
+    beta: float = setting(1.0, "the guidance weight before any adaptation (P3S's released code: 1), kept in [1e-3, 1e3]")
     target_distance: float = setting(
-        0.05,
-        "mean 0.5 * squared distance, in [-1, 1] action units, that beta steers towards; 0.05 is P3S's minimum search "
-        "range d_min as we read the paper (not checked against its code)",
+        0.04,
+        "the smallest search range: the mean 0.5 * squared distance to the leader, in [-1, 1] action units, that beta "
+        "steers towards (P3S's released code: `target_range` 0.04; its distance may be scaled differently)",
+    )
+    drift_ratio: float = setting(
+        2.0,
+        "the range widens to this times the distance the peer's own policy moved since the last election (P3S's "
+        "released code: `target_ratio` 2); 0 turns it off",
     )
     rho: float = setting(
         0.0,
-        "P3S widens the range to rho times the leader's estimated advantage; the units of that estimate could not be "
-        "checked against the paper's code, so it is off (0) by default",
+        "the paper's rule instead: the range widens to rho times the leader's advantage estimated with the follower's "
+        "critic, in raw return units; off (0) by default, as the released code does not use it",
     )
     rate: float = setting(2.0, "beta is multiplied or divided by this at each election (P3S: 2)")
     batch: int = setting(256, "states of each guidance term, sampled from the peer's replay buffer")
@@ -268,8 +273,11 @@ class GuideConfig:
         for key in ("every", "episodes", "batch", "steps", "target_distance"):
             if not getattr(self, key) > 0:
                 raise UserError(f"guide.{key} must be positive, got {getattr(self, key)}")
-        if not (self.beta >= 0 and self.rho >= 0):
-            raise UserError(f"guide.beta and guide.rho must not be negative, got {self.beta} and {self.rho}")
+        if not (self.beta >= 0 and self.rho >= 0 and self.drift_ratio >= 0):
+            raise UserError(
+                f"guide.beta, guide.rho and guide.drift_ratio must not be negative, got {self.beta}, {self.rho} and "
+                f"{self.drift_ratio}"
+            )
         if not self.rate > 1:
             raise UserError(f"guide.rate must be above 1, got {self.rate}")
 

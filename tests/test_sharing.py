@@ -7,7 +7,7 @@ import pytest
 from gymnasium import spaces
 from stable_baselines3.common.buffers import ReplayBuffer
 
-from dpd.agents.guidance import adapt_beta, choose_leader
+from dpd.agents.guidance import adapt_beta, choose_leader, search_range
 from dpd.agents.sharing import TransitionOutbox, append_rows
 
 OBS = spaces.Box(-np.inf, np.inf, shape=(3,), dtype=np.float32)
@@ -73,14 +73,21 @@ def test_leader_is_the_best_recent_return_with_ties_to_the_first_and_nan_skipped
     [(1.0, 2.0), (0.1, 1.0), (0.01, 0.5), (math.nan, 1.0)],  # above 1.5x target, within, below target/1.5, no data
 )
 def test_beta_grows_when_peers_drift_from_the_leader_and_shrinks_when_they_crowd_it(distance, expected):
-    assert adapt_beta(1.0, distance, advantage=0.0, target=0.1) == expected
+    assert adapt_beta(1.0, distance, search_range(0.1)) == expected
 
 
-def test_a_large_leader_advantage_widens_the_range_with_rho():
-    # Without rho the distance 1.0 is far above the target and beta grows; with rho * advantage
-    # = 1.0 it lies inside the range and beta stays.
-    assert adapt_beta(1.0, 1.0, advantage=0.5, target=0.1) == 2.0
-    assert adapt_beta(1.0, 1.0, advantage=0.5, target=0.1, rho=2.0) == 1.0
+def test_beta_stays_within_the_released_codes_bounds():
+    assert adapt_beta(1000.0, 10.0, 0.1) == 1000.0
+    assert adapt_beta(0.001, 0.0, 0.1) == 0.001
+
+
+def test_the_search_range_widens_with_the_leaders_advantage_or_the_peers_own_drift():
+    # Without widening the distance 1.0 is far above the target and beta grows; with rho *
+    # advantage = 1.0 (the paper) or drift_ratio * drift = 1.0 (the released code) it lies inside.
+    assert adapt_beta(1.0, 1.0, search_range(0.1, advantage=0.5)) == 2.0
+    assert adapt_beta(1.0, 1.0, search_range(0.1, advantage=0.5, rho=2.0)) == 1.0
+    assert adapt_beta(1.0, 1.0, search_range(0.1, drift=0.5, drift_ratio=2.0)) == 1.0
+    assert search_range(0.1, drift=float("nan"), drift_ratio=2.0) == 0.1  # nothing measured yet
 
 
 def test_probability_of_improvement_on_constructed_runs():
@@ -167,7 +174,9 @@ def test_a_guided_step_moves_the_actor_towards_the_leader():
         optimizer.zero_grad()
         optimizer.step()  # the pre-step hook adds the guidance gradient
     assert distance() < 0.8 * before
-    assert np.isfinite(a.guidance.take_stats()["distance"])
+    stats = a.guidance.take_stats()
+    assert np.isfinite(stats["distance"])
+    assert stats["drift"] > 0  # the actor moved away from itself at the election
 
 
 def test_guidance_state_and_shared_buffer_survive_a_checkpoint(tmp_path):
@@ -180,6 +189,10 @@ def test_guidance_state_and_shared_buffer_survive_a_checkpoint(tmp_path):
     loaded = SACLearner.load(follower.spec, tmp_path / "peer", follower.distill_config, follower.iterations)
     assert loaded.guidance.beta == follower.guidance.beta
     assert loaded.guidance.guide.leader == group.leader
+    assert torch_equal(
+        loaded.guidance.previous.actions(states := follower.model.replay_buffer.observations[:50, 0]),
+        follower.guidance.previous.actions(states),
+    )
     states = follower.model.replay_buffer.observations[:50, 0]
     assert torch_equal(loaded.guidance.guide.actions(states), follower.guidance.guide.actions(states))
     assert loaded.model.replay_buffer.pos == follower.model.replay_buffer.pos
