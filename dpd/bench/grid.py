@@ -18,7 +18,8 @@ METHODS: Dict[str, Dict[str, Any]] = {
     "independent": {"distill": {"enabled": False}},
     "dpd-hard": {"distill": {"weighting": "hard"}},
     "dpd-none": {"distill": {"weighting": "none"}},
-    # Off-policy peers (SAC, TD3, DDPG) that share every transition (dpd.agents.sharing)...
+    # Peers that share experience: off-policy peers every transition (dpd.agents.sharing),
+    # on-policy peers their rollouts (dpd.agents.rollout_sharing)...
     "shared": {"distill": {"enabled": False}, "share": {"enabled": True}},
     # ... and follow the best peer (P3S; dpd.agents.guidance) ...
     "shared-guided": {"distill": {"enabled": False}, "share": {"enabled": True}, "guide": {"mode": "best"}},
@@ -32,6 +33,12 @@ METHODS: Dict[str, Dict[str, Any]] = {
     "shared-dpd": {"share": {"enabled": True}},
     # Sharing with each peer updating as if alone: compare with sb3-utd (same updates per env step).
     "shared-per-peer": {"distill": {"enabled": False}, "share": {"enabled": True, "updates": "per_peer"}},
+    # P3S as its released code runs it: sharing, guidance, and per-peer updates.
+    "shared-guided-per-peer": {
+        "distill": {"enabled": False},
+        "share": {"enabled": True, "updates": "per_peer"},
+        "guide": {"mode": "best"},
+    },
 }
 PLAIN_SB3 = "sb3"
 # One SB3 learner at the update-to-data ratio of a group whose peers update as if alone
@@ -74,11 +81,21 @@ PRESETS: Dict[str, Grid] = {
         eval_every=50_000,
     ),
     # Whether a group of off-policy peers pays: SAC at 300k total env steps (about 40 minutes of
-    # one core per run), equal env steps and equal gradient updates for every method.
+    # one core per run), equal env steps for every method; equal gradient updates for the first
+    # six, and P3S's own budget (each peer one update per group env step) for the last two.
     "offpolicy": Grid(
         envs=("HalfCheetah-v5", "Hopper-v5", "Walker2d-v5"),
         algos=("sac",),
-        methods=("sb3", "independent", "shared", "shared-guided", "shared-distill", "shared-dpd"),
+        methods=(
+            "sb3",
+            "independent",
+            "shared",
+            "shared-guided",
+            "shared-distill",
+            "shared-dpd",
+            "sb3-utd",
+            "shared-guided-per-peer",
+        ),
         seeds=(0, 1, 2, 3, 4),
         total_steps=300_000,
         eval_every=20_000,
