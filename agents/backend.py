@@ -56,7 +56,10 @@ class PeerBackend(Protocol):
 
     def status(self, index: int) -> PeerStatus: ...
 
-    def start(self, index: int, tensorboard_dir: Optional[Any]) -> PeerStatus: ...
+    def start(self, index: int, tensorboard_dir: Optional[Any], callback: Optional[Any] = None) -> PeerStatus:
+        """Ready the peer to train; ``callback`` is the user's SB3 callback for it (pickled to
+        the peer's process or actor where it lives elsewhere)."""
+        ...
 
     def train_turns(self, turns: Mapping[int, Tuple[int, int]]) -> Dict[int, TurnReport]:
         """One turn of each peer ``index`` in ``turns``, given ``(run_steps_before, turn_steps)``."""
@@ -153,8 +156,8 @@ class MessageBackend(ABC):
     def status(self, index: int) -> PeerStatus:
         return self._ask_one(index, Peer.status)
 
-    def start(self, index: int, tensorboard_dir: Optional[Any]) -> PeerStatus:
-        return self._ask_one(index, Peer.start, tensorboard_dir)
+    def start(self, index: int, tensorboard_dir: Optional[Any], callback: Optional[Any] = None) -> PeerStatus:
+        return self._ask_one(index, Peer.start, tensorboard_dir, callback)
 
     def train_turns(self, turns: Mapping[int, Tuple[int, int]]) -> Dict[int, TurnReport]:
         return self._ask(Peer.train_turn, turns)

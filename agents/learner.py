@@ -129,6 +129,7 @@ class Learner(ABC):
         self.distill_loss = get_loss(distill.loss, kind="policy")
         self.distill_optimizer = torch.optim.Adam(self.actor_parameters(), lr=distill.lr, eps=1e-5)
         self.iterations = 0
+        self.stopped = False  # a user callback stopped the training (SB3's on_step returned False)
         self._callback: Optional[BaseCallback] = None
         self._eval_env: Optional[VecNormalize] = None
 
@@ -187,13 +188,16 @@ class Learner(ABC):
 
     # ----- training ----------------------------------------------------------------------
 
-    def start(self, tensorboard_dir: Optional[Path]) -> None:
-        """Set up SB3 once for the whole budget, as ``learn()`` would, logging to one directory."""
+    def start(self, tensorboard_dir: Optional[Path], callback: Optional[BaseCallback] = None) -> None:
+        """Set up SB3 once for the whole budget, as ``learn()`` would, logging to one directory.
+        ``callback``: the user's SB3 callback (``CallbackList`` for several); one that returns
+        False from ``on_step`` stops this learner, as it stops ``learn()``."""
         formats = ["tensorboard"] if tensorboard_dir is not None else []
         logger: Logger = configure(str(tensorboard_dir) if tensorboard_dir else None, formats)
         self.model.set_logger(logger)
         remaining = max(self.spec.budget - self.model.num_timesteps, 0)
-        callbacks = CallbackList([_RecordRawStates(self.env, self.states), *self._extra_callbacks()])
+        user = [callback] if callback is not None else []
+        callbacks = CallbackList([_RecordRawStates(self.env, self.states), *self._extra_callbacks(), *user])
         _, callback = self.model._setup_learn(remaining, callbacks, reset_num_timesteps=self.model.num_timesteps == 0)
         callback.on_training_start(locals(), globals())
         self._callback = callback
@@ -208,7 +212,7 @@ class Learner(ABC):
 
     @property
     def done(self) -> bool:
-        return self.num_timesteps >= self.spec.budget
+        return self.num_timesteps >= self.spec.budget or self.stopped
 
     @property
     def steps_per_iteration(self) -> int:

@@ -66,6 +66,9 @@ class OffPolicyLearner(Learner):
         self.iterations += 1
         taken = model.num_timesteps - before
         self.outbox.record(taken // model.n_envs)
+        if not rollout.continue_training:
+            self.stopped = True  # a callback stopped it, as it stops ``learn()``
+            return taken
         model.logger.record("time/run_total_steps", run_steps_before + taken)
         if model.num_timesteps > model.learning_starts:
             gradient_steps = model.gradient_steps if model.gradient_steps >= 0 else rollout.episode_timesteps

@@ -56,7 +56,9 @@ class OnPolicyLearner(Learner):
         model = self.model
         assert isinstance(model, OnPolicyAlgorithm) and self._callback is not None
         before = model.num_timesteps
-        model.collect_rollouts(model.env, self._callback, model.rollout_buffer, n_rollout_steps=model.n_steps)
+        if not model.collect_rollouts(model.env, self._callback, model.rollout_buffer, n_rollout_steps=model.n_steps):
+            self.stopped = True  # a callback stopped it mid-rollout: no update on a partial buffer
+            return model.num_timesteps - before
         self.iterations += 1
         model._update_current_progress_remaining(model.num_timesteps, model._total_timesteps)
         taken = model.num_timesteps - before

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Sequence, Set, Tuple
 
 import numpy as np
+from stable_baselines3.common.callbacks import BaseCallback
 
 from dpd.agents.distillation import DistillBatch, TeacherAnswer, answer_on, distill_step
 from dpd.agents.guidance import Guide
@@ -104,8 +105,8 @@ class Peer:
             learner.gradient_updates,
         )
 
-    def start(self, tensorboard_dir: Any) -> PeerStatus:
-        self.learner.start(tensorboard_dir)
+    def start(self, tensorboard_dir: Any, callback: Optional[BaseCallback] = None) -> PeerStatus:
+        self.learner.start(tensorboard_dir, callback)
         return self.status()
 
     def train_turn(self, run_steps_before: int, turn_steps: int) -> TurnReport:

@@ -38,8 +38,8 @@ class PeerProxy:
     def done(self) -> bool:
         return self.status.done
 
-    def start(self, tensorboard_dir: Any) -> None:
-        self.status = self.backend.start(self.index, tensorboard_dir)
+    def start(self, tensorboard_dir: Any, callback: Any = None) -> None:
+        self.status = self.backend.start(self.index, tensorboard_dir, callback)
 
     def evaluate(self, episodes: int) -> Tuple[float, float]:
         return self.backend.evaluate(self.index, episodes)

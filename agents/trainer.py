@@ -46,7 +46,7 @@ class TrainedLearner(Protocol):
     @property
     def planned_steps(self) -> int: ...
 
-    def start(self, tensorboard_dir: Any) -> None: ...
+    def start(self, tensorboard_dir: Any, callback: Any = None) -> None: ...
 
     def evaluate(self, episodes: int) -> Tuple[float, float]: ...
 
@@ -108,11 +108,13 @@ class Trainer:
     def finished(self) -> bool:
         return bool(self.run.manifest["progress"].get("finished"))
 
-    def train(self, progress_bar: bool = True) -> List[EvalResult]:
+    def train(self, progress_bar: bool = True, callbacks: Optional[Sequence[Any]] = None) -> List[EvalResult]:
+        """Train to the budget. ``callbacks``: one SB3 callback (or None) per learner."""
         group, cfg = self.group, self.cfg
+        callbacks = list(callbacks) if callbacks is not None else [None] * len(group.learners)
         try:
-            for learner in group.learners:
-                learner.start(self.run.tensorboard_dir(learner.spec.name))
+            for learner, callback in zip(group.learners, callbacks):
+                learner.start(self.run.tensorboard_dir(learner.spec.name), callback)
         except PeerFailure as failure:
             self.checkpoint_survivors(failure.index)
             raise

@@ -1,6 +1,6 @@
 """The house's layers: imports run one way, from the face down to the core, and form no circle.
 
-Layers, top to bottom (README, "Architecture"): the face (``dpd.cli``, ``dpd.bench``) →
+Layers, top to bottom (README, "Architecture"): the face (``dpd.cli``, ``dpd.api``, ``dpd.bench``) →
 ``dpd.agents`` and, beside it, ``dpd.kd`` → ``dpd.envs`` → the core (``dpd.config``,
 ``dpd.losses``, ``dpd.weighting``, ``dpd.fidelity``, ``dpd.errors``, ``dpd.rundir``, ``dpd.processes``). A module may
 import its own layer and those below; ``dpd.kd`` uses only the core.
@@ -30,8 +30,11 @@ def modules() -> Dict[str, Path]:
 
 
 def layer(module: str) -> str:
+    if module == "dpd":
+        return "face"  # the package's own names: ``dpd.Peers``, ``dpd.Student`` (``dpd.api``)
     for prefix, name in (
         ("dpd.cli", "face"),
+        ("dpd.api", "face"),
         ("dpd.__main__", "face"),
         ("dpd.bench", "face"),
         ("dpd.agents", "agents"),

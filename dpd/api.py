@@ -1,0 +1,170 @@
+"""dpd from Python, in the manner of an SB3 model: build, ``learn``, ``evaluate``, ``save``, ``load``.
+
+A ``Peers`` (a peer group) or a ``Student`` (taught by a trained SB3 model) trains into a run
+directory, the one ``dpd train`` writes, through the same calls as the command line
+(``dpd.agents.new_run`` and ``open_run``). So ``dpd eval``, ``dpd train --resume`` and TensorBoard
+work on it, and ``load`` reopens a directory the command line wrote. Settings are the config's
+keys (``dpd config``), given as keyword arguments: ``distill={"weighting": "soft"}``,
+``share="on"``, ``algo_kwargs={"learning_rate": 1e-4}``, ``backend="process"``.
+"""
+
+import copy
+import shutil
+import time
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence, Union
+
+from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.callbacks import BaseCallback
+
+from dpd.agents import ALGORITHMS, EvalResult, evaluate_run, new_run, open_run
+from dpd.config import build_config
+from dpd.errors import UserError
+from dpd.rundir import MANIFEST, RunDirectory
+
+PathLike = Union[str, Path]
+CallbackArg = Union[None, BaseCallback, Sequence[Optional[BaseCallback]]]
+
+
+class _Run:
+    """What a peer group and a student share: a run directory and how it is trained and read."""
+
+    def __init__(self, layer: Dict[str, Any], settings: Dict[str, Any], run_dir: Optional[PathLike]) -> None:
+        self._layer = layer
+        self._settings = settings
+        self.run_dir: Optional[Path] = Path(run_dir) if run_dir is not None else None
+        self.results: List[EvalResult] = []  # final evaluations of the last ``learn``
+
+    def learn(self, total_timesteps: int, callback: CallbackArg = None, progress_bar: bool = False) -> "_Run":
+        """Train for ``total_timesteps`` env steps of all learners together (a new run), or on to
+        the run's budget (a loaded one: ``total_timesteps`` must then equal that budget).
+
+        ``callback``: one SB3 callback, copied for each learner, or a sequence with one callback
+        (or None) per learner; a callback that returns False from ``on_step`` stops its learner.
+        On the ``process`` and Ray backends callbacks are pickled to the learner's process."""
+        if self.run_dir is not None and (self.run_dir / MANIFEST).is_file():
+            trainer = open_run(self.run_dir)
+            budget = trainer.cfg.total_steps
+            if total_timesteps != budget:
+                trainer.close()
+                raise UserError(f"run {self.run_dir} trains to {budget} env steps; learn(total_timesteps={budget}) resumes it")
+        else:
+            cfg = build_config({**self._layer, "total_steps": total_timesteps}, self._settings)
+            self.run_dir = self.run_dir or _fresh_run_dir(cfg.algo, cfg.env)
+            trainer = new_run(self.run_dir, cfg)
+        try:
+            self.results = trainer.train(progress_bar, _per_learner(callback, len(trainer.group.learners)))
+        finally:
+            trainer.close()
+        return self
+
+    def evaluate(self, n_eval_episodes: int = 10) -> List[EvalResult]:
+        """Deterministic returns of each learner from the latest checkpoint (what ``dpd eval`` prints)."""
+        return evaluate_run(self._trained_dir(), n_eval_episodes)
+
+    @property
+    def models(self) -> List[BaseAlgorithm]:
+        """Each learner as a plain SB3 model, from the latest checkpoint (its VecNormalize
+        statistics are beside it: ``vecnormalize.pkl``)."""
+        run = RunDirectory.open(self._trained_dir())
+        checkpoint = run.checkpoint_dir
+        assert checkpoint is not None
+        return [
+            ALGORITHMS[learner["algo"]].algo_class.load(checkpoint / learner["name"] / "model.zip", device="cpu")
+            for learner in run.manifest["learners"]
+        ]
+
+    def save(self, path: PathLike) -> Path:
+        """A copy of the whole run directory at ``path`` (which must not exist)."""
+        target = Path(path)
+        if target.exists():
+            raise UserError(f"{target} already exists; save into a new path")
+        shutil.copytree(self._trained_dir(), target)
+        return target
+
+    def _trained_dir(self) -> Path:
+        trained = self.run_dir is not None and (self.run_dir / MANIFEST).is_file()
+        if self.run_dir is None or not trained or RunDirectory.open(self.run_dir).checkpoint_dir is None:
+            raise UserError("nothing trained yet: call learn() first (or load() a run directory)")
+        return self.run_dir
+
+
+class Peers(_Run):
+    """Two or more SB3 learners of one task that learn from each other.
+
+    >>> peers = Peers("ppo", "Hopper-v5", peers=2, distill={"weighting": "soft"}, seed=0, run_dir="runs/hop")
+    >>> peers.learn(total_timesteps=1_000_000)
+    >>> best = peers.models[0]  # a plain SB3 PPO model
+    """
+
+    def __init__(
+        self,
+        algo: str = "ppo",
+        env: str = "HalfCheetah-v5",
+        peers: int = 2,
+        seed: int = 0,
+        run_dir: Optional[PathLike] = None,
+        **settings: Any,
+    ) -> None:
+        super().__init__({"algo": algo, "env": env, "peers": peers, "seed": seed}, settings, run_dir)
+
+    @classmethod
+    def load(cls, run_dir: PathLike) -> "Peers":
+        """A run directory written by ``learn`` or ``dpd train``: evaluate it, read its models,
+        or ``learn`` on to its budget."""
+        return _loaded(cls, run_dir)
+
+
+class Student(_Run):
+    """One SB3 learner taught by a trained SB3 model (``teacher``: its zip, from dpd, plain SB3
+    or the RL zoo), in one of the teacher-student modes (``dpd distill``).
+
+    >>> student = Student("runs/hop/checkpoints/.../peer0/model.zip", "Hopper-v5", mode="kickstart")
+    >>> student.learn(total_timesteps=200_000)
+    """
+
+    def __init__(
+        self,
+        teacher: PathLike,
+        env: str,
+        algo: str = "ppo",
+        mode: str = "offline",
+        seed: int = 0,
+        run_dir: Optional[PathLike] = None,
+        **settings: Any,
+    ) -> None:
+        teacher_settings = {"path": str(teacher), "mode": mode, **settings.pop("teacher", {})}
+        super().__init__(
+            {"algo": algo, "env": env, "peers": 1, "seed": seed}, {**settings, "teacher": teacher_settings}, run_dir
+        )
+
+    @classmethod
+    def load(cls, run_dir: PathLike) -> "Student":
+        """A run directory written by ``learn`` or ``dpd distill``."""
+        return _loaded(cls, run_dir)
+
+
+def _loaded(cls: type, run_dir: PathLike) -> Any:
+    RunDirectory.open(Path(run_dir))  # a user error where it is not a run directory
+    run = cls.__new__(cls)
+    _Run.__init__(run, {}, {}, run_dir)
+    return run
+
+
+def _per_learner(callback: CallbackArg, learners: int) -> List[Optional[BaseCallback]]:
+    """One callback per learner: copies of a single one (a callback binds to one model), or the
+    given sequence."""
+    if callback is None or isinstance(callback, BaseCallback):
+        return [copy.deepcopy(callback) for _ in range(learners)]
+    callbacks = list(callback)
+    if len(callbacks) != learners:
+        raise UserError(
+            f"callback: give one SB3 callback for all learners or one per learner ({learners}), got {len(callbacks)}"
+        )
+    return callbacks
+
+
+def _fresh_run_dir(algo: str, env: str) -> Path:
+    """``runs/<algo>-<env>-<time>``, as ``make demo`` names its runs."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    return Path("runs") / f"{algo.replace(',', '+')}-{env.replace('/', '_')}-{stamp}"

@@ -1,0 +1,73 @@
+"""The Python API (``dpd.Peers``, ``dpd.Student``): the README's example, callbacks, models,
+save and load."""
+
+import re
+from pathlib import Path
+
+import pytest
+from stable_baselines3 import PPO
+from stable_baselines3.common.callbacks import BaseCallback
+
+from dpd.errors import UserError
+from tests.conftest import TINY
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+class CountSteps(BaseCallback):
+    """Counts ``on_step`` calls; returns False (stop) after ``stop_after`` of them."""
+
+    def __init__(self, stop_after: int = 0) -> None:
+        super().__init__()
+        self.stop_after = stop_after
+        self.steps = 0
+
+    def _on_step(self) -> bool:
+        self.steps += 1
+        return not (self.stop_after and self.steps >= self.stop_after)
+
+
+def test_the_readme_api_example_runs(tmp_path, monkeypatch):
+    text = README.read_text()
+    block = re.search(r"<!-- api-example[^>]*-->\s*```python\n(.*?)```", text, re.S)
+    assert block, "README lost its API example"
+    code = block.group(1).replace('"Hopper-v5"', repr(TINY)).replace("200_000", "2048").replace("50_000", "1024")
+    monkeypatch.chdir(tmp_path)
+    namespace: dict = {}
+    exec(compile(code, "README.md", "exec"), namespace)
+    assert isinstance(namespace["model"], PPO) and namespace["model"].num_timesteps == 1024
+    assert (tmp_path / "runs" / "api-hopper" / "manifest.json").is_file()
+    assert any((tmp_path / "runs" / "api-hopper" / "sb3-checkpoints").iterdir())  # the SB3 callback ran
+
+
+def test_a_callback_per_learner_runs_in_it_and_a_false_one_stops_its_learner(tmp_path):
+    from dpd import Peers
+
+    peers = Peers("ppo", TINY, peers=2, run_dir=tmp_path / "run", eval={"every": 0, "final_episodes": 2})
+    callbacks = [CountSteps(), CountSteps(stop_after=300)]
+    peers.learn(total_timesteps=4096, callback=callbacks)
+    steps = [result.env_steps for result in peers.results]
+    assert callbacks[0].steps == 2048 and callbacks[1].steps == 300  # the local backend runs these very objects
+    assert steps == [2048, 300]  # the second learner stopped when its callback said so
+
+
+def test_models_save_load_and_bad_callbacks(tmp_path):
+    from dpd import Peers
+
+    peers = Peers("ppo", TINY, peers=2, run_dir=tmp_path / "run", eval={"every": 0, "final_episodes": 2})
+    with pytest.raises(UserError, match="nothing trained yet"):
+        peers.evaluate()
+    with pytest.raises(UserError, match="one per learner"):
+        peers.learn(total_timesteps=2048, callback=[CountSteps()])
+    shared = CountSteps()
+    peers.learn(total_timesteps=2048, callback=shared)
+    assert shared.steps == 0  # one callback binds to one model: each learner ran a copy
+    models = peers.models
+    assert [type(model) for model in models] == [PPO, PPO] and all(model.num_timesteps == 1024 for model in models)
+    copy = peers.save(tmp_path / "copy")
+    loaded = Peers.load(copy)
+    assert [r.env_steps for r in loaded.evaluate(2)] == [1024, 1024]
+    with pytest.raises(UserError, match="trains to 2048 env steps"):
+        loaded.learn(total_timesteps=4096)
+    with pytest.raises(UserError, match="no dpd run"):
+        Peers.load(tmp_path / "nowhere")
