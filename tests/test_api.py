@@ -71,3 +71,16 @@ def test_models_save_load_and_bad_callbacks(tmp_path):
         loaded.learn(total_timesteps=4096)
     with pytest.raises(UserError, match="no dpd run"):
         Peers.load(tmp_path / "nowhere")
+
+
+def test_a_student_learns_from_a_peers_model(tmp_path):
+    from dpd import Peers, Student
+
+    peers = Peers("ppo", TINY, peers=2, run_dir=tmp_path / "peers", eval={"every": 0, "final_episodes": 2})
+    peers.learn(total_timesteps=2048)
+    checkpoint = sorted((tmp_path / "peers" / "checkpoints").iterdir())[-1]
+    student = Student(checkpoint / "peer0" / "model.zip", TINY, mode="offline", run_dir=tmp_path / "student")
+    student.learn(total_timesteps=1024)
+    (result,) = student.results
+    assert result.learner == "student" and result.env_steps == 1024
+    assert Student.load(tmp_path / "student").models[0].num_timesteps == 1024
