@@ -16,6 +16,7 @@ from dpd.agents.peer_setup import PeerSetup, peer_setups
 from dpd.config import RunConfig, check_values
 from dpd.envs import check_env, check_env_id
 from dpd.errors import UserError, unknown_choice
+from dpd.pyexpr import activation_name
 
 # Arguments of SB3 constructors that dpd sets itself.
 RESERVED_ALGO_KWARGS = ("env", "seed", "device", "verbose", "tensorboard_log", "_init_setup_model")
@@ -69,6 +70,9 @@ def _check_peer(setup: PeerSetup) -> None:
     for key in setup.algo_kwargs:
         if key not in accepted:
             raise unknown_choice(f"{algo} hyperparameter (algo_kwargs)", key, accepted)
+    policy_kwargs = setup.algo_kwargs.get("policy_kwargs")
+    if isinstance(policy_kwargs, dict) and isinstance(policy_kwargs.get("activation_fn"), str):
+        activation_name(policy_kwargs["activation_fn"])  # an unknown name fails here, before anything is built
     if setup.algo_kwargs.get("use_sde"):
         raise UserError(f"use_sde is not supported ({where}): distillation needs a state-independent Gaussian")
 

@@ -28,6 +28,7 @@ from dpd.config import DistillConfig
 from dpd.envs import make_env
 from dpd.errors import UserError
 from dpd.losses import PolicyOutput, get_loss, with_temperature
+from dpd.pyexpr import activation_class
 
 MODEL_FILE = "model.zip"
 NORM_FILE = "vecnormalize.pkl"
@@ -60,6 +61,21 @@ def linear_schedule(value: Any) -> Any:
         except ValueError:
             raise UserError(f"bad schedule {value!r}; write lin_<number>, e.g. lin_3e-4") from None
     return value
+
+
+def sb3_kwargs(algo_kwargs: Dict[str, Any]) -> Dict[str, Any]:
+    """A learner's ``algo_kwargs`` as its SB3 constructor takes them. The config keeps plain data
+    (it is written to the run manifest and ``config.yaml``); here it becomes objects, as the RL zoo
+    builds them: ``lin_<x>`` schedules, an ``activation_fn`` name (``nn.ReLU``) as its class and a
+    ``train_freq`` list (``[1, episode]``) as the tuple SB3 expects. A deep copy: SB3 writes into
+    ``policy_kwargs`` (A2C adds its optimizer class), and the caller's dict goes to the manifest."""
+    kwargs = {key: linear_schedule(value) for key, value in copy.deepcopy(algo_kwargs).items()}
+    policy_kwargs = kwargs.get("policy_kwargs")
+    if isinstance(policy_kwargs, dict) and isinstance(policy_kwargs.get("activation_fn"), str):
+        policy_kwargs["activation_fn"] = activation_class(policy_kwargs["activation_fn"])
+    if isinstance(kwargs.get("train_freq"), list):
+        kwargs["train_freq"] = tuple(kwargs["train_freq"])
+    return kwargs
 
 
 def make_eval_env(spec: LearnerSpec) -> VecNormalize:
@@ -136,9 +152,7 @@ class Learner(ABC):
     @classmethod
     def create(cls, spec: LearnerSpec, algo_kwargs: Dict, distill: DistillConfig) -> "Learner":
         """A fresh learner; ``algo_kwargs`` go to the SB3 constructor."""
-        # A copy: SB3 writes into policy_kwargs (A2C adds its optimizer class), and the caller's
-        # dict goes to the run manifest.
-        kwargs = {key: linear_schedule(value) for key, value in copy.deepcopy(algo_kwargs).items()}
+        kwargs = sb3_kwargs(algo_kwargs)
         policy = kwargs.pop("policy", "MlpPolicy")
         env = make_env(
             spec.env_id,

@@ -47,11 +47,13 @@ def _print_results(results: List[Any], as_json: bool) -> None:
 
 
 def _train_config(args: argparse.Namespace) -> Dict[str, Any]:
-    """Config layers from --config, --set and explicit flags (later wins)."""
+    """Config layers from --hyperparams, --config, --set and explicit flags (later wins)."""
     from dpd.config import load_yaml, merge, parse_overrides
 
     layer: Dict[str, Any] = load_yaml(args.config) if args.config else {}
     layer = merge(layer, parse_overrides(args.set or []))
+    if args.hyperparams:
+        layer = merge(_zoo_layer(args.hyperparams, args.env or layer.get("env")), layer)
     flags = {
         "env": args.env,
         "algo": args.algo,
@@ -62,6 +64,16 @@ def _train_config(args: argparse.Namespace) -> Dict[str, Any]:
         "ray_address": getattr(args, "address", None),
     }
     return merge(layer, {key: value for key, value in flags.items() if value is not None})
+
+
+def _zoo_layer(path: str, env: Optional[str]) -> Dict[str, Any]:
+    """The entry for ``env`` of an RL-zoo hyperparameter file, as the lowest config layer."""
+    if not isinstance(env, str):
+        raise UserError("--hyperparams takes the entry of the env: give --env (or env in --config)")
+    from dpd.agents.algorithms import ALGORITHMS
+    from dpd.zoo import zoo_layer
+
+    return zoo_layer(path, env, ALGORITHMS)
 
 
 def _backend(args: argparse.Namespace) -> Optional[str]:
@@ -80,6 +92,7 @@ def cmd_train(args: argparse.Namespace, config_layers: Callable[[argparse.Namesp
             flag
             for flag, value in (
                 ("--config", args.config),
+                ("--hyperparams", args.hyperparams),
                 ("--set", args.set),
                 ("--env", args.env),
                 ("--algo", args.algo),
@@ -249,6 +262,12 @@ def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, help="base seed; peer k uses seed + k * seed_offset")
     parser.add_argument("--run-dir", help="where logs and checkpoints go (default runs/<env>_<algo>_..._<time>)")
     parser.add_argument("--config", help="YAML file of config keys (see config.yaml in any run dir, and dpd config)")
+    parser.add_argument(
+        "--hyperparams",
+        metavar="FILE.yml",
+        help="an RL-zoo hyperparameter file (rl_zoo3's hyperparams/ppo.yml): its entry for --env (or default) sets "
+        "total_steps, n_envs, normalisation and algo_kwargs, under --config, --set and the flags",
+    )
     parser.add_argument(
         "--set",
         action="append",
