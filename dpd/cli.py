@@ -1,4 +1,4 @@
-"""The ``dpd`` command line: train, distill, fidelity, eval, kd, bench, losses and config.
+"""The ``dpd`` command line: train, distill, fidelity, eval, export, kd, bench, losses and config.
 
 User errors (``UserError``) end in one line on stderr and exit code 2, with nothing written.
 """
@@ -215,6 +215,14 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from dpd.zoo_export import enjoy_command, export_zoo
+
+    experiment = export_zoo(Path(args.run_dir), Path(args.zoo), args.learner)
+    print(f"wrote {experiment} in the RL zoo's layout; run it with: {enjoy_command(experiment)}")
+    return 0
+
+
 def cmd_losses(args: argparse.Namespace) -> int:
     from dpd.losses import loss_specs
 
@@ -339,6 +347,19 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--episodes", type=int, default=10)
     evaluate.add_argument("--json", action="store_true", help="machine-readable output")
     evaluate.set_defaults(handler=cmd_eval)
+
+    export = sub.add_parser("export", help="write a learner of a run in another tool's layout (the RL zoo's)")
+    export.add_argument("run_dir")
+    export.add_argument(
+        "--zoo",
+        required=True,
+        metavar="OUT_DIR",
+        help="the RL zoo's log folder: writes OUT_DIR/<algo>/<env>_<id>/, which python -m rl_zoo3.enjoy -f OUT_DIR runs",
+    )
+    export.add_argument(
+        "--learner", help="which learner, e.g. peer1 or student (default: the best final evaluation, else the first)"
+    )
+    export.set_defaults(handler=cmd_export)
 
     from dpd.kd.cli import add_kd_parser  # imports no torch: other commands stay fast
 
