@@ -20,6 +20,7 @@ from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.evaluation import evaluate_policy
 from stable_baselines3.common.logger import Logger, configure
+from stable_baselines3.common.noise import ActionNoise, NormalActionNoise, OrnsteinUhlenbeckActionNoise
 from stable_baselines3.common.utils import LinearSchedule
 from stable_baselines3.common.vec_env import VecNormalize
 
@@ -76,6 +77,17 @@ def sb3_kwargs(algo_kwargs: Dict[str, Any]) -> Dict[str, Any]:
     if isinstance(kwargs.get("train_freq"), list):
         kwargs["train_freq"] = tuple(kwargs["train_freq"])
     return kwargs
+
+
+# dpd's ``action_noise`` setting, ``{type: normal, std: 0.1}`` (the RL zoo's noise_type/noise_std):
+# SB3's noise classes by the zoo's names; the noise is Gaussian per action dimension, mean zero.
+ACTION_NOISES = {"normal": NormalActionNoise, "ornstein-uhlenbeck": OrnsteinUhlenbeckActionNoise}
+
+
+def action_noise(setting: Dict[str, Any], n_actions: int) -> ActionNoise:
+    """SB3's exploration noise for ``action_noise: {type, std}`` on ``n_actions`` action dimensions."""
+    noise_class = ACTION_NOISES[setting["type"]]
+    return noise_class(mean=np.zeros(n_actions), sigma=float(setting["std"]) * np.ones(n_actions))
 
 
 def make_eval_env(spec: LearnerSpec) -> VecNormalize:
@@ -162,6 +174,8 @@ class Learner(ABC):
             norm_reward=spec.normalize_reward,
             env_kwargs=spec.env_kwargs,
         )
+        if isinstance(kwargs.get("action_noise"), dict):
+            kwargs["action_noise"] = action_noise(kwargs["action_noise"], int(np.prod(env.action_space.shape)))
         model = cls.algo_class(policy, env, seed=spec.seed, device="cpu", verbose=0, **kwargs)
         assert isinstance(env, VecNormalize)
         env.gamma = model.gamma  # reward scaling follows the discounted return the critic learns

@@ -347,7 +347,8 @@ class RunConfig:
         factory=dict,
         doc="keyword arguments of the SB3 constructor (`learning_rate`, `n_steps`, `policy_kwargs`, ...), over the env's "
         "defaults (`envs/defaults.py`; none for MuJoCo tasks: SB3's defaults, the paper's baseline); the RL zoo's "
-        "`lin_<x>` schedules work for any of them",
+        "`lin_<x>` schedules work for any of them, `policy_kwargs.activation_fn` takes a name (`nn.ReLU`), and "
+        "off-policy exploration noise is `action_noise: {type: normal, std: 0.1}` (or `ornstein-uhlenbeck`)",
         shown="per env",
     )
     env_kwargs: Dict[str, Any] = setting(factory=dict, doc="keyword arguments of `gymnasium.make`")

@@ -13,7 +13,8 @@ A zoo file maps env ids (and optionally ``default``) to entries such as::
 This module is the one place that turns such an entry into a dpd config layer (``zoo_layer``),
 so that ``dpd train --hyperparams FILE.yml`` and a script give the same run. The zoo's own keys
 map to dpd's (``n_timesteps`` to ``total_steps``, ``n_envs``, ``normalize`` to
-``normalize_obs``/``normalize_reward``, ``env_kwargs``); every other key is an algorithm keyword
+``normalize_obs``/``normalize_reward``, ``env_kwargs``, ``noise_type``/``noise_std`` to
+``algo_kwargs.action_noise``); every other key is an algorithm keyword
 argument (``algo_kwargs``), checked against SB3's signature with the rest of the config. Python
 strings are read without ``eval`` (``dpd.pyexpr``). Keys that need code the zoo would import
 (wrappers, callbacks) or that dpd cannot honour are refused, all named in one line, rather than
@@ -30,7 +31,7 @@ from dpd.pyexpr import activation_name, parse_python_value
 
 DEFAULT_ENTRY = "default"  # the zoo's fallback entry for envs the file does not name
 # Zoo keys dpd does not honour: they need code (wrappers, callbacks, replay buffer classes) or
-# change the env or the exploration in ways dpd's learners do not model.
+# change the env in ways dpd's learners do not model.
 UNSUPPORTED = (
     "frame_stack",
     "env_wrapper",
@@ -39,8 +40,6 @@ UNSUPPORTED = (
     "monitor_kwargs",
     "replay_buffer_class",
     "replay_buffer_kwargs",
-    "noise_type",
-    "noise_std",
 )
 # VecNormalize arguments dpd has settings for; the zoo sets VecNormalize's gamma to the
 # algorithm's, as dpd does, so ``gamma`` is accepted and left to the algorithm.
@@ -106,6 +105,15 @@ def _policy_kwargs(value: Any, where: str) -> Dict[str, Any]:
     return value
 
 
+def _action_noise(entry: Mapping[str, Any], where: str) -> Dict[str, Any]:
+    """The zoo's ``noise_type``/``noise_std`` as dpd's ``action_noise`` setting, which the learner
+    turns into SB3's noise object once it knows the action space (``dpd.agents.learner``)."""
+    if "noise_type" not in entry or "noise_std" not in entry:
+        raise UserError(f"{where}: noise_type and noise_std go together")
+    noise_type = entry["noise_type"]
+    return {"type": noise_type.strip() if isinstance(noise_type, str) else noise_type, "std": entry["noise_std"]}
+
+
 def entry_layer(entry: Mapping[str, Any], where: str) -> Dict[str, Any]:
     """One zoo entry as a dpd config layer (``where``: the entry's name in error messages)."""
     unsupported = [key for key in entry if key in UNSUPPORTED]
@@ -129,6 +137,8 @@ def entry_layer(entry: Mapping[str, Any], where: str) -> Dict[str, Any]:
             algo_kwargs["policy"] = value
         elif key == "policy_kwargs":
             algo_kwargs["policy_kwargs"] = _policy_kwargs(value, at)
+        elif key in ("noise_type", "noise_std"):
+            algo_kwargs["action_noise"] = _action_noise(entry, where)
         else:
             algo_kwargs[str(key)] = value  # lin_<x> schedules stay strings: the learner builds them
     if "normalize" not in entry:  # the zoo normalises only where an entry asks

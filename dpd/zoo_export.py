@@ -74,7 +74,10 @@ def zoo_hyperparams(spec: Mapping[str, Any], algo_kwargs: Mapping[str, Any]) -> 
     """What the zoo's ``config.yml`` would hold for the entry that trains this learner."""
     hyperparams: Dict[str, Any] = {"policy": "MlpPolicy"}
     for key, value in algo_kwargs.items():
-        hyperparams[key] = format_python_value(value) if key in PYTHON_STRING_KEYS else value
+        if key == "action_noise" and isinstance(value, Mapping):  # dpd's spelling of the zoo's two keys
+            hyperparams.update(noise_type=value["type"], noise_std=value["std"])
+        else:
+            hyperparams[key] = format_python_value(value) if key in PYTHON_STRING_KEYS else value
     hyperparams.update(n_timesteps=int(spec["budget"]), n_envs=int(spec["n_envs"]), normalize=normalize_entry(spec))
     if spec.get("env_kwargs"):
         hyperparams["env_kwargs"] = dict(spec["env_kwargs"])

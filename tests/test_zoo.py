@@ -6,9 +6,11 @@ The fixtures in ``tests/data/zoo`` are entries of rl_zoo3's own files, written b
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
-from stable_baselines3 import PPO
+from stable_baselines3 import PPO, TD3
+from stable_baselines3.common.noise import OrnsteinUhlenbeckActionNoise
 
 from dpd.agents.learner import sb3_kwargs
 from dpd.cli import main
@@ -116,7 +118,6 @@ def test_normalize_as_vecnormalize_arguments(tmp_path):
     ("file", "env", "expected"),
     [
         ("ppo.yml", "atari", "env_wrapper, frame_stack"),
-        ("td3.yml", "Hopper-v4", "noise_type, noise_std"),
         ("sac.yml", "Walker2d-v5", "no entry for 'Walker2d-v5'"),
     ],
 )
@@ -143,12 +144,64 @@ def test_a_zoo_ppo_entry_trains_a_mujoco_task(tmp_path, capsys):
     assert model.policy.log_std.detach().mean().item() == pytest.approx(-2, abs=0.05)
 
 
+def test_td3_noise_becomes_action_noise():
+    layer = zoo_layer(ZOO / "td3.yml", "Hopper-v4", algorithms=["td3"])
+    assert layer["algo"] == "td3" and layer["algo_kwargs"]["action_noise"] == {"type": "normal", "std": 0.1}
+    assert "noise_type" not in layer["algo_kwargs"] and "noise_std" not in layer["algo_kwargs"]
+    assert layer["algo_kwargs"]["policy_kwargs"] == {"net_arch": [400, 300]}
+
+
+TINY_TD3 = """DpdPointReach-v0:
+  n_timesteps: !!float 1e6
+  policy: 'MlpPolicy'
+  learning_starts: 100
+  noise_type: 'ornstein-uhlenbeck'
+  noise_std: 0.3
+  train_freq: [1, "episode"]
+  batch_size: 64
+  policy_kwargs: "dict(net_arch=[32, 32], activation_fn=nn.Tanh)"
+"""
+
+
+def test_a_zoo_td3_entry_builds_its_noise_and_episodic_training(tmp_path):
+    path = tmp_path / "td3.yml"
+    path.write_text(TINY_TD3)
+    run_dir = tmp_path / "td3"
+    argv = ["train", "--hyperparams", str(path), "--env", "DpdPointReach-v0", "--total-steps", "200", "--peers", "1"]
+    assert main([*argv, "--no-progress", "--set", "eval.final_episodes=1", "--run-dir", str(run_dir)]) == 0
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    model = TD3.load(run_dir / manifest["progress"]["checkpoint"] / "peer0" / "model.zip")
+    assert isinstance(model.action_noise, OrnsteinUhlenbeckActionNoise) and np.allclose(model.action_noise._sigma, 0.3)
+    assert (model.train_freq.frequency, model.train_freq.unit.value) == (1, "episode")
+    assert isinstance(model.policy.actor.mu[1], torch.nn.Tanh)
+
+
+@pytest.mark.parametrize(
+    ("setting", "expected"),
+    [("action_noise={type: pink, std: 0.1}", "action_noise of peer0 (td3) must be"), ("action_noise=0.1", "must be")],
+)
+def test_bad_action_noise_is_refused(setting, expected, tmp_path, capsys):
+    run_dir = tmp_path / "never"
+    argv = [
+        "train",
+        "--algo",
+        "td3",
+        "--env",
+        "DpdPointReach-v0",
+        "--set",
+        f"algo_kwargs.{setting}",
+        "--run-dir",
+        str(run_dir),
+    ]
+    assert expected in expect_cli_error(argv, capsys) and not run_dir.exists()
+
+
 def test_a_refused_entry_writes_nothing(tmp_path, capsys):
     run_dir = tmp_path / "never"
     message = expect_cli_error(
-        ["train", "--hyperparams", str(ZOO / "td3.yml"), "--env", "Hopper-v4", "--run-dir", str(run_dir)], capsys
+        ["train", "--hyperparams", str(ZOO / "ppo.yml"), "--env", "atari", "--run-dir", str(run_dir)], capsys
     )
-    assert "noise_type" in message and not run_dir.exists()
+    assert "frame_stack" in message and not run_dir.exists()
     bad = tmp_path / "ppo.yml"
     bad.write_text("Hopper-v5:\n  policy_kwargs: \"dict(activation_fn=__import__('os').system('touch pwned'))\"\n")
     message = expect_cli_error(["train", "--hyperparams", str(bad), "--env", "Hopper-v5", "--run-dir", str(run_dir)], capsys)

@@ -15,6 +15,7 @@ from stable_baselines3 import PPO
 
 from dpd.cli import main
 from dpd.pyexpr import parse_python_value
+from dpd.zoo_export import zoo_hyperparams
 from tests.conftest import TINY, expect_cli_error, read_manifest
 
 EXPERIMENT = f"{TINY}_1"
@@ -83,3 +84,14 @@ def test_rl_zoo_enjoy_runs_an_export(tiny_run, tmp_path):
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert str(Path(out) / "ppo" / EXPERIMENT / f"{TINY}.zip") in done.stdout
+
+
+def test_config_yml_spells_settings_as_the_zoo():
+    spec = {"budget": 1000, "n_envs": 2, "normalize_obs": True, "normalize_reward": False, "env_kwargs": {"x": 1}}
+    algo_kwargs = {"action_noise": {"type": "normal", "std": 0.1}, "policy_kwargs": {"activation_fn": "nn.ReLU"}}
+    hyperparams = zoo_hyperparams(spec, algo_kwargs)
+    assert (hyperparams["noise_type"], hyperparams["noise_std"]) == ("normal", 0.1) and "action_noise" not in hyperparams
+    assert hyperparams["policy_kwargs"] == "dict(activation_fn=nn.ReLU)" and hyperparams["env_kwargs"] == {"x": 1}
+    # rl_zoo3's enjoy evaluates this string into VecNormalize's keyword arguments.
+    assert parse_python_value(hyperparams["normalize"], "normalize") == {"norm_obs": True, "norm_reward": False}
+    assert zoo_hyperparams(dict(spec, normalize_obs=False), {})["normalize"] is False
