@@ -1,7 +1,8 @@
 """Run configuration: typed dataclasses, YAML files and ``--set key=value`` overrides.
 
 Precedence, lowest first: the defaults below, the per-env defaults of ``dpd.envs.defaults`` (for
-``algo_kwargs``), a ``--config FILE.yaml``, ``--set`` overrides, explicit command-line flags.
+``algo_kwargs``), an RL-zoo entry (``--hyperparams FILE.yml``, turned into config values by
+``dpd.zoo.zoo_layer``), a ``--config FILE.yaml``, ``--set`` overrides, explicit command-line flags.
 Unknown keys and ill-typed values are user errors that name the valid keys.
 
 This module is the one source of what each key means: every field is declared with

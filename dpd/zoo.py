@@ -41,11 +41,10 @@ UNSUPPORTED = (
     "replay_buffer_class",
     "replay_buffer_kwargs",
 )
-# VecNormalize arguments dpd has settings for; the zoo sets VecNormalize's gamma to the
-# algorithm's, as dpd does, so ``gamma`` is accepted and left to the algorithm.
+# VecNormalize arguments dpd has settings for. Its ``gamma`` is the algorithm's in dpd, and in
+# the zoo wherever the entry sets the algorithm's ``gamma``: only then is it accepted.
 NORMALIZE_KEYS = {"norm_obs": "normalize_obs", "norm_reward": "normalize_reward"}
-PYTHON_STRING_KEYS = ("policy_kwargs", "env_kwargs", "normalize")  # keys the zoo reads with eval
-BUILTIN_POLICIES = ("MlpPolicy", "CnnPolicy", "MultiInputPolicy")
+POLICIES = ("MlpPolicy",)  # dpd's learners see flat vector observations
 
 
 def zoo_entry(data: Mapping[str, Any], env_id: str, source: str) -> Dict[str, Any]:
@@ -64,15 +63,16 @@ def _python_value(value: Any, where: str) -> Any:
     return parse_python_value(value, where) if isinstance(value, str) else value
 
 
-def _normalize_settings(value: Any, where: str) -> Dict[str, bool]:
+def _normalize_settings(value: Any, where: str, sets_gamma: bool) -> Dict[str, bool]:
     """``normalize`` (a bool, or VecNormalize's keyword arguments as a dict or Python string) as
-    ``normalize_obs``/``normalize_reward``. True is VecNormalize's defaults: both on."""
+    ``normalize_obs``/``normalize_reward``. True is VecNormalize's defaults: both on.
+    ``sets_gamma``: whether the entry sets the algorithm's gamma, which then overrides VecNormalize's."""
     value = _python_value(value, where)
     if isinstance(value, bool):
         return {"normalize_obs": value, "normalize_reward": value}
     if not isinstance(value, Mapping):
         raise UserError(f"{where}: expected true, false or VecNormalize's keyword arguments, got {value!r}")
-    unknown = sorted(set(value) - set(NORMALIZE_KEYS) - {"gamma"})
+    unknown = sorted(set(value) - set(NORMALIZE_KEYS) - ({"gamma"} if sets_gamma else set()))
     if unknown:
         raise UserError(f"{where}: dpd cannot honour VecNormalize's {', '.join(unknown)}; it sets norm_obs and norm_reward")
     settings = {"normalize_obs": True, "normalize_reward": True}  # VecNormalize's defaults
@@ -128,12 +128,12 @@ def entry_layer(entry: Mapping[str, Any], where: str) -> Dict[str, Any]:
         elif key == "n_envs":
             layer["n_envs"] = value  # typed and checked by dpd.config
         elif key == "normalize":
-            layer.update(_normalize_settings(value, at))
+            layer.update(_normalize_settings(value, at, sets_gamma="gamma" in entry))
         elif key == "env_kwargs":
             layer["env_kwargs"] = _python_value(value, at)
         elif key == "policy":
-            if value not in BUILTIN_POLICIES:
-                raise UserError(f"{at}: dpd builds SB3's own policies ({', '.join(BUILTIN_POLICIES)}), not {value!r}")
+            if value not in POLICIES:
+                raise UserError(f"{at}: dpd's learners use {', '.join(POLICIES)}, not {value!r}")
             algo_kwargs["policy"] = value
         elif key == "policy_kwargs":
             algo_kwargs["policy_kwargs"] = _policy_kwargs(value, at)

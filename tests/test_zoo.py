@@ -109,9 +109,12 @@ def test_normalize_as_vecnormalize_arguments(tmp_path):
     path.write_text("Hopper-v5:\n  normalize: \"{'norm_obs': True, 'norm_reward': False}\"\n  n_timesteps: 1e5\n")
     layer = zoo_layer(path, "Hopper-v5")
     assert (layer["normalize_obs"], layer["normalize_reward"], layer["total_steps"]) == (True, False, 100_000)
-    path.write_text("Hopper-v5:\n  normalize: {norm_reward: false, clip_obs: 5.0}\n")
-    with pytest.raises(UserError, match="clip_obs"):
-        zoo_layer(path, "Hopper-v5")
+    for refused in ("{norm_reward: false, clip_obs: 5.0}", "{gamma: 0.9}"):  # gamma: only with the algorithm's
+        path.write_text(f"Hopper-v5:\n  normalize: {refused}\n")
+        with pytest.raises(UserError, match="clip_obs|gamma"):
+            zoo_layer(path, "Hopper-v5")
+    path.write_text("Hopper-v5:\n  normalize: {gamma: 0.9}\n  gamma: 0.9\n")
+    assert zoo_layer(path, "Hopper-v5")["algo_kwargs"] == {"gamma": 0.9}
 
 
 @pytest.mark.parametrize(
