@@ -2,23 +2,44 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-# The CPU build of PyTorch, installed first where no GPU is present: a bare `torch`
-# requirement would otherwise pull a multi-GB CUDA build.
-TORCH_CPU ?= torch==2.13.0
+# Every dependency at the version the tests passed with (`make lock` refreshes it).
+LOCK := requirements.lock
+# PyTorch is installed first, at the lock's version: where no GPU is present its CPU build
+# (TORCH_CPU), because a bare `torch` requirement would pull a multi-GB CUDA build.
+TORCH_PIN := $(or $(shell grep -m1 '^torch==' $(LOCK) 2>/dev/null),torch)
+TORCH_CPU ?= $(TORCH_PIN)
 DEMO_DIR ?= runs/demo-$(shell date +%Y%m%d-%H%M%S)
+LOCK_VENV := .venv-lock
 
-.PHONY: setup demo test lint bench-overhead clean
+.PHONY: setup demo test lint lock bench-overhead clean
 
 setup: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml $(LOCK)
 	$(PYTHON) -m venv $(VENV)
 	@if ! $(BIN)/python -c "import torch" 2>/dev/null; then \
-		if command -v nvidia-smi >/dev/null 2>&1; then $(BIN)/pip install --quiet torch; \
+		if command -v nvidia-smi >/dev/null 2>&1; then $(BIN)/pip install --quiet "$(TORCH_PIN)"; \
 		else $(BIN)/pip install --quiet "$(TORCH_CPU)"; fi; \
 	fi
-	$(BIN)/pip install --quiet -e ".[test,ray]"
+	$(BIN)/pip install --quiet -r $(LOCK)
+	$(BIN)/pip install --quiet --no-deps -e .
 	touch $@
+
+# Refresh the lock: resolve pyproject.toml's requirements (with the test and ray extras) afresh
+# in a throwaway venv and freeze it. PyTorch stays at TORCH_CPU (`make lock TORCH_CPU=torch==X`
+# moves it); its local build label (+cpu) and the CUDA-only packages are left out, so that one
+# lock serves CPU and GPU machines.
+lock:
+	rm -rf $(LOCK_VENV)
+	$(PYTHON) -m venv $(LOCK_VENV)
+	$(LOCK_VENV)/bin/pip install --quiet "$(TORCH_CPU)"
+	$(LOCK_VENV)/bin/pip install --quiet -e ".[test,ray]"
+	@{ echo "# Exact versions of every dependency: make setup installs them; make lock refreshes them (then make test)."; \
+	   echo "# Python $$($(LOCK_VENV)/bin/python -c 'import platform; print(platform.python_version())')."; \
+	   $(LOCK_VENV)/bin/pip freeze --exclude-editable | sed -E 's/^(torch==[^+]+)[+].*/\1/' | grep -vE '^(nvidia-|triton==)'; \
+	} > $(LOCK).tmp
+	mv $(LOCK).tmp $(LOCK)
+	rm -rf $(LOCK_VENV)
 
 # The main job: two PPO peers with disadvantage-weighted distillation on HalfCheetah-v5.
 demo: setup
@@ -35,4 +56,4 @@ bench-overhead: setup
 	$(BIN)/python benchmarks/overhead.py
 
 clean:
-	rm -rf $(VENV) runs
+	rm -rf $(VENV) $(LOCK_VENV) runs

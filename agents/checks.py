@@ -8,14 +8,16 @@ learner's resolved distillation settings are checked by ``DistillConfig.check``.
 """
 
 import inspect
-from typing import List
+from typing import Any, List
 
 from dpd.agents.algorithms import ALGORITHMS
 from dpd.agents.backend import BACKENDS
+from dpd.agents.learner import ACTION_NOISES
 from dpd.agents.peer_setup import PeerSetup, peer_setups
 from dpd.config import RunConfig, check_values
 from dpd.envs import check_env, check_env_id
 from dpd.errors import UserError, unknown_choice
+from dpd.pyexpr import activation_name
 
 # Arguments of SB3 constructors that dpd sets itself.
 RESERVED_ALGO_KWARGS = ("env", "seed", "device", "verbose", "tensorboard_log", "_init_setup_model")
@@ -74,8 +76,25 @@ def _check_peer(setup: PeerSetup) -> None:
     for key in setup.algo_kwargs:
         if key not in accepted:
             raise unknown_choice(f"{algo} hyperparameter (algo_kwargs)", key, accepted)
+    policy_kwargs = setup.algo_kwargs.get("policy_kwargs")
+    if isinstance(policy_kwargs, dict) and isinstance(policy_kwargs.get("activation_fn"), str):
+        activation_name(policy_kwargs["activation_fn"])  # an unknown name fails here, before anything is built
+    if "action_noise" in setup.algo_kwargs:
+        _check_action_noise(setup.algo_kwargs["action_noise"], where)
     if setup.algo_kwargs.get("use_sde"):
         raise UserError(f"use_sde is not supported ({where}): distillation needs a state-independent Gaussian")
+
+
+def _check_action_noise(setting: Any, where: str) -> None:
+    """``action_noise`` as a config writes it: ``{type: normal or ornstein-uhlenbeck, std: > 0}``."""
+    expected = f"action_noise of {where} must be {{type: {' or '.join(ACTION_NOISES)}, std: <positive number>}}"
+    if setting is None:
+        return
+    if not isinstance(setting, dict) or set(setting) != {"type", "std"}:
+        raise UserError(f"{expected}, got {setting!r}")
+    std = setting["std"]
+    if setting["type"] not in ACTION_NOISES or isinstance(std, bool) or not isinstance(std, (int, float)) or not std > 0:
+        raise UserError(f"{expected}, got {setting!r}")
 
 
 def _discount(setup: PeerSetup) -> float:

@@ -20,6 +20,7 @@ from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback, CallbackList
 from stable_baselines3.common.evaluation import evaluate_policy
 from stable_baselines3.common.logger import Logger, configure
+from stable_baselines3.common.noise import ActionNoise, NormalActionNoise, OrnsteinUhlenbeckActionNoise
 from stable_baselines3.common.utils import LinearSchedule
 from stable_baselines3.common.vec_env import VecNormalize
 
@@ -29,6 +30,7 @@ from dpd.config import DistillConfig, ShareConfig
 from dpd.envs import make_env
 from dpd.errors import UserError
 from dpd.losses import PolicyOutput, get_loss, with_temperature
+from dpd.pyexpr import activation_class
 
 MODEL_FILE = "model.zip"
 NORM_FILE = "vecnormalize.pkl"
@@ -61,6 +63,32 @@ def linear_schedule(value: Any) -> Any:
         except ValueError:
             raise UserError(f"bad schedule {value!r}; write lin_<number>, e.g. lin_3e-4") from None
     return value
+
+
+def sb3_kwargs(algo_kwargs: Dict[str, Any]) -> Dict[str, Any]:
+    """A learner's ``algo_kwargs`` as its SB3 constructor takes them. The config keeps plain data
+    (it is written to the run manifest and ``config.yaml``); here it becomes objects, as the RL zoo
+    builds them: ``lin_<x>`` schedules, an ``activation_fn`` name (``nn.ReLU``) as its class and a
+    ``train_freq`` list (``[1, episode]``) as the tuple SB3 expects. A deep copy: SB3 writes into
+    ``policy_kwargs`` (A2C adds its optimizer class), and the caller's dict goes to the manifest."""
+    kwargs = {key: linear_schedule(value) for key, value in copy.deepcopy(algo_kwargs).items()}
+    policy_kwargs = kwargs.get("policy_kwargs")
+    if isinstance(policy_kwargs, dict) and isinstance(policy_kwargs.get("activation_fn"), str):
+        policy_kwargs["activation_fn"] = activation_class(policy_kwargs["activation_fn"])
+    if isinstance(kwargs.get("train_freq"), list):
+        kwargs["train_freq"] = tuple(kwargs["train_freq"])
+    return kwargs
+
+
+# dpd's ``action_noise`` setting, ``{type: normal, std: 0.1}`` (the RL zoo's noise_type/noise_std):
+# SB3's noise classes by the zoo's names; the noise is Gaussian per action dimension, mean zero.
+ACTION_NOISES = {"normal": NormalActionNoise, "ornstein-uhlenbeck": OrnsteinUhlenbeckActionNoise}
+
+
+def action_noise(setting: Dict[str, Any], n_actions: int) -> ActionNoise:
+    """SB3's exploration noise for ``action_noise: {type, std}`` on ``n_actions`` action dimensions."""
+    noise_class = ACTION_NOISES[setting["type"]]
+    return noise_class(mean=np.zeros(n_actions), sigma=float(setting["std"]) * np.ones(n_actions))
 
 
 def make_eval_env(spec: LearnerSpec) -> VecNormalize:
@@ -138,9 +166,7 @@ class Learner(ABC):
     @classmethod
     def create(cls, spec: LearnerSpec, algo_kwargs: Dict, distill: DistillConfig) -> "Learner":
         """A fresh learner; ``algo_kwargs`` go to the SB3 constructor."""
-        # A copy: SB3 writes into policy_kwargs (A2C adds its optimizer class), and the caller's
-        # dict goes to the run manifest.
-        kwargs = {key: linear_schedule(value) for key, value in copy.deepcopy(algo_kwargs).items()}
+        kwargs = sb3_kwargs(algo_kwargs)
         policy = kwargs.pop("policy", "MlpPolicy")
         env = make_env(
             spec.env_id,
@@ -150,6 +176,8 @@ class Learner(ABC):
             norm_reward=spec.normalize_reward,
             env_kwargs=spec.env_kwargs,
         )
+        if isinstance(kwargs.get("action_noise"), dict):
+            kwargs["action_noise"] = action_noise(kwargs["action_noise"], int(np.prod(env.action_space.shape)))
         model = cls.algo_class(policy, env, seed=spec.seed, device="cpu", verbose=0, **kwargs)
         assert isinstance(env, VecNormalize)
         env.gamma = model.gamma  # reward scaling follows the discounted return the critic learns

@@ -20,6 +20,7 @@ from dpd.agents.peer_setup import resolved_config
 from dpd.agents.trainer import EvalResult, Trainer
 from dpd.config import RunConfig, build_config
 from dpd.errors import UserError
+from dpd.provenance import provenance
 from dpd.rundir import RunDirectory
 
 
@@ -46,6 +47,7 @@ def new_run(run_path: Path, cfg: RunConfig) -> Trainer:
             {"name": setup.spec.name, "algo_kwargs": setup.algo_kwargs, "distill": asdict(setup.distill)} for setup in setups
         ],
         "versions": package_versions(),
+        "provenance": provenance(),  # the commit, every package and the CPU: what exact repetition needs
         "progress": {"run_steps": 0, "finished": False, "checkpoint": None},
     }
     try:

@@ -1,4 +1,4 @@
-"""The ``dpd`` command line: train, distill, fidelity, eval, kd, bench, losses and config.
+"""The ``dpd`` command line: train, distill, fidelity, eval, export, kd, bench, losses and config.
 
 User errors (``UserError``) end in one line on stderr and exit code 2, with nothing written.
 """
@@ -47,11 +47,13 @@ def _print_results(results: List[Any], as_json: bool) -> None:
 
 
 def _train_config(args: argparse.Namespace) -> Dict[str, Any]:
-    """Config layers from --config, --set and explicit flags (later wins)."""
+    """Config layers from --hyperparams, --config, --set and explicit flags (later wins)."""
     from dpd.config import load_yaml, merge, parse_overrides
 
     layer: Dict[str, Any] = load_yaml(args.config) if args.config else {}
     layer = merge(layer, parse_overrides(args.set or []))
+    if args.hyperparams:
+        layer = merge(_zoo_layer(args.hyperparams, args.env or layer.get("env")), layer)
     flags = {
         "env": args.env,
         "algo": args.algo,
@@ -62,6 +64,16 @@ def _train_config(args: argparse.Namespace) -> Dict[str, Any]:
         "ray_address": getattr(args, "address", None),
     }
     return merge(layer, {key: value for key, value in flags.items() if value is not None})
+
+
+def _zoo_layer(path: str, env: Optional[str]) -> Dict[str, Any]:
+    """The entry for ``env`` of an RL-zoo hyperparameter file, as the lowest config layer."""
+    if not isinstance(env, str):
+        raise UserError("--hyperparams takes the entry of the env: give --env (or env in --config)")
+    from dpd.agents.algorithms import ALGORITHMS
+    from dpd.zoo import zoo_layer
+
+    return zoo_layer(path, env, ALGORITHMS)
 
 
 def _backend(args: argparse.Namespace) -> Optional[str]:
@@ -80,6 +92,7 @@ def cmd_train(args: argparse.Namespace, config_layers: Callable[[argparse.Namesp
             flag
             for flag, value in (
                 ("--config", args.config),
+                ("--hyperparams", args.hyperparams),
                 ("--set", args.set),
                 ("--env", args.env),
                 ("--algo", args.algo),
@@ -202,6 +215,14 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from dpd.zoo_export import enjoy_command, export_zoo
+
+    experiment = export_zoo(Path(args.run_dir), Path(args.zoo), args.learner)
+    print(f"wrote {experiment} in the RL zoo's layout; run it with: {enjoy_command(experiment)}")
+    return 0
+
+
 def cmd_losses(args: argparse.Namespace) -> int:
     from dpd.losses import loss_specs
 
@@ -249,6 +270,12 @@ def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, help="base seed; peer k uses seed + k * seed_offset")
     parser.add_argument("--run-dir", help="where logs and checkpoints go (default runs/<env>_<algo>_..._<time>)")
     parser.add_argument("--config", help="YAML file of config keys (see config.yaml in any run dir, and dpd config)")
+    parser.add_argument(
+        "--hyperparams",
+        metavar="FILE.yml",
+        help="an RL-zoo hyperparameter file (rl_zoo3's hyperparams/ppo.yml): its entry for --env (or default) sets "
+        "total_steps, n_envs, normalisation and algo_kwargs, under --config, --set and the flags",
+    )
     parser.add_argument(
         "--set",
         action="append",
@@ -320,6 +347,19 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--episodes", type=int, default=10)
     evaluate.add_argument("--json", action="store_true", help="machine-readable output")
     evaluate.set_defaults(handler=cmd_eval)
+
+    export = sub.add_parser("export", help="write a learner of a run in another tool's layout (the RL zoo's)")
+    export.add_argument("run_dir")
+    export.add_argument(
+        "--zoo",
+        required=True,
+        metavar="OUT_DIR",
+        help="the RL zoo's log folder: writes OUT_DIR/<algo>/<env>_<id>/, which python -m rl_zoo3.enjoy -f OUT_DIR runs",
+    )
+    export.add_argument(
+        "--learner", help="which learner, e.g. peer1 or student (default: the best final evaluation, else the first)"
+    )
+    export.set_defaults(handler=cmd_export)
 
     from dpd.kd.cli import add_kd_parser  # imports no torch: other commands stay fast
 

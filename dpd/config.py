@@ -1,7 +1,8 @@
 """Run configuration: typed dataclasses, YAML files and ``--set key=value`` overrides.
 
 Precedence, lowest first: the defaults below, the per-env defaults of ``dpd.envs.defaults`` (for
-``algo_kwargs``), a ``--config FILE.yaml``, ``--set`` overrides, explicit command-line flags.
+``algo_kwargs``), an RL-zoo entry (``--hyperparams FILE.yml``, turned into config values by
+``dpd.zoo.zoo_layer``), a ``--config FILE.yaml``, ``--set`` overrides, explicit command-line flags.
 Unknown keys and ill-typed values are user errors that name the valid keys.
 
 This module is the one source of what each key means: every field is declared with
@@ -372,7 +373,8 @@ class RunConfig:
         factory=dict,
         doc="keyword arguments of the SB3 constructor (`learning_rate`, `n_steps`, `policy_kwargs`, ...), over the env's "
         "defaults (`envs/defaults.py`; none for MuJoCo tasks: SB3's defaults, the paper's baseline); the RL zoo's "
-        "`lin_<x>` schedules work for any of them",
+        "`lin_<x>` schedules work for any of them, `policy_kwargs.activation_fn` takes a name (`nn.ReLU`), and "
+        "off-policy exploration noise is `action_noise: {type: normal, std: 0.1}` (or `ornstein-uhlenbeck`)",
         shown="per env",
     )
     env_kwargs: Dict[str, Any] = setting(factory=dict, doc="keyword arguments of `gymnasium.make`")
