@@ -2,7 +2,8 @@
 
 Layers, top to bottom (README, "Architecture"): the face (``dpd.cli``, ``dpd.api``, ``dpd.bench``) →
 ``dpd.agents`` and, beside it, ``dpd.kd`` → ``dpd.envs`` → the core (``dpd.config``,
-``dpd.losses``, ``dpd.weighting``, ``dpd.fidelity``, ``dpd.errors``, ``dpd.rundir``, ``dpd.processes``). A module may
+``dpd.losses``, ``dpd.weighting``, ``dpd.fidelity``, ``dpd.errors``, ``dpd.rundir``, ``dpd.processes``, ``dpd.zoo``,
+``dpd.pyexpr``, ``dpd.provenance``). A module may
 import its own layer and those below; ``dpd.kd`` uses only the core.
 """
 
