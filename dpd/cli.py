@@ -135,6 +135,8 @@ def cmd_train(args: argparse.Namespace, config_layers: Callable[[argparse.Namesp
             )
         else:
             mode = "DPD" if cfg.distill.enabled and cfg.peers > 1 else "no distillation"
+            mode += ", shared experience" if cfg.share.enabled else ""
+            mode += f", guide={cfg.guide.mode}" if cfg.guide.mode != "none" else ""
             print(f"{cfg.peers} x {cfg.algo} on {cfg.env}, {cfg.total_steps} total env steps ({mode}), run dir {run_dir}")
     try:
         results = trainer.train(progress_bar=not args.no_progress)
@@ -159,8 +161,15 @@ def cmd_train(args: argparse.Namespace, config_layers: Callable[[argparse.Namesp
     finally:
         trainer.close()
     _print_results(results, as_json=False)
-    print(f"TensorBoard: tensorboard --logdir {trainer.run.path / 'tb'}")
+    print(f"checkpoints: {trainer.run.path / 'checkpoints'} (the latest is what dpd eval {trainer.run.path} evaluates)")
+    print(f"TensorBoard: {_tensorboard_command()} --logdir {trainer.run.path / 'tb'}")
     return 0
+
+
+def _tensorboard_command() -> str:
+    """The ``tensorboard`` beside this Python (the venv's), which works without activating it."""
+    beside = Path(sys.executable).parent / "tensorboard"
+    return str(beside) if beside.is_file() else "tensorboard"
 
 
 def _distill_config(args: argparse.Namespace) -> Dict[str, Any]:

@@ -1,7 +1,10 @@
 """End to end through the command line, on the tiny env."""
 
+import contextlib
 import dataclasses
+import io
 import json
+from pathlib import Path
 
 import pytest
 import stable_baselines3
@@ -30,8 +33,18 @@ SB3_TAGS = {"rollout/ep_rew_mean", "time/fps", "train/value_loss", "eval/mean_re
 @pytest.fixture(scope="module")
 def finished_run(tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("runs") / "pair"
-    assert main(["train", *FAST, "--total-steps", "12288", "--seed", "1", "--run-dir", str(run_dir)]) == 0
+    with contextlib.redirect_stdout(io.StringIO()) as out:
+        assert main(["train", *FAST, "--total-steps", "12288", "--seed", "1", "--run-dir", str(run_dir)]) == 0
+    (run_dir.parent / "stdout.txt").write_text(out.getvalue())
     return run_dir
+
+
+def test_the_end_of_a_run_says_where_its_checkpoints_are_and_a_tensorboard_line_that_works(finished_run):
+    lines = (finished_run.parent / "stdout.txt").read_text().splitlines()
+    assert f"checkpoints: {finished_run / 'checkpoints'} (the latest is what dpd eval {finished_run} evaluates)" in lines
+    (tensorboard_line,) = [line for line in lines if line.startswith("TensorBoard: ")]
+    executable = tensorboard_line.split()[1]
+    assert Path(executable).is_file() and tensorboard_line.endswith(f"--logdir {finished_run / 'tb'}")
 
 
 def test_two_peers_write_tensorboard_per_learner(finished_run):
