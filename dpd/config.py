@@ -71,6 +71,7 @@ PER_ALGORITHM = "per algorithm"  # the default of keys resolved from the learner
 # The most peers a run may have: each holds an SB3 model, its env and a state buffer, and every
 # distillation round exchanges batches between all of them; far more is a typo, not a plan.
 MAX_PEERS = 64
+LOG_FORMATS = ("tensorboard", "csv", "json", "log", "stdout")  # SB3's logger formats
 
 
 @dataclass
@@ -378,6 +379,11 @@ class RunConfig:
         shown="per env",
     )
     env_kwargs: Dict[str, Any] = setting(factory=dict, doc="keyword arguments of `gymnasium.make`")
+    log_formats: str = setting(
+        "tensorboard",
+        "SB3 logger formats of each learner, comma-separated: `tensorboard`, `csv`, `json`, `log` (files in "
+        "`RUN_DIR/tb/<learner>/`) and `stdout`",
+    )
     distill: DistillSettings = field(default_factory=DistillSettings)
     share: ShareConfig = field(default_factory=ShareConfig)
     guide: GuideConfig = field(default_factory=GuideConfig)
@@ -391,8 +397,15 @@ class RunConfig:
     def to_dict(self) -> Dict[str, Any]:
         return dataclasses.asdict(self)
 
+    @property
+    def log_format_list(self) -> Tuple[str, ...]:
+        return tuple(part.strip() for part in self.log_formats.split(",") if part.strip())
+
     def check(self) -> None:
         """The run's own values and how its sections fit together; each section checks its own."""
+        for log_format in self.log_format_list:
+            if log_format not in LOG_FORMATS:
+                raise unknown_choice("log format", log_format, LOG_FORMATS)
         for key in ("total_steps", "peers", "n_envs"):
             if getattr(self, key) <= 0:
                 raise UserError(f"{key} must be positive, got {getattr(self, key)}")

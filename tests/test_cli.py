@@ -13,7 +13,7 @@ from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
 
 from dpd.agents.peer_group import PeerGroup
 from dpd.cli import main
-from tests.conftest import TINY, beats_random, interrupt, read_manifest, resume, scalar_tags
+from tests.conftest import TINY, beats_random, expect_cli_error, interrupt, read_manifest, resume, scalar_tags
 
 FAST = [
     "--env",
@@ -197,3 +197,15 @@ def test_version(capsys):
         main(["--version"])
     assert exit_info.value.code == 0
     assert capsys.readouterr().out.strip() == f"dpd {metadata.version('dpd')}"
+
+
+def test_sb3_logger_formats_beside_tensorboard(tmp_path, capsys):
+    run_dir = tmp_path / "csv"
+    args = ["train", *FAST, "--total-steps", "2048", "--set", "log_formats=tensorboard,csv", "--run-dir", str(run_dir)]
+    assert main(args) == 0
+    header = (run_dir / "tb" / "peer0" / "progress.csv").read_text().splitlines()[0].split(",")
+    assert {"eval/mean_reward", "time/run_total_steps"} <= set(header)
+    assert scalar_tags(run_dir / "tb" / "peer0").Tags()["scalars"]  # TensorBoard still written
+    bad = ["train", *FAST, "--set", "log_formats=csv,html", "--run-dir", str(tmp_path / "bad")]
+    assert "unknown log format 'html'" in expect_cli_error(bad, capsys)
+    assert not (tmp_path / "bad").exists()
