@@ -52,7 +52,7 @@ class LearnerSpec:
     normalize_obs: bool = True
     normalize_reward: bool = True
     save_replay_buffer: bool = True  # off-policy learners only
-    log_formats: Tuple[str, ...] = ("tensorboard",)  # SB3 logger formats in its log folder
+    log_formats: str = "tensorboard"  # SB3 logger formats in its log folder, comma-separated
     env_kwargs: Dict[str, Any] = field(default_factory=dict)  # passed to gymnasium.make
 
 
@@ -221,7 +221,7 @@ class Learner(ABC):
         """Set up SB3 once for the whole budget, as ``learn()`` would, logging to one directory.
         ``callback``: the user's SB3 callback (``CallbackList`` for several); one that returns
         False from ``on_step`` stops this learner, as it stops ``learn()``."""
-        formats = list(self.spec.log_formats) if tensorboard_dir is not None else []
+        formats = [part.strip() for part in self.spec.log_formats.split(",")] if tensorboard_dir is not None else []
         logger: Logger = configure(str(tensorboard_dir) if tensorboard_dir else None, formats)
         self.model.set_logger(logger)
         remaining = max(self.spec.budget - self.model.num_timesteps, 0)

@@ -55,7 +55,7 @@ def peer_setups(cfg: RunConfig) -> List[PeerSetup]:
             normalize_obs=cfg.normalize_obs,
             normalize_reward=cfg.normalize_reward,
             save_replay_buffer=cfg.save_replay_buffer,
-            log_formats=cfg.log_format_list,
+            log_formats=",".join(cfg.log_format_list),
             env_kwargs=dict(cfg.env_kwargs),
         )
         setups.append(PeerSetup(spec, algo_kwargs, distill))
