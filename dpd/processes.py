@@ -76,9 +76,9 @@ class Reaper:
     ``die_with_parent`` covers a process's own children, but not what they start in turn: a
     local Ray instance's agents are children of its raylet, and when the owner is killed they
     outlive it (by a minute or more, retrying to reach a GCS that died with the owner). The reaper
-    notes the owner's descendants every ``interval`` seconds; when the owner's end of its pipe
-    closes without a ``stop`` (SIGKILL included), it kills every one of them that still runs (the
-    same pid with the same start time). Linux only (it reads /proc)."""
+    notes the owner's descendants born after it every ``interval`` seconds; when the owner's end
+    of its pipe closes without a ``stop`` (SIGKILL included), it kills every one of them that
+    still runs (the same pid with the same start time). Linux only (it reads /proc)."""
 
     STOP = b"stop\n"
 
@@ -111,10 +111,11 @@ class Reaper:
 def reap(owner: int, interval: float) -> None:
     """The reaper's loop (``Reaper``): watch ``owner`` through stdin, then kill what it left."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # a Ctrl-C reaches the owner, which stops us itself
-    known: Dict[int, int] = {}
     me = os.getpid()
+    born = start_time(me) or 0  # the owner's older processes are not ours to end; its later ones are
+    known: Dict[int, int] = {}
     while True:
-        known.update((pid, started) for pid, started in descendants(owner).items() if pid != me)
+        known.update((pid, started) for pid, started in descendants(owner).items() if started >= born and pid != me)
         ready, _, _ = select.select([sys.stdin.buffer], [], [], interval)
         if ready:
             line = sys.stdin.buffer.readline()
@@ -122,14 +123,12 @@ def reap(owner: int, interval: float) -> None:
                 return
             if not line:  # the owner's end closed without a stop: it is dead
                 break
-    for _ in range(2):  # a second pass for anything its first victims started as they died
-        for pid, started in known.items():
-            if start_time(pid) == started:
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except OSError:
-                    pass
-        time.sleep(0.2)
+    for pid, started in known.items():
+        if start_time(pid) == started:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
 
 
 if __name__ == "__main__":
