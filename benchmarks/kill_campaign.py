@@ -202,9 +202,16 @@ class Outcome:
     notes: List[str] = field(default_factory=list)
     seconds: float = 0.0
 
+    @property
+    def faults(self) -> List[str]:
+        """The notes that report something wrong (a retry is not)."""
+        return [note for note in self.notes if not note.startswith("retried")]
+
 
 class Campaign:
     """Runs the cases one after another in ``work_dir``; one job: start, kill, resume, check."""
+
+    ATTEMPTS = 3  # a time moment can come after the end of a run on a machine that sped up
 
     def __init__(self, work_dir: Path, total_steps: int, checkpoint_every: int, seed: int) -> None:
         self.work_dir = work_dir
@@ -281,9 +288,11 @@ class Campaign:
         shutil.rmtree(run_dir, ignore_errors=True)
         return duration
 
-    def peer_pids(self, parent: int) -> List[int]:
-        """The peer processes of a ``--parallel`` run (spawned workers, not the resource tracker)."""
-        return [pid for pid in ProcessTable.descendants(parent) if "spawn_main" in ProcessTable.command(pid)]
+    @staticmethod
+    def peer_pids(tree: Sequence[int]) -> List[int]:
+        """The peer processes of a ``--parallel`` run's process tree (spawned workers, not the
+        resource tracker)."""
+        return [pid for pid in tree if "spawn_main" in ProcessTable.command(pid)]
 
     def trigger(self, process: subprocess.Popen, run_dir: Path, born: float, case: Case) -> bool:
         """Wait for the case's moment; False if the run ended before it came."""
@@ -321,17 +330,27 @@ class Campaign:
         case_dir = self.work_dir / f"case{case.number:02d}"
         case_dir.mkdir()
         run_dir = case_dir / "run"
-        process = self.start(run_dir, case.parallel, case_dir / "train.log")
-        born = self.wait_for_manifest(process, run_dir)
         rng = random.Random(self.seed * 1000 + case.number)  # which peer, where there is a choice
-        if born is None or not self.trigger(process, run_dir, born, case):
-            outcome.killed = "missed: the run ended first"
-            outcome.killed_exit = process.wait()
-        else:
+        for attempt in range(1, self.ATTEMPTS + 1):
+            process = self.start(run_dir, case.parallel, case_dir / "train.log")
+            born = self.wait_for_manifest(process, run_dir)
+            # Read /proc now (peers start before the manifest is written), not between the moment
+            # and the kill: a scan of /proc takes longer than a checkpoint write on a busy machine.
             tree = ProcessTable.descendants(process.pid)
+            peers = self.peer_pids(tree)
+            if born is not None and self.trigger(process, run_dir, born, case):
+                break
+            outcome.killed_exit = process.wait()
+            if born is None or attempt == self.ATTEMPTS:
+                outcome.killed = "missed: the run ended first"
+                break
+            # The machine ran faster than when it was timed: time it again by this run, start over.
+            self.durations[case.parallel] = time.monotonic() - born
+            outcome.notes.append(f"retried: the run ended before the moment (in {self.durations[case.parallel]:.1f} s)")
+            shutil.rmtree(run_dir)
+        if not outcome.killed:
             victim = process.pid
             if case.moment.victim == "peer":
-                peers = self.peer_pids(process.pid)
                 victim = peers[rng.randrange(len(peers))] if peers else process.pid
                 outcome.killed = f"peer pid {victim}" if peers else "parent (no peer found)"
             else:
@@ -351,7 +370,7 @@ class Campaign:
                 outcome.orphans = sum(ProcessTable.alive(pid) for pid in tree)
         self.resume_and_check(run_dir, case, outcome)
         outcome.seconds = time.monotonic() - started
-        if outcome.to_budget and outcome.loads and not outcome.orphans and not outcome.notes:
+        if outcome.to_budget and outcome.loads and not outcome.orphans and not outcome.faults:
             shutil.rmtree(case_dir, ignore_errors=True)
         return outcome
 
@@ -500,10 +519,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     print(
         f"{resumed}/{len(outcomes)} resumed to the budget; {sum(o.loads for o in kills)}/{len(outcomes)} final models "
         f"load and evaluate; {len(kills)}/{len(outcomes)} kills landed before the run ended; "
-        f"{sum(o.orphans for o in outcomes)} orphaned processes; {sum(bool(o.notes) for o in outcomes)} cases with notes; "
+        f"{sum(o.orphans for o in outcomes)} orphaned processes; "
+        f"{sum(bool(o.faults) for o in outcomes)} cases with faults noted; "
         f"{time.monotonic() - started:.0f} s in all"
     )
-    if args.work_dir is None and all(outcome.to_budget and outcome.loads and not outcome.notes for outcome in outcomes):
+    if args.work_dir is None and all(outcome.to_budget and outcome.loads and not outcome.faults for outcome in outcomes):
         shutil.rmtree(work_dir, ignore_errors=True)
     else:
         print(f"runs kept in {work_dir}")
