@@ -12,8 +12,9 @@ The moments (a seeded, reproducible list, printed before the first case) are of 
 
 - ``time``: a fraction of an uninterrupted run of the same mode (timed first), counted from the
   moment the run's manifest exists (before it, there is no run to resume);
-- ``write``: milliseconds after the j-th checkpoint's ``step_*.tmp`` directory appears (the last
-  j is the final checkpoint, whose tag repeats the last periodic one);
+- ``write``: the j-th checkpoint write (the last j is the final checkpoint, whose tag repeats the
+  last periodic one), at its ``start`` (its ``step_*.tmp`` directory appears) or in its
+  ``middle`` (the second learner's directory appears in it);
 - ``rename``: as soon as the j-th ``.tmp`` directory has been renamed, that is between the rename
   and the manifest's update or the previous checkpoint's removal.
 
@@ -47,20 +48,20 @@ PEERS = 2
 @dataclass(frozen=True)
 class Moment:
     """When to kill, and whom: ``kind`` is time, write or rename; ``fraction`` (time) of the
-    uninterrupted run; ``checkpoint`` (write, rename) the j-th checkpoint write, ``delay_ms``
-    after its ``.tmp`` directory appears (write)."""
+    uninterrupted run; ``checkpoint`` (write, rename) the j-th checkpoint write, at its ``stage``
+    (write: start or middle)."""
 
     kind: str
     victim: str  # parent or peer
     fraction: float = 0.0
     checkpoint: int = 0
-    delay_ms: float = 0.0
+    stage: str = ""
 
     def describe(self, checkpoints: int) -> str:
         if self.kind == "time":
             return f"time {self.fraction:.2f}"
         where = f"ckpt {self.checkpoint}/{checkpoints}"
-        return f"{where} write +{self.delay_ms:.0f}ms" if self.kind == "write" else f"{where} rename"
+        return f"{where} write {self.stage}" if self.kind == "write" else f"{where} rename"
 
 
 @dataclass(frozen=True)
@@ -83,7 +84,7 @@ def plan(seed: int, checkpoints: int) -> List[Case]:
         return Moment("time", victim, fraction=round(rng.uniform(0.02, 0.95), 2))
 
     def writing(victim: str) -> Moment:
-        return Moment("write", victim, checkpoint=rng.randint(1, checkpoints), delay_ms=round(rng.uniform(0.0, 20.0)))
+        return Moment("write", victim, checkpoint=rng.randint(1, checkpoints), stage=rng.choice(["start", "middle"]))
 
     def renamed() -> Moment:
         return Moment("rename", "parent", checkpoint=rng.randint(1, checkpoints))
@@ -309,20 +310,30 @@ class Campaign:
 
     @staticmethod
     def checkpoint_trigger(process: subprocess.Popen, run_dir: Path, moment: Moment, events: "DirectoryEvents") -> bool:
-        """Wait for the j-th checkpoint write (its ``.tmp`` directory's creation), then for the
-        delay (write) or for its rename (rename)."""
+        """Wait for the j-th checkpoint write's start, middle or rename."""
         writes, target = 0, ""
+        middle = f"peer{PEERS - 1}"  # the last learner's directory: the others are (being) written
         for kind, name in checkpoint_events(process, run_dir, events):
             if kind == "write" and not target:
                 writes += 1
                 if writes == moment.checkpoint:
-                    if moment.kind == "write":
-                        time.sleep(moment.delay_ms / 1000.0)
-                        return process.poll() is None
                     target = name[: -len(".tmp")]
+                    if moment.kind == "write" and moment.stage == "start":
+                        break
+                    if moment.kind == "write":
+                        try:
+                            events.watch(run_dir / "checkpoints" / name)
+                        except OSError:  # renamed already: kill as soon as we can
+                            break
+                        if (run_dir / "checkpoints" / name / middle).exists():
+                            break
+            elif kind == "inside" and target and moment.kind == "write" and name == f"{target}.tmp/{middle}":
+                break
             elif kind == "rename" and target and name.startswith(target):
-                return process.poll() is None  # the manifest and the previous checkpoint's removal come next
-        return False
+                break  # rename: the manifest and the previous checkpoint's removal come next
+        else:
+            return False
+        return process.poll() is None
 
     def run_case(self, case: Case) -> Outcome:
         outcome = Outcome(case)
@@ -404,7 +415,8 @@ class Campaign:
 
 def checkpoint_events(process: subprocess.Popen, run_dir: Path, events: DirectoryEvents) -> Iterator[Tuple[str, str]]:
     """A run's checkpoint writes as they happen, until it ends: ("write", "step_N.tmp") when a
-    write starts, ("rename", "step_N") when it is renamed into place."""
+    write starts, ("rename", "step_N") when it is renamed into place, and ("inside",
+    "step_N.tmp/NAME") for what is made in a ``.tmp`` directory the caller watches too."""
     root = run_dir / "checkpoints"
     events.watch(run_dir)
     listed: Set[str] = set()  # .tmp directories made before we watched the checkpoints directory
@@ -427,6 +439,8 @@ def checkpoint_events(process: subprocess.Popen, run_dir: Path, events: Director
                     yield "write", name
             elif directory == root and mask & DirectoryEvents.RENAMED_IN:
                 yield "rename", name
+            elif directory is not None and directory.parent == root and mask & DirectoryEvents.CREATED:
+                yield "inside", f"{directory.name}/{name}"
 
 
 def checkpoint_listing(root: Path) -> str:
