@@ -8,14 +8,17 @@ pool (``dpd.bench.runner``) is built, so the backend is registered, and named in
 Ray is installed or not.
 """
 
+import contextlib
+import importlib
 import os
 import pickle
-from typing import Any, Callable, List, Sequence, Set
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Set
 
 from dpd.agents.backend import LearnerFactory, Message, MessageBackend, register_backend
 from dpd.agents.learner import Learner
 from dpd.agents.peer import Peer, PeerFailure, first_line
 from dpd.errors import UserError
+from dpd.processes import Reaper
 
 RAY_INSTALL_HINT = "the ray backend needs Ray: pip install ray (or, in the dpd checkout, pip install -e '.[ray]')"
 
@@ -29,18 +32,65 @@ def import_ray() -> Any:
     return ray
 
 
-def connect(address: str, cpus_needed: int) -> bool:
+class LocalRay:
+    """The Ray instance dpd starts when no ``--address`` names a cluster: one job, to own it.
+
+    It listens on the loopback only, not on the machine's network interfaces (Ray passes pickles
+    between its processes, so anyone who could reach it could run code). On Linux Ray takes the
+    machine's network address for its node whenever clusters are enabled, even when asked for
+    127.0.0.1 (``ray.init(_node_ip_address=...)`` resolves the loopback to that address), and its
+    servers listen on all interfaces unless the node's address is 127.0.0.1; with clusters
+    disabled (what ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0`` sets) the node is 127.0.0.1 and every
+    server listens there. A ``Reaper`` ends the instance's processes if this process is killed:
+    Ray's own fate sharing ends its direct children, but its agents outlive a killed driver."""
+
+    def __init__(self, cpus: int, options: Dict[str, Any]) -> None:
+        self.ray = import_ray()
+        self.reaper = Reaper.start()
+        try:
+            with loopback_node(self.ray):
+                self.ray.init(num_cpus=cpus, **options)
+        except BaseException:
+            self._stop_reaper()
+            raise
+
+    def stop(self) -> None:
+        try:
+            self.ray.shutdown()
+        finally:
+            self._stop_reaper()
+
+    def _stop_reaper(self) -> None:
+        if self.reaper is not None:
+            self.reaper.stop()
+            self.reaper = None
+
+
+@contextlib.contextmanager
+def loopback_node(ray: Any) -> Iterator[None]:
+    """Ray starts its node on 127.0.0.1 inside this block (see ``LocalRay``). Ray reads the
+    setting when it resolves the node's address, in ``ray.init``; it is restored after."""
+    constants = importlib.import_module("ray._private.ray_constants")
+    saved = getattr(constants, "ENABLE_RAY_CLUSTER", True)
+    constants.ENABLE_RAY_CLUSTER = False
+    try:
+        yield
+    finally:
+        constants.ENABLE_RAY_CLUSTER = saved
+
+
+def connect(address: str, cpus_needed: int) -> Optional[LocalRay]:
     """Join the cluster at ``address``, or start a local instance with a CPU per peer (at least
-    the machine's cores). Returns whether this process started Ray (and so must stop it)."""
+    the machine's cores). Returns the local instance this process started (and so must stop),
+    or None where it joined a cluster or found Ray already initialised."""
     ray = import_ray()
     if ray.is_initialized():
-        return False
+        return None
     options = {"include_dashboard": False, "log_to_driver": False, "configure_logging": False}
     if address:
         ray.init(address=address, **options)
-    else:
-        ray.init(num_cpus=max(os.cpu_count() or 1, cpus_needed), **options)
-    return True
+        return None
+    return LocalRay(max(os.cpu_count() or 1, cpus_needed), options)
 
 
 class RayPeer:
@@ -65,7 +115,7 @@ class RayPeers(MessageBackend):
         self.names = list(names)
         self.bytes_exchanged = 0  # pickled size of requests and replies: what the object store carries
         self._dead: Set[int] = set()
-        self._owns_ray = connect(address, len(factories))
+        self._local_ray = connect(address, len(factories))
         actor_class = self.ray.remote(num_cpus=1)(RayPeer)
         self.actors = [actor_class.remote(factory) for factory in factories]
         try:
@@ -114,5 +164,5 @@ class RayPeers(MessageBackend):
             pass
         for actor in self.actors:
             self.ray.kill(actor)
-        if self._owns_ray:
-            self.ray.shutdown()
+        if self._local_ray is not None:
+            self._local_ray.stop()

@@ -147,9 +147,31 @@ class RunDirectory:
 
     def lock(self) -> None:
         """Make this process the run's one writer until ``unlock`` (or its exit): a second
-        ``dpd train --resume`` of a run in progress is refused, naming the holder's pid."""
-        if self._lock_fd is None:
-            self._lock_fd = acquire_lock(self.path)
+        ``dpd train --resume`` of a run in progress is refused, naming the holder's pid.
+
+        The manifest is read again once the lock is held (the previous writer may have replaced
+        it since ``open``), and what a killed writer left in ``checkpoints/`` beside the checkpoint
+        it names is removed: a ``.tmp`` directory, or the previous checkpoint when the kill came
+        after the manifest named the new one (``save_checkpoint`` removes it last, and a finished
+        run saves no other checkpoint that would)."""
+        if self._lock_fd is not None:
+            return
+        self._lock_fd = acquire_lock(self.path)
+        try:
+            if (self.path / MANIFEST).is_file():
+                self.manifest = self.open(self.path).manifest
+                self._remove_unnamed_checkpoints()
+        except BaseException:
+            self.unlock()
+            raise
+
+    def _remove_unnamed_checkpoints(self) -> None:
+        root, named = self.path / "checkpoints", self.checkpoint_dir
+        if not root.is_dir() or named is None or not named.is_dir():  # never leave a run with no checkpoint
+            return
+        for entry in root.iterdir():
+            if entry != named:
+                shutil.rmtree(entry, ignore_errors=True)
 
     def unlock(self) -> None:
         if self._lock_fd is not None:

@@ -4,6 +4,7 @@ no orphans; and the registries that name backends and learners."""
 import json
 import multiprocessing
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -239,6 +240,51 @@ def test_a_peer_that_turned_nan_is_not_saved_as_a_survivor(tmp_path):
         assert model.num_timesteps == steps
         assert all(torch.isfinite(parameter).all() for parameter in model.policy.parameters())
     assert main(["train", "--resume", str(run_dir), "--no-progress"]) == 0
+
+
+@pytest.fixture(scope="module")
+def checkpointed_run(tmp_path_factory):
+    """A sequential run with a checkpoint after its first round (512 env steps), unfinished."""
+    run_dir = tmp_path_factory.mktemp("checkpointed") / "run"
+    trainer = new_run(run_dir, tiny_config("local", total_steps=2048, checkpoint_every=0, turn_steps=256))
+    try:
+        for learner in trainer.group.learners:
+            learner.start(None)
+        trainer.group.train_round()
+        trainer.checkpoint()
+    finally:
+        trainer.close()
+    return run_dir
+
+
+@pytest.mark.parametrize("backend", ["local", "process", "ray"])
+def test_nan_after_a_checkpoint_is_one_line_on_every_backend_and_the_checkpoint_stays_good(
+    backend, checkpointed_run, tmp_path, request, capsys
+):
+    """The run resumes where its rewards overflow (a fault after the checkpoint): one line naming
+    the peer, exit 1, and the checkpoint the manifest names still loads, agrees with the manifest
+    on every learner's steps, has finite parameters and evaluates."""
+    if backend == "ray":
+        request.getfixturevalue("local_ray")
+        capsys.readouterr()  # what Ray printed as it started
+    run_dir = tmp_path / "run"
+    shutil.copytree(checkpointed_run, run_dir)
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    manifest["config"]["env_kwargs"] = {"reward_scale": 1e308}  # infinite returns, NaN advantages
+    (run_dir / "manifest.json").write_text(json.dumps(manifest))
+    assert main(["train", "--resume", str(run_dir), "--backend", backend, "--no-progress"]) == 1
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 + error.count("WARN"), error
+    assert "failed: ValueError" in error and f"--resume {run_dir}" in error and "Traceback" not in error
+    progress = json.loads((run_dir / "manifest.json").read_text())["progress"]
+    assert progress["run_steps"] >= 512 and not progress["finished"]
+    for name, entry in progress["learners"].items():
+        model = PPO.load(run_dir / progress["checkpoint"] / name / "model.zip")
+        assert model.num_timesteps == entry["num_timesteps"] >= 256, name
+        assert all(torch.isfinite(parameter).all() for parameter in model.policy.parameters()), name
+    assert [entry.name for entry in (run_dir / "checkpoints").iterdir()] == [Path(progress["checkpoint"]).name]
+    assert main(["eval", str(run_dir), "--episodes", "1"]) == 0
+    assert multiprocessing.active_children() == []
 
 
 def test_peers_failing_at_once_in_processes_leave_a_consistent_checkpoint(tmp_path):

@@ -91,6 +91,40 @@ def test_a_full_disk_keeps_the_previous_checkpoint(tmp_path):
     assert [entry.name for entry in (run.path / "checkpoints").iterdir()] == ["step_0000000004"]
 
 
+def test_a_writer_removes_what_a_killed_writer_left_beside_the_named_checkpoint(tmp_path, capsys):
+    """A kill after the manifest named the final checkpoint, before the previous one was removed
+    (found by benchmarks/kill_campaign.py), and a ``.tmp`` of a write in progress: the next writer,
+    here a resume of the finished run, removes both; the named checkpoint stays and evaluates."""
+    run_dir = tmp_path / "run"
+    assert main(["train", *FAST, "--total-steps", "512", "--run-dir", str(run_dir)]) == 0
+    named = Path(read_manifest(run_dir)["progress"]["checkpoint"]).name
+    for left in ("step_0000000256", "step_0000000768.tmp"):
+        (run_dir / "checkpoints" / left / "peer0").mkdir(parents=True)
+    assert main(["train", "--resume", str(run_dir)]) == 0
+    assert "already complete" in capsys.readouterr().out
+    assert [entry.name for entry in (run_dir / "checkpoints").iterdir()] == [named]
+    assert main(["eval", str(run_dir), "--episodes", "1"]) == 0
+
+
+def test_the_manifest_is_read_again_once_the_lock_is_held(tmp_path):
+    """A run opened while another process still wrote it: the checkpoint that process named last
+    is the one the new writer sees, and keeps."""
+    run = new_run(tmp_path / "run")
+    checkpoint(run, "step_0000000004", "old")
+    run.unlock()
+    stale = RunDirectory.open(run.path)
+    writer = RunDirectory.open(run.path)
+    writer.lock()
+    checkpoint(writer, "step_0000000008", "new")
+    writer.unlock()
+    stale.lock()
+    try:
+        assert stale.manifest["progress"]["checkpoint"] == "checkpoints/step_0000000008"
+        assert named_checkpoint(run.path) == "new"
+    finally:
+        stale.unlock()
+
+
 def test_final_checkpoint_at_the_step_of_a_periodic_one(tmp_path, capsys):
     """--total-steps a multiple of checkpoint_every: the final checkpoint's tag repeats."""
     run_dir = tmp_path / "run"

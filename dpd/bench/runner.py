@@ -344,7 +344,7 @@ class RayPool(RunPool):
 
         super().__init__(workers)
         self.ray = import_ray()
-        self._owns_ray = connect(address, cpus_needed=1)
+        self._local_ray = connect(address, cpus_needed=1)
         self.task = self.ray.remote(num_cpus=1, max_retries=0)(execute_and_record)
 
     def start(self, run: BenchRun, directory: Path) -> None:
@@ -366,5 +366,5 @@ class RayPool(RunPool):
     def close(self) -> None:
         for reference in self.active:
             self.ray.cancel(reference, force=True)
-        if self._owns_ray:
-            self.ray.shutdown()
+        if self._local_ray is not None:
+            self._local_ray.stop()
