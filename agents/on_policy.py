@@ -68,27 +68,24 @@ class OnPolicyLearner(Learner):
             peers, self.inbox = self.inbox, []  # each peer rollout is learned from once
             self._rl_update(update, lambda: self._train_shared(peers))
         else:
-            self._rl_update(update, self._train_own)
+            self._rl_update(update, model.train)
         return taken
 
     # ----- gradient updates: SB3's on the own rollout, or the shared update -----------------
 
     @property
     def gradient_updates(self) -> int:
-        """Optimizer steps of the RL update so far (SB3's ``_n_updates`` counts PPO's epochs)."""
-        return int(getattr(self.model, "dpd_gradient_steps", 0))
+        """Optimizer steps of the RL update so far. SB3's ``_n_updates`` counts PPO's epochs (A2C's
+        updates), each of ``own_minibatches`` steps on the own rollout; a shared update's extra
+        minibatches on peers' samples are counted apart, so a model trained by SB3's own
+        ``learn()`` is counted the same way."""
+        return int(self.model._n_updates) * self.own_minibatches + int(getattr(self.model, "dpd_peer_gradient_steps", 0))
 
-    def _count_gradient_steps(self, steps: int) -> None:
-        # An attribute of the model, so that the SB3 zip saves and restores it.
-        self.model.dpd_gradient_steps = self.gradient_updates + steps
-
-    def _train_own(self) -> None:
-        """SB3's own update; PPO takes one step per minibatch and epoch, A2C one per update."""
+    @property
+    def own_minibatches(self) -> int:
+        """Optimizer steps of one epoch on the own rollout: PPO's minibatches, A2C's one."""
         model = self.model
-        epochs_before = model._n_updates
-        model.train()
-        minibatches = math.ceil(model.n_steps * model.n_envs / model.batch_size) if isinstance(model, PPO) else 1
-        self._count_gradient_steps((model._n_updates - epochs_before) * minibatches)
+        return math.ceil(model.n_steps * model.n_envs / model.batch_size) if isinstance(model, PPO) else 1
 
     def _train_shared(self, peers: Sequence[RolloutBatch]) -> None:
         """The update on the own rollout and the peers' (SEAC; ``dpd.agents.rollout_sharing``)."""
@@ -108,7 +105,12 @@ class OnPolicyLearner(Learner):
         logger.record("share/ratio_mean", float(np.mean(np.minimum(ratio, sharing.ratio_clip))))
         logger.record("share/ratio_clipped_frac", float(np.mean(ratio > sharing.ratio_clip)))
         combined = WeightedRolloutBuffer.combine(self.model, parts, weights)
-        self._count_gradient_steps(weighted_update(self.model, combined))
+        epochs_before = self.model._n_updates
+        steps = weighted_update(self.model, combined)
+        # What the epochs' own-rollout minibatches do not account for; an attribute of the model,
+        # so that the SB3 zip saves and restores it.
+        extra = steps - (self.model._n_updates - epochs_before) * self.own_minibatches
+        self.model.dpd_peer_gradient_steps = int(getattr(self.model, "dpd_peer_gradient_steps", 0)) + extra
 
     # ----- shared experience (share=on) -----------------------------------------------------
 

@@ -238,3 +238,12 @@ def test_a_parallel_sharing_ppo_group_reproduces_the_sequential_one():
         np.testing.assert_array_equal(mean_local, mean_process)
     assert bytes_local == 0 and bytes_process > 1024 * 4 * 4  # at least the observations crossed processes
     assert multiprocessing.active_children() == []
+
+
+def test_a_model_trained_by_sb3s_own_learn_counts_its_optimizer_steps():
+    """``sb3`` in ``dpd bench`` trains with ``learn()``: its gradient updates are SB3's epochs
+    times the minibatches of a rollout, as for a learner dpd drives."""
+    (learner,) = tiny_learners("ppo", total_steps=512)
+    learner.model.learn(512)
+    model = learner.model
+    assert learner.gradient_updates == 2 * model.n_epochs * (model.n_steps // model.batch_size)
