@@ -21,7 +21,6 @@ from typing import (
     Any,
     Callable,
     Dict,
-    KeysView,
     List,
     Mapping,
     Optional,
@@ -40,7 +39,7 @@ from dpd.agents.learner import Learner
 from dpd.agents.peer import Peer, PeerStatus, TurnReport
 from dpd.agents.sharing import Experience
 from dpd.config import GuideConfig, ShareConfig
-from dpd.errors import unknown_choice
+from dpd.registry import Registry
 
 LearnerFactory = Callable[[], Learner]
 Message = Tuple[int, Tuple[Any, ...]]  # (peer index, arguments of the request)
@@ -206,31 +205,21 @@ class MessageBackend(ABC):
 
 Backend = TypeVar("Backend", bound=Type[MessageBackend])
 
-_REGISTRY: Dict[str, Type[MessageBackend]] = {}
-BACKENDS: KeysView[str] = _REGISTRY.keys()  # a live view of the registered names
+BACKENDS: Registry[Type[MessageBackend]] = Registry("backend")  # name -> backend class
 
 
 def register_backend(name: str) -> Callable[[Backend], Backend]:
     """Class decorator: make a backend available to ``make_backend`` under ``name``."""
-
-    def decorator(cls: Backend) -> Backend:
-        if name in _REGISTRY:
-            raise ValueError(f"backend {name!r} is already registered")
-        _REGISTRY[name] = cls
-        return cls
-
-    return decorator
+    return BACKENDS.register(name)
 
 
 def available_backends() -> List[str]:
     """The registered backend names, sorted."""
-    return sorted(_REGISTRY)
+    return BACKENDS.names()
 
 
 def make_backend(kind: str, factories: Sequence[LearnerFactory], names: Sequence[str], address: str = "") -> PeerBackend:
     """The peers of a group on backend ``kind`` (one of ``BACKENDS``); a ``UserError`` naming
     the valid choices otherwise."""
-    backend_class = _REGISTRY.get(kind)
-    if backend_class is None:
-        raise unknown_choice("backend", kind, available_backends())
+    backend_class = BACKENDS.get_or_refuse(kind)
     return backend_class.build(factories, names, address)

@@ -29,8 +29,7 @@ def check_config(cfg: RunConfig) -> List[PeerSetup]:
     check_env_id(cfg.env)
     check_values(cfg)
     check_env(cfg.env, cfg.env_kwargs)  # its dependencies and its action space, before anything is written
-    if cfg.backend not in BACKENDS:
-        raise unknown_choice("backend", cfg.backend, BACKENDS)
+    BACKENDS.get_or_refuse(cfg.backend)
     if cfg.teacher.path and cfg.teacher.algo and cfg.teacher.algo not in ALGORITHMS:
         raise unknown_choice("teacher algorithm", cfg.teacher.algo, ALGORITHMS)
     setups = peer_setups(cfg)

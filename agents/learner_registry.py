@@ -6,29 +6,21 @@ its own, importing no learner module, so that the learner modules (``on_policy``
 so importing that (or anything in ``dpd.agents``) fills the registry.
 """
 
-from types import MappingProxyType
-from typing import Callable, Dict, List, Mapping, Type, TypeVar
+from typing import Callable, List, Type, TypeVar
 
 from dpd.agents.learner import Learner
+from dpd.registry import Registry
 
 LearnerClass = TypeVar("LearnerClass", bound=Type[Learner])
 
-_REGISTRY: Dict[str, Type[Learner]] = {}
-ALGORITHMS: Mapping[str, Type[Learner]] = MappingProxyType(_REGISTRY)  # name -> learner class, read-only
+ALGORITHMS: Registry[Type[Learner]] = Registry("algorithm")  # name -> learner class
 
 
 def register_learner(name: str) -> Callable[[LearnerClass], LearnerClass]:
     """Class decorator: the learner for algorithm ``name`` (``--algo name``)."""
-
-    def decorator(cls: LearnerClass) -> LearnerClass:
-        if name in _REGISTRY:
-            raise ValueError(f"algorithm {name!r} is already registered (by {_REGISTRY[name].__name__})")
-        _REGISTRY[name] = cls
-        return cls
-
-    return decorator
+    return ALGORITHMS.register(name)
 
 
 def available_algorithms() -> List[str]:
     """The registered algorithm names, sorted."""
-    return sorted(_REGISTRY)
+    return ALGORITHMS.names()

@@ -5,7 +5,7 @@ import torch
 
 from dpd.errors import UserError
 from dpd.losses import PolicyOutput, available_losses, get_loss, register_loss
-from dpd.losses.registry import _REGISTRY
+from dpd.losses.registry import LOSSES
 
 
 def gaussian(mean, log_std):
@@ -29,7 +29,7 @@ def test_register_get_list_round_trip():
         with pytest.raises(ValueError, match="already registered"):
             register_loss("test_abs", "policy", "again")(absolute)
     finally:
-        del _REGISTRY["test_abs"]
+        LOSSES.remove("test_abs")
 
 
 def test_unknown_loss_names_the_choices():

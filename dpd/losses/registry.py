@@ -1,11 +1,12 @@
 """The loss registry: register by name, look up by name, list with descriptions."""
 
 from dataclasses import dataclass
-from typing import Callable, Dict, List, Optional
+from typing import Callable, List, Optional
 
 import torch
 
 from dpd.errors import unknown_choice
+from dpd.registry import Registry
 
 PerSampleLoss = Callable[..., torch.Tensor]
 
@@ -29,7 +30,7 @@ class LossSpec:
         return weighted_mean(self.per_sample(student, teacher, **kwargs), weights)
 
 
-_REGISTRY: Dict[str, LossSpec] = {}
+LOSSES: Registry[LossSpec] = Registry("loss")
 
 
 def weighted_mean(values: torch.Tensor, weights: Optional[torch.Tensor] = None) -> torch.Tensor:
@@ -47,9 +48,7 @@ def register_loss(name: str, kind: str, description: str) -> Callable[[PerSample
     """Decorator: add a per-sample loss function to the registry under ``name``."""
 
     def decorator(fn: PerSampleLoss) -> PerSampleLoss:
-        if name in _REGISTRY:
-            raise ValueError(f"loss {name!r} is already registered")
-        _REGISTRY[name] = LossSpec(name=name, kind=kind, description=description, per_sample=fn)
+        LOSSES.add(name, LossSpec(name=name, kind=kind, description=description, per_sample=fn))
         return fn
 
     return decorator
@@ -57,7 +56,7 @@ def register_loss(name: str, kind: str, description: str) -> Callable[[PerSample
 
 def get_loss(name: str, kind: Optional[str] = None) -> LossSpec:
     """The loss called ``name``; a ``UserError`` naming the valid choices otherwise."""
-    spec = _REGISTRY.get(name)
+    spec = LOSSES.get(name)
     if spec is None or (kind is not None and spec.kind != kind):
         raise unknown_choice(f"{kind + ' ' if kind else ''}loss", name, available_losses(kind))
     return spec
@@ -65,9 +64,9 @@ def get_loss(name: str, kind: Optional[str] = None) -> LossSpec:
 
 def available_losses(kind: Optional[str] = None) -> List[str]:
     """Registered loss names, optionally only those of one kind."""
-    return sorted(name for name, spec in _REGISTRY.items() if kind is None or spec.kind == kind)
+    return sorted(name for name, spec in LOSSES.items() if kind is None or spec.kind == kind)
 
 
 def loss_specs() -> List[LossSpec]:
     """All registered losses, sorted by kind then name."""
-    return sorted(_REGISTRY.values(), key=lambda spec: (spec.kind, spec.name))
+    return sorted(LOSSES.values(), key=lambda spec: (spec.kind, spec.name))

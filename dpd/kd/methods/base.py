@@ -11,13 +11,13 @@ from typing import Callable, Dict, Iterable, List, Optional, Tuple
 import torch
 from torch import nn
 
-from dpd.errors import unknown_choice
 from dpd.kd.data import Dataset
 from dpd.kd.fidelity import Predictor, accuracy, fidelity
 from dpd.kd.models import MLP, EpochHook, ModelOutput, Schedule, StepFn, log_probs_of, one_hot, seeded_mlp, train_loop
 from dpd.kd.options import KDOptions
 from dpd.kd.teachers import Teacher
 from dpd.kd.tensorboard import ScalarLog
+from dpd.registry import Registry
 
 
 @dataclass
@@ -124,26 +124,23 @@ class KDMethod:
     run: MethodFn
 
 
-METHODS: Dict[str, KDMethod] = {}
+METHODS: Registry[KDMethod] = Registry("kd method")
 
 
 def kd_method(name: str, summary: str) -> Callable[[MethodFn], MethodFn]:
     """Decorator: make ``run`` available as ``dpd kd --method name``."""
 
     def decorator(run: MethodFn) -> MethodFn:
-        if name in METHODS:
-            raise ValueError(f"kd method {name!r} is already registered")
-        METHODS[name] = KDMethod(name, summary, run)
+        METHODS.add(name, KDMethod(name, summary, run))
         return run
 
     return decorator
 
 
 def get_method(name: str) -> KDMethod:
-    if name not in METHODS:
-        raise unknown_choice("kd method", name, METHODS)
-    return METHODS[name]
+    return METHODS.get_or_refuse(name)
 
 
 def method_names() -> List[str]:
+    """In registration order: the order ``dpd kd --list`` and the KD table show them."""
     return list(METHODS)
