@@ -31,9 +31,8 @@ def check_config(cfg: RunConfig) -> List[PeerSetup]:
     check_env_id(cfg.env, cfg.gym_package_list)  # imports the gym packages first
     check_values(cfg)
     check_device(cfg.device)
-    check_env(
-        cfg.env, cfg.env_kwargs, cfg.gym_package_list
-    )  # its dependencies and its action space, before anything is written
+    # Its dependencies and its action space, before anything is written.
+    check_env(cfg.env, cfg.env_kwargs, cfg.gym_package_list)
     if cfg.backend not in BACKENDS:
         raise unknown_choice("backend", cfg.backend, BACKENDS)
     if cfg.teacher.path and cfg.teacher.algo and cfg.teacher.algo not in ALGORITHMS:
