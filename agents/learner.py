@@ -321,8 +321,10 @@ class Learner(ABC):
         self.logger.dump(step=step)
 
     def finish(self) -> None:
-        """Flush the last records to TensorBoard."""
-        self.logger.dump(step=self.num_timesteps)
+        """Write the last records (each write flushes TensorBoard). None left (the final evaluation
+        has just been written): nothing to write, and SB3's stdout format would warn of an empty table."""
+        if self.logger.name_to_value:
+            self.logger.dump(step=self.num_timesteps)
 
     # ----- what distillation needs, in raw units ------------------------------------------
 

@@ -37,6 +37,7 @@ def sb3_calls(monkeypatch):
     return calls
 
 
+@pytest.mark.filterwarnings("error::UserWarning")  # e.g. SB3 writing an empty log table
 def test_device_and_verbose_reach_sb3_when_built_and_when_loaded(tmp_path, sb3_calls, capsys):
     run_dir = tmp_path / "run"
     assert main(["train", *FAST, "--set", "device=auto", "--set", "verbose=1", "--run-dir", str(run_dir)]) == 0
