@@ -210,7 +210,15 @@ def cmd_fidelity(args: argparse.Namespace) -> int:
     from dpd.agents import compare_models
 
     report = compare_models(
-        args.teacher, args.student, args.env, args.teacher_norm, args.student_norm, args.episodes, args.states, args.tolerance
+        args.teacher,
+        args.student,
+        args.env,
+        args.teacher_norm,
+        args.student_norm,
+        args.episodes,
+        args.states,
+        args.tolerance,
+        gym_packages=",".join(args.gym_packages or []),
     )
     if args.json:
         print(json.dumps(report, indent=2))
@@ -357,7 +365,8 @@ def build_parser() -> argparse.ArgumentParser:
     fidelity = sub.add_parser("fidelity", help="how closely one saved model matches another")
     fidelity.add_argument("teacher", help="SB3 zip")
     fidelity.add_argument("student", help="SB3 zip")
-    fidelity.add_argument("--env", required=True)
+    fidelity.add_argument("--env", required=True, help="Gymnasium env id, or module:EnvClass")
+    fidelity.add_argument("--gym-packages", nargs="+", metavar="PKG", help="modules to import before the env id is looked up")
     fidelity.add_argument("--teacher-norm", help="default: vecnormalize.pkl beside the zip, if any")
     fidelity.add_argument("--student-norm", help="default: vecnormalize.pkl beside the zip, if any")
     fidelity.add_argument("--episodes", type=int, default=10, help="deterministic episodes for the return ratio")

@@ -90,6 +90,14 @@ def test_train_with_gym_packages_in_parallel_peers(tmp_path, capsys):
     assert f"--env {PACKAGE_ENV} " in command and command.endswith(f"--gym-packages {PACKAGE} --no-render")
     (params,) = (tmp_path / "logs" / "ppo").glob(f"{PACKAGE_ENV}_1/{PACKAGE_ENV}")
     assert yaml.load((params / "args.yml").read_text(), Loader=yaml.UnsafeLoader)["gym_packages"] == [PACKAGE]
+    # dpd fidelity takes --gym-packages too.
+    checkpoint = run_dir / manifest["progress"]["checkpoint"]
+    models = [str(checkpoint / name / "model.zip") for name in ("peer0", "peer1")]
+    fidelity = ["fidelity", *models, "--env", PACKAGE_ENV, "--episodes", "1", "--states", "20", "--json"]
+    assert main([*fidelity, "--gym-packages", PACKAGE]) == 0
+    assert json.loads(capsys.readouterr().out)["return_ratio"] is not None
+    err = expect_cli_error([*fidelity, "--gym-packages", "tests.no_such_package"], capsys)
+    assert "cannot import gym package 'tests.no_such_package'" in err
 
 
 def test_a_gym_package_that_does_not_import_is_one_line_and_writes_nothing(tmp_path, capsys):
