@@ -10,11 +10,13 @@ learner's resolved distillation settings are checked by ``DistillConfig.check``.
 import inspect
 from typing import Any, List
 
+import torch
+
 from dpd.agents.algorithms import ALGORITHMS
 from dpd.agents.backend import BACKENDS
 from dpd.agents.learner import ACTION_NOISES
 from dpd.agents.peer_setup import PeerSetup, peer_setups
-from dpd.config import RunConfig, check_values
+from dpd.config import DEVICES, RunConfig, check_values
 from dpd.envs import check_env, check_env_id
 from dpd.errors import UserError, unknown_choice
 from dpd.pyexpr import activation_name
@@ -26,9 +28,11 @@ DISTRIBUTION_LOSSES = ("nll", "kl", "kl_reverse")
 
 def check_config(cfg: RunConfig) -> List[PeerSetup]:
     """Every user error that can be found before anything is built or written."""
-    check_env_id(cfg.env)
+    check_env_id(cfg.env, cfg.gym_package_list)  # imports the gym packages first
     check_values(cfg)
-    check_env(cfg.env, cfg.env_kwargs)  # its dependencies and its action space, before anything is written
+    check_device(cfg.device)
+    # Its dependencies and its action space, before anything is written.
+    check_env(cfg.env, cfg.env_kwargs, cfg.gym_package_list)
     BACKENDS.get_or_refuse(cfg.backend)
     if cfg.teacher.path and cfg.teacher.algo and cfg.teacher.algo not in ALGORITHMS:
         raise unknown_choice("teacher algorithm", cfg.teacher.algo, ALGORITHMS)
@@ -39,6 +43,18 @@ def check_config(cfg: RunConfig) -> List[PeerSetup]:
     check_group(setups)
     _check_sharing(cfg, setups)
     return setups
+
+
+def check_device(device: str) -> None:
+    """A CUDA device where torch sees no GPU fails in SB3 only once a model is built (or, with
+    ``auto``, falls back silently); ask for one that is not there and hear it at once."""
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise UserError(
+            f"device {device!r}: torch sees no CUDA GPU here (torch {torch.__version__}); valid choices: "
+            f"{', '.join(choice for choice in DEVICES if not choice.startswith('cuda'))}"
+        )
+    if device.startswith("cuda:") and int(device.partition(":")[2]) >= torch.cuda.device_count():
+        raise UserError(f"device {device!r}: torch sees {torch.cuda.device_count()} CUDA GPU(s), numbered from 0")
 
 
 def _check_sharing(cfg: RunConfig, setups: List[PeerSetup]) -> None:

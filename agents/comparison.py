@@ -8,7 +8,7 @@ import numpy as np
 
 from dpd.agents.learner import Learner, copy_obs_statistics, make_eval_env
 from dpd.agents.teacher_loading import load_saved_learner
-from dpd.config import DistillConfig
+from dpd.config import DistillConfig, comma_list
 from dpd.envs import check_env_id
 from dpd.errors import UserError
 from dpd.fidelity import policy_fidelity
@@ -52,13 +52,18 @@ def compare_models(
     episodes: int,
     n_states: int,
     tolerance: float,
+    gym_packages: str = "",
 ) -> Dict[str, Optional[float]]:
     """Fidelity of any saved student to any saved teacher, on held-out states from both
-    policies' deterministic episodes, and the return ratio student / teacher."""
-    check_env_id(env_id)
+    policies' deterministic episodes, and the return ratio student / teacher. ``gym_packages``:
+    modules to import first, comma-separated (``dpd.envs.custom``)."""
+    check_env_id(env_id, comma_list(gym_packages))
     distill = DistillConfig(loss="mse", alpha=0.0, every=1, steps=1, batch=1, lr=1e-3, buffer_size=1)  # neither is trained
-    teacher = load_saved_learner("teacher", Path(teacher_path), teacher_norm or "", "", env_id, 0, {}, distill)
-    student = load_saved_learner("student", Path(student_path), student_norm or "", "", env_id, 0, {}, distill)
+
+    def load(name: str, path: str, norm: Optional[str]) -> Learner:
+        return load_saved_learner(name, Path(path), norm or "", "", env_id, 0, {}, distill, gym_packages=gym_packages)
+
+    teacher, student = load("teacher", teacher_path, teacher_norm), load("student", student_path, student_norm)
     try:
         if teacher.action_space_shape != student.action_space_shape:
             raise UserError(

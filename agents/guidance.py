@@ -152,15 +152,16 @@ class GuidanceHook:
         obs = learner.normalize(raw)  # type: ignore[attr-defined]
         actor = learner.model.policy.actor  # type: ignore[attr-defined]
         own = deterministic_actor_action(actor, obs)
-        target = self.guide.actions(raw)
+        target = self.guide.actions(raw).to(own.device)  # the guide lives on the CPU (it travels between peers)
         distance = 0.5 * ((own - target) ** 2).sum(dim=1)
         (self.beta * distance.mean()).backward()
         with torch.no_grad():
             advantage = learner.min_q(obs, target) - learner.min_q(obs, own)  # type: ignore[attr-defined]
             if self.previous is not None:
-                self._drifts.append(float((0.5 * ((own - self.previous.actions(raw)) ** 2).sum(dim=1)).mean()))
+                drift = 0.5 * ((own - self.previous.actions(raw).to(own.device)) ** 2).sum(dim=1)
+                self._drifts.append(float(drift.mean()))
         self._distances.append(float(distance.mean().detach()))
-        self._advantages.append(float(learner.to_raw_return(advantage.mean().numpy().reshape(1))[0]))  # type: ignore[attr-defined]
+        self._advantages.append(float(learner.to_raw_return(advantage.mean().cpu().numpy().reshape(1))[0]))  # type: ignore[attr-defined]
 
     def take_stats(self) -> Dict[str, float]:
         """Mean distance to the leader, the leader's advantage and the own policy's drift since

@@ -22,11 +22,11 @@ from stable_baselines3.common.evaluation import evaluate_policy
 from stable_baselines3.common.logger import Logger, configure
 from stable_baselines3.common.noise import ActionNoise, NormalActionNoise, OrnsteinUhlenbeckActionNoise
 from stable_baselines3.common.utils import LinearSchedule
-from stable_baselines3.common.vec_env import VecNormalize
+from stable_baselines3.common.vec_env import VecEnv, VecNormalize
 
 from dpd.agents.sharing import Experience
 from dpd.agents.state_buffer import RawStateBuffer
-from dpd.config import DistillConfig, ShareConfig
+from dpd.config import DistillConfig, ShareConfig, comma_list
 from dpd.envs import make_env
 from dpd.errors import UserError
 from dpd.losses import PolicyOutput, get_loss, with_temperature
@@ -54,6 +54,16 @@ class LearnerSpec:
     save_replay_buffer: bool = True  # off-policy learners only
     log_formats: str = "tensorboard"  # SB3 logger formats in its log folder, comma-separated
     env_kwargs: Dict[str, Any] = field(default_factory=dict)  # passed to gymnasium.make
+    gym_packages: str = ""  # modules imported before the env is made, comma-separated (dpd.envs.custom)
+    device: str = "cpu"  # torch device of the SB3 model
+    verbose: int = 0  # SB3's verbose
+
+    def make_env(self, seed: int, **kwargs: Any) -> VecEnv:
+        """This learner's env (``dpd.envs.make_env``), importing its ``gym_packages`` first, in
+        whichever process builds it."""
+        return make_env(
+            self.env_id, seed=seed, env_kwargs=self.env_kwargs, gym_packages=comma_list(self.gym_packages), **kwargs
+        )
 
 
 def linear_schedule(value: Any) -> Any:
@@ -92,16 +102,15 @@ def action_noise(setting: Dict[str, Any], n_actions: int) -> ActionNoise:
     return noise_class(mean=np.zeros(n_actions), sigma=float(setting["std"]) * np.ones(n_actions))
 
 
+def on_device(output: PolicyOutput, device: torch.device) -> PolicyOutput:
+    """``output`` with each tensor on ``device``: peers' targets travel on the CPU and are
+    compared on the device of the learner that uses them."""
+    return PolicyOutput(*(None if tensor is None else tensor.to(device) for tensor in output))
+
+
 def make_eval_env(spec: LearnerSpec) -> VecNormalize:
     """An evaluation env: seeded away from training, raw rewards, statistics set from the learner."""
-    env = make_env(
-        spec.env_id,
-        seed=spec.seed + EVAL_SEED_SHIFT,
-        norm_obs=spec.normalize_obs,
-        norm_reward=False,
-        training=False,
-        env_kwargs=spec.env_kwargs,
-    )
+    env = spec.make_env(spec.seed + EVAL_SEED_SHIFT, norm_obs=spec.normalize_obs, norm_reward=False, training=False)
     assert isinstance(env, VecNormalize)
     return env
 
@@ -169,17 +178,10 @@ class Learner(ABC):
         """A fresh learner; ``algo_kwargs`` go to the SB3 constructor."""
         kwargs = sb3_kwargs(algo_kwargs)
         policy = kwargs.pop("policy", "MlpPolicy")
-        env = make_env(
-            spec.env_id,
-            seed=spec.seed,
-            n_envs=spec.n_envs,
-            norm_obs=spec.normalize_obs,
-            norm_reward=spec.normalize_reward,
-            env_kwargs=spec.env_kwargs,
-        )
+        env = spec.make_env(spec.seed, n_envs=spec.n_envs, norm_obs=spec.normalize_obs, norm_reward=spec.normalize_reward)
         if isinstance(kwargs.get("action_noise"), dict):
             kwargs["action_noise"] = action_noise(kwargs["action_noise"], int(np.prod(env.action_space.shape)))
-        model = cls.algo_class(policy, env, seed=spec.seed, device="cpu", verbose=0, **kwargs)
+        model = cls.algo_class(policy, env, seed=spec.seed, device=spec.device, verbose=spec.verbose, **kwargs)
         assert isinstance(env, VecNormalize)
         env.gamma = model.gamma  # reward scaling follows the discounted return the critic learns
         return cls(spec, model, distill)
@@ -203,13 +205,13 @@ class Learner(ABC):
     @classmethod
     def load(cls, spec: LearnerSpec, directory: Path, distill: DistillConfig, iterations: int) -> "Learner":
         """Rebuild a learner saved by ``save``. Episodes in progress at save time start over."""
-        venv = make_env(spec.env_id, seed=spec.seed, n_envs=spec.n_envs, normalize=False, env_kwargs=spec.env_kwargs)
+        venv = spec.make_env(spec.seed, n_envs=spec.n_envs, normalize=False)
         env = VecNormalize.load(str(directory / NORM_FILE), venv)
-        model = cls.algo_class.load(directory / MODEL_FILE, env=env, device="cpu")
+        model = cls.algo_class.load(directory / MODEL_FILE, env=env, device=spec.device, verbose=spec.verbose)
         # Reseed away from the start so a resumed run does not replay its first episodes.
         model.set_random_seed(spec.seed + model.num_timesteps)
         learner = cls(spec, model, distill)
-        learner.distill_optimizer.load_state_dict(torch.load(directory / DISTILL_OPTIM_FILE))
+        learner.distill_optimizer.load_state_dict(torch.load(directory / DISTILL_OPTIM_FILE, map_location=learner.device))
         learner.states.load(directory / STATES_FILE)
         learner._load_extra(directory)
         learner.iterations = iterations
@@ -221,7 +223,9 @@ class Learner(ABC):
         """Set up SB3 once for the whole budget, as ``learn()`` would, logging to one directory.
         ``callback``: the user's SB3 callback (``CallbackList`` for several); one that returns
         False from ``on_step`` stops this learner, as it stops ``learn()``."""
-        formats = [part.strip() for part in self.spec.log_formats.split(",")] if tensorboard_dir is not None else []
+        formats = list(comma_list(self.spec.log_formats)) if tensorboard_dir is not None else []
+        if self.spec.verbose >= 1 and "stdout" not in formats:  # SB3's verbose logger prints its tables
+            formats.append("stdout")
         logger: Logger = configure(str(tensorboard_dir) if tensorboard_dir else None, formats)
         self.model.set_logger(logger)
         remaining = max(self.spec.budget - self.model.num_timesteps, 0)
@@ -317,14 +321,22 @@ class Learner(ABC):
         self.logger.dump(step=step)
 
     def finish(self) -> None:
-        """Flush the last records to TensorBoard."""
-        self.logger.dump(step=self.num_timesteps)
+        """Write the last records (each write flushes TensorBoard). None left (the final evaluation
+        has just been written): nothing to write, and SB3's stdout format would warn of an empty table."""
+        if self.logger.name_to_value:
+            self.logger.dump(step=self.num_timesteps)
 
     # ----- what distillation needs, in raw units ------------------------------------------
 
+    @property
+    def device(self) -> torch.device:
+        """Where the policy's tensors live (``device``); what a learner hands out is on the CPU."""
+        return self.model.device
+
     def normalize(self, raw_obs: np.ndarray) -> torch.Tensor:
-        """Raw observations as this learner's policy sees them (statistics are not updated)."""
-        return torch.as_tensor(self.env.normalize_obs(np.asarray(raw_obs, dtype=np.float32)), dtype=torch.float32)
+        """Raw observations as this learner's policy sees them (statistics are not updated), on its device."""
+        normalized = self.env.normalize_obs(np.asarray(raw_obs, dtype=np.float32))
+        return torch.as_tensor(normalized, dtype=torch.float32, device=self.device)
 
     def to_raw_return(self, values: np.ndarray) -> np.ndarray:
         """Undo VecNormalize's reward scaling: values trained on ``r / sqrt(ret_var + eps)``."""
@@ -351,17 +363,19 @@ class Learner(ABC):
 
     def scale_action(self, action: torch.Tensor) -> torch.Tensor:
         """Env units to [-1, 1], as SB3's ``policy.scale_action`` (which works on numpy only)."""
-        low, high = self._action_bounds()
+        low, high = self._action_bounds(action.device)
         return 2.0 * (action - low) / (high - low) - 1.0
 
     def unscale_action(self, scaled: torch.Tensor) -> torch.Tensor:
         """[-1, 1] to env units."""
-        low, high = self._action_bounds()
+        low, high = self._action_bounds(scaled.device)
         return low + 0.5 * (scaled + 1.0) * (high - low)
 
-    def _action_bounds(self) -> Tuple[torch.Tensor, torch.Tensor]:
+    def _action_bounds(self, device: torch.device) -> Tuple[torch.Tensor, torch.Tensor]:
+        """The action space's bounds as tensors on ``device`` (that of the actions they bound)."""
         space = self.model.action_space
-        return torch.as_tensor(space.low, dtype=torch.float32), torch.as_tensor(space.high, dtype=torch.float32)
+        low = torch.as_tensor(space.low, dtype=torch.float32, device=device)
+        return low, torch.as_tensor(space.high, dtype=torch.float32, device=device)
 
     # ----- shared experience (share=on; dpd.agents.sharing, dpd.agents.rollout_sharing) ------
 
@@ -387,11 +401,11 @@ class Learner(ABC):
 
     def policy_on(self, raw_obs: np.ndarray) -> PolicyOutput:
         """Output on raw states, no gradients, with the action clipped to the env's bounds as
-        the env would: a peer's target."""
+        the env would: a peer's target, on the CPU (peers may live on other devices and processes)."""
         with torch.no_grad():
             output = self.action_distribution(self.normalize(raw_obs))
-        low, high = self._action_bounds()
-        return output._replace(action=torch.clamp(output.env_action, low, high))
+        low, high = self._action_bounds(self.device)
+        return on_device(output._replace(action=torch.clamp(output.env_action, low, high)), torch.device("cpu"))
 
     def values_on(self, raw_obs: np.ndarray) -> np.ndarray:
         """Values on raw states in raw return units."""
@@ -402,8 +416,8 @@ class Learner(ABC):
     def distill_update(self, raw_obs: np.ndarray, target: PolicyOutput, weights: np.ndarray) -> float:
         """One gradient step of the weighted distillation loss towards ``target``."""
         student = self.action_distribution(self.normalize(raw_obs))
-        target = with_temperature(target, self.distill_config.temperature)
-        loss = self.distill_loss(student, target, torch.as_tensor(weights, dtype=torch.float32))
+        target = with_temperature(on_device(target, self.device), self.distill_config.temperature)
+        loss = self.distill_loss(student, target, torch.as_tensor(weights, dtype=torch.float32, device=self.device))
         self.distill_optimizer.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(self.actor_parameters(), self.distill_config.max_grad_norm)

@@ -57,6 +57,9 @@ def peer_setups(cfg: RunConfig) -> List[PeerSetup]:
             save_replay_buffer=cfg.save_replay_buffer,
             log_formats=",".join(cfg.log_format_list),
             env_kwargs=dict(cfg.env_kwargs),
+            gym_packages=",".join(cfg.gym_package_list),
+            device=cfg.device,
+            verbose=cfg.verbose,
         )
         setups.append(PeerSetup(spec, algo_kwargs, distill))
     return setups

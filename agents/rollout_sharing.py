@@ -129,24 +129,30 @@ def peer_rollout_buffer(learner: "OnPolicyLearner", batch: RolloutBatch) -> Roll
     model = learner.model
     rows, n_envs = batch.rewards.shape
     buffer = RolloutBuffer(
-        rows, model.observation_space, model.action_space, "cpu", gae_lambda=model.gae_lambda, gamma=model.gamma, n_envs=n_envs
+        rows,
+        model.observation_space,
+        model.action_space,
+        model.device,
+        gae_lambda=model.gae_lambda,
+        gamma=model.gamma,
+        n_envs=n_envs,
     )
     observations = learner.normalize(batch.observations.reshape(rows * n_envs, -1))
-    actions = torch.as_tensor(batch.actions.reshape(rows * n_envs, -1), dtype=torch.float32)
+    actions = torch.as_tensor(batch.actions.reshape(rows * n_envs, -1), dtype=torch.float32, device=model.device)
     rewards = learner.env.normalize_reward(batch.rewards).astype(np.float32)
     with torch.no_grad():
         values, log_probs, _ = model.policy.evaluate_actions(observations, actions)
         if batch.truncated.any():
             where = np.nonzero(batch.truncated)
             terminal_values = model.policy.predict_values(learner.normalize(batch.terminal_observations[where]))
-            rewards[where] += model.gamma * terminal_values.reshape(-1).numpy()
+            rewards[where] += model.gamma * terminal_values.reshape(-1).cpu().numpy()
         last_values = model.policy.predict_values(learner.normalize(batch.last_observations))
-    buffer.observations[:] = observations.numpy().reshape(buffer.observations.shape)
+    buffer.observations[:] = observations.cpu().numpy().reshape(buffer.observations.shape)
     buffer.actions[:] = batch.actions
     buffer.rewards[:] = rewards
     buffer.episode_starts[:] = batch.episode_starts
-    buffer.values[:] = values.reshape(rows, n_envs).numpy()
-    buffer.log_probs[:] = log_probs.reshape(rows, n_envs).numpy()
+    buffer.values[:] = values.reshape(rows, n_envs).cpu().numpy()
+    buffer.log_probs[:] = log_probs.reshape(rows, n_envs).cpu().numpy()
     buffer.pos, buffer.full = rows, True
     buffer.compute_returns_and_advantage(last_values, np.asarray(batch.last_dones))
     return buffer
@@ -178,7 +184,7 @@ class WeightedRolloutBuffer(RolloutBuffer):
         is flattened as SB3 flattens a rollout buffer (env by env)."""
         flat = [{name: RolloutBuffer.swap_and_flatten(getattr(part, name)) for name in _FIELDS} for part in parts]
         size = sum(len(part["rewards"]) for part in flat)
-        buffer = cls(size, model.observation_space, model.action_space, "cpu", model.gae_lambda, model.gamma, n_envs=1)
+        buffer = cls(size, model.observation_space, model.action_space, model.device, model.gae_lambda, model.gamma, n_envs=1)
         for name in _FIELDS:
             stacked = np.concatenate([part[name] for part in flat])
             getattr(buffer, name)[:] = stacked.reshape(getattr(buffer, name).shape)
@@ -191,7 +197,9 @@ class WeightedRolloutBuffer(RolloutBuffer):
     def _get_samples(self, batch_inds: np.ndarray, env: Optional[VecNormalize] = None) -> WeightedSamples:  # type: ignore[override]
         samples = super()._get_samples(batch_inds, env)
         return WeightedSamples(
-            *samples, self.to_torch(self.weights[batch_inds]), torch.as_tensor(self.from_peer[batch_inds], dtype=torch.bool)
+            *samples,
+            self.to_torch(self.weights[batch_inds]),
+            torch.as_tensor(self.from_peer[batch_inds], dtype=torch.bool, device=self.device),
         )
 
 

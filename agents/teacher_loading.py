@@ -6,6 +6,7 @@ statistics when it has them; it is kept apart from the agent so that comparing t
 needs no teacher-student run.
 """
 
+import dataclasses
 from pathlib import Path
 from typing import Any, Dict
 
@@ -15,7 +16,6 @@ from dpd.agents.algorithms import ALGORITHMS
 from dpd.agents.learner import Learner, LearnerSpec
 from dpd.agents.model_zip import detect_algo
 from dpd.config import DistillConfig, RunConfig
-from dpd.envs import make_env
 from dpd.errors import UserError, unknown_choice
 
 TEACHER_SEED_SHIFT = 20_000  # a teacher acts in its own env, seeded away from the student's
@@ -41,13 +41,23 @@ def student_distill_defaults(cfg: RunConfig, student_algo: str) -> Dict[str, Any
 
 
 def load_saved_learner(
-    name: str, path: Path, norm: str, algo: str, env_id: str, seed: int, env_kwargs: Dict[str, Any], distill: DistillConfig
+    name: str,
+    path: Path,
+    norm: str,
+    algo: str,
+    env_id: str,
+    seed: int,
+    env_kwargs: Dict[str, Any],
+    distill: DistillConfig,
+    gym_packages: str = "",
+    device: str = "cpu",
 ) -> Learner:
     """Any saved SB3 model as a learner that is not trained: acting, values, targets on raw states.
 
     ``norm``: its VecNormalize statistics; empty means ``vecnormalize.pkl`` beside the zip, or no
     normalisation when there is none. ``seed`` seeds its evaluation episodes, so a teacher and a
     student with the same seed are scored on the same episodes; it acts in an env seeded apart.
+    ``gym_packages`` (comma-separated) and ``device`` as the run's config gives them.
     """
     path = Path(path)
     if not path.is_file():
@@ -58,27 +68,38 @@ def load_saved_learner(
     norm_path = Path(norm) if norm else path.with_name("vecnormalize.pkl")
     if norm and not norm_path.is_file():
         raise UserError(f"{name} normalisation file not found: {norm_path}")
-    venv = make_env(env_id, seed=seed + TEACHER_SEED_SHIFT, normalize=False, env_kwargs=env_kwargs)
+    spec = LearnerSpec(
+        name, algo, env_id, seed, budget=0, env_kwargs=dict(env_kwargs), gym_packages=gym_packages, device=device
+    )
+    venv = spec.make_env(seed + TEACHER_SEED_SHIFT, normalize=False)
     try:
         if norm_path.is_file():
             env = VecNormalize.load(str(norm_path), venv)
         else:  # a model trained without normalisation: an identity wrapper keeps one interface
             env = VecNormalize(venv, norm_obs=False, norm_reward=False)
         env.training = False
-        model = ALGORITHMS[algo].algo_class.load(path, env=env, device="cpu")
+        model = ALGORITHMS[algo].algo_class.load(path, env=env, device=device)
     except (ValueError, KeyError, AssertionError) as exc:
         venv.close()
         raise UserError(f"{name} {path} does not fit {env_id}: {exc}") from None
     except Exception as exc:  # a damaged file fails in many ways; all are the user's to fix
         venv.close()
         raise UserError(f"cannot load {name} {path}: {type(exc).__name__}: {exc}") from None
-    spec = LearnerSpec(name, algo, env_id, seed, budget=0, normalize_obs=bool(env.norm_obs), env_kwargs=dict(env_kwargs))
-    return ALGORITHMS[algo](spec, model, distill)
+    return ALGORITHMS[algo](dataclasses.replace(spec, normalize_obs=bool(env.norm_obs)), model, distill)
 
 
 def load_teacher(cfg: RunConfig, distill: DistillConfig) -> Learner:
     """The run's teacher, evaluated on the student's episodes."""
     teacher = cfg.teacher
     return load_saved_learner(
-        "teacher", Path(teacher.path), teacher.norm, teacher.algo, cfg.env, cfg.seed, cfg.env_kwargs, distill
+        "teacher",
+        Path(teacher.path),
+        teacher.norm,
+        teacher.algo,
+        cfg.env,
+        cfg.seed,
+        cfg.env_kwargs,
+        distill,
+        gym_packages=cfg.gym_packages,
+        device=cfg.device,
     )

@@ -6,10 +6,11 @@ reopened (``dpd.agents.runs``), so that what the loop needs of an agent is one s
 ``TrainableAgent``.
 """
 
+import math
 import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Protocol, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Optional, Protocol, Sequence, Tuple
 
 from tqdm import tqdm
 
@@ -131,11 +132,15 @@ class Trainer:
             dynamic_ncols=True,
         )
 
+        # Each learner's latest evaluation return, shown beside the bar in the learners' order.
+        latest: Dict[str, float] = dict.fromkeys((learner.spec.name for learner in group.learners), float("nan"))
+
         def after_turn(index: int, taken: int) -> None:
             bar.update(taken)
             learner = group.learners[index]
             if learner.num_timesteps >= next_eval[index]:
-                self._evaluate(learner, cfg.eval.episodes)
+                latest[learner.spec.name] = self._evaluate(learner, cfg.eval.episodes).mean_return
+                bar.set_postfix_str(eval_postfix(latest))
                 next_eval[index] = self._next_multiple(learner.num_timesteps, cfg.eval.every)
 
         def after_round() -> None:  # between rounds every peer is in a consistent state
@@ -235,6 +240,13 @@ class Trainer:
             self.group.close()
         finally:
             self.run.unlock()
+
+
+def eval_postfix(returns: Mapping[str, float]) -> str:
+    """The progress bar's postfix: each learner's latest evaluation return, e.g.
+    ``peer0=-12.3 peer1=-9.8``, so a run shows how its peers fare while it trains; learners not
+    evaluated yet (NaN) are left out."""
+    return " ".join(f"{name}={value:.1f}" for name, value in returns.items() if not math.isnan(value))
 
 
 def _sound(learner: TrainedLearner) -> bool:

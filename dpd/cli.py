@@ -56,6 +56,7 @@ def _train_config(args: argparse.Namespace) -> Dict[str, Any]:
         layer = merge(_zoo_layer(args.hyperparams, args.env or layer.get("env")), layer)
     flags = {
         "env": args.env,
+        "gym_packages": ",".join(args.gym_packages) if args.gym_packages else None,
         "algo": args.algo,
         "peers": args.peers,
         "total_steps": args.total_steps,
@@ -95,6 +96,7 @@ def cmd_train(args: argparse.Namespace, config_layers: Callable[[argparse.Namesp
                 ("--hyperparams", args.hyperparams),
                 ("--set", args.set),
                 ("--env", args.env),
+                ("--gym-packages", args.gym_packages),
                 ("--algo", args.algo),
                 ("--peers", args.peers),
                 ("--total-steps", args.total_steps),
@@ -123,10 +125,7 @@ def cmd_train(args: argparse.Namespace, config_layers: Callable[[argparse.Namesp
         print(f"resuming {args.resume} at {trainer.group.run_steps} of {trainer.cfg.total_steps} env steps")
     else:
         cfg = build_config(config_layers(args))
-        run_dir = Path(
-            args.run_dir
-            or f"runs/{cfg.env}_{cfg.algo.replace(',', '+')}_x{cfg.peers}_seed{cfg.seed}_{time.strftime('%Y%m%d-%H%M%S')}"
-        )
+        run_dir = Path(args.run_dir or _default_run_dir(cfg.env, cfg.algo, cfg.peers, cfg.seed))
         trainer = new_run(run_dir, cfg)
         if cfg.teacher.path:
             print(
@@ -164,6 +163,13 @@ def cmd_train(args: argparse.Namespace, config_layers: Callable[[argparse.Namesp
     print(f"checkpoints: {trainer.run.path / 'checkpoints'} (the latest is what dpd eval {trainer.run.path} evaluates)")
     print(f"TensorBoard: {_tensorboard_command()} --logdir {trainer.run.path / 'tb'}")
     return 0
+
+
+def _default_run_dir(env: str, algo: str, peers: int, seed: int) -> str:
+    """``runs/<env>_<algo>_x<peers>_seed<seed>_<time>``, one folder even for ids with a namespace
+    (``ns/Env-v0``) or a module (``module:EnvClass``)."""
+    name = env.replace("/", "-").replace(":", "-")
+    return f"runs/{name}_{algo.replace(',', '+')}_x{peers}_seed{seed}_{time.strftime('%Y%m%d-%H%M%S')}"
 
 
 def _tensorboard_command() -> str:
@@ -204,7 +210,15 @@ def cmd_fidelity(args: argparse.Namespace) -> int:
     from dpd.agents import compare_models
 
     report = compare_models(
-        args.teacher, args.student, args.env, args.teacher_norm, args.student_norm, args.episodes, args.states, args.tolerance
+        args.teacher,
+        args.student,
+        args.env,
+        args.teacher_norm,
+        args.student_norm,
+        args.episodes,
+        args.states,
+        args.tolerance,
+        gym_packages=",".join(args.gym_packages or []),
     )
     if args.json:
         print(json.dumps(report, indent=2))
@@ -227,8 +241,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     from dpd.zoo_export import enjoy_command, export_zoo
 
-    experiment = export_zoo(Path(args.run_dir), Path(args.zoo), args.learner)
-    print(f"wrote {experiment} in the RL zoo's layout; run it with: {enjoy_command(experiment)}")
+    experiment, gym_packages = export_zoo(Path(args.run_dir), Path(args.zoo), args.learner)
+    print(f"wrote {experiment} in the RL zoo's layout; run it with: {enjoy_command(experiment, gym_packages)}")
     return 0
 
 
@@ -274,7 +288,16 @@ def _config_keys_epilog() -> str:
 
 def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
     """Flags shared by ``train`` and ``distill``."""
-    parser.add_argument("--env", help="Gymnasium env id (default HalfCheetah-v5)")
+    parser.add_argument(
+        "--env", help="Gymnasium env id (default HalfCheetah-v5), or module:EnvClass for a gymnasium.Env class"
+    )
+    parser.add_argument(
+        "--gym-packages",
+        nargs="+",
+        metavar="PKG",
+        help="modules to import before the env id is looked up (packages that register envs on import), "
+        "space- or comma-separated, as in rl_zoo3.train",
+    )
     parser.add_argument("--total-steps", type=int, help="env steps of all learners together (default 1000000)")
     parser.add_argument("--seed", type=int, help="base seed; peer k uses seed + k * seed_offset")
     parser.add_argument("--run-dir", help="where logs and checkpoints go (default runs/<env>_<algo>_..._<time>)")
@@ -342,7 +365,8 @@ def build_parser() -> argparse.ArgumentParser:
     fidelity = sub.add_parser("fidelity", help="how closely one saved model matches another")
     fidelity.add_argument("teacher", help="SB3 zip")
     fidelity.add_argument("student", help="SB3 zip")
-    fidelity.add_argument("--env", required=True)
+    fidelity.add_argument("--env", required=True, help="Gymnasium env id, or module:EnvClass")
+    fidelity.add_argument("--gym-packages", nargs="+", metavar="PKG", help="modules to import before the env id is looked up")
     fidelity.add_argument("--teacher-norm", help="default: vecnormalize.pkl beside the zip, if any")
     fidelity.add_argument("--student-norm", help="default: vecnormalize.pkl beside the zip, if any")
     fidelity.add_argument("--episodes", type=int, default=10, help="deterministic episodes for the return ratio")

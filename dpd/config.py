@@ -23,6 +23,7 @@ learner (``dpd.agents.peer_setup``), with every value set and checked.
 import dataclasses
 import json
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import (
@@ -54,6 +55,12 @@ MODES = ("offline", "online", "kickstart", "gated")
 SCHEDULES = ("constant", "linear", "exponential")
 
 
+def comma_list(text: str) -> Tuple[str, ...]:
+    """A comma-separated setting (``log_formats``, ``gym_packages``) as its items. Such settings
+    are strings, not lists, so the manifest and ``--set`` write them as the command line does."""
+    return tuple(part.strip() for part in text.split(",") if part.strip())
+
+
 def setting(
     default: Any = dataclasses.MISSING, doc: str = "", *, factory: Optional[Callable[[], Any]] = None, shown: str = ""
 ) -> Any:
@@ -72,6 +79,7 @@ PER_ALGORITHM = "per algorithm"  # the default of keys resolved from the learner
 # distillation round exchanges batches between all of them; far more is a typo, not a plan.
 MAX_PEERS = 64
 LOG_FORMATS = ("tensorboard", "csv", "json", "log", "stdout")  # SB3's logger formats
+DEVICES = ("cpu", "cuda", "cuda:<index>", "auto")  # torch devices as SB3's ``get_device`` takes them
 
 
 @dataclass
@@ -342,7 +350,16 @@ class TeacherConfig:
 
 @dataclass
 class RunConfig:
-    env: str = setting("HalfCheetah-v5", "Gymnasium id with continuous actions; `DpdPointReach-v0` is the tiny test env")
+    env: str = setting(
+        "HalfCheetah-v5",
+        "Gymnasium id with continuous actions (`DpdPointReach-v0` is the tiny test env), or, as in the RL zoo, "
+        "`module:EnvClass` (a `gymnasium.Env` class, registered on the fly as `module.EnvClass-v0`)",
+    )
+    gym_packages: str = setting(
+        "",
+        "modules to import before the env id is looked up, comma-separated (`--gym-packages`): packages that register "
+        "their envs on import, as with `rl_zoo3.train --gym-packages`",
+    )
     algo: str = setting(
         "ppo",
         "SB3 algorithm of the peers: `ppo`, `a2c`, `sac`, `td3`, `ddpg`, or a comma-separated list cycled over the peers",
@@ -379,6 +396,15 @@ class RunConfig:
         shown="per env",
     )
     env_kwargs: Dict[str, Any] = setting(factory=dict, doc="keyword arguments of `gymnasium.make`")
+    device: str = setting(
+        "cpu",
+        "torch device of the SB3 models, as SB3 takes it: `cpu`, `cuda` (refused where torch sees no GPU), `cuda:<index>` "
+        "or `auto` (a GPU if there is one); the small MLPs of MuJoCo tasks train fastest on the CPU",
+    )
+    verbose: int = setting(
+        0,
+        "SB3's `verbose`: 0 quiet; 1 SB3's messages and each learner's log tables on stdout (`log_formats` `stdout`); 2 debug",
+    )
     log_formats: str = setting(
         "tensorboard",
         "SB3 logger formats of each learner, comma-separated: `tensorboard`, `csv`, `json`, `log` (files in "
@@ -399,13 +425,21 @@ class RunConfig:
 
     @property
     def log_format_list(self) -> Tuple[str, ...]:
-        return tuple(part.strip() for part in self.log_formats.split(",") if part.strip())
+        return comma_list(self.log_formats)
+
+    @property
+    def gym_package_list(self) -> Tuple[str, ...]:
+        return comma_list(self.gym_packages)
 
     def check(self) -> None:
         """The run's own values and how its sections fit together; each section checks its own."""
         for log_format in self.log_format_list:
             if log_format not in LOG_FORMATS:
                 raise unknown_choice("log format", log_format, LOG_FORMATS)
+        if self.device not in ("cpu", "cuda", "auto") and not re.fullmatch(r"cuda:\d+", self.device):
+            raise unknown_choice("device", self.device, DEVICES)
+        if self.verbose not in (0, 1, 2):
+            raise UserError(f"verbose must be 0, 1 or 2 (as in SB3), got {self.verbose}")
         for key in ("total_steps", "peers", "n_envs"):
             if getattr(self, key) <= 0:
                 raise UserError(f"{key} must be positive, got {getattr(self, key)}")

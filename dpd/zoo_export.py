@@ -19,10 +19,11 @@ import re
 import shutil
 from collections import OrderedDict
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional
+from typing import Any, Dict, List, Mapping, NamedTuple, Optional, Sequence
 
 import yaml
 
+from dpd.config import comma_list
 from dpd.errors import UserError, unknown_choice
 from dpd.pyexpr import format_python_value
 from dpd.rundir import RunDirectory, make_directory
@@ -33,11 +34,21 @@ PYTHON_STRING_KEYS = ("policy_kwargs",)  # the zoo writes these as Python source
 DPD_ENVS = "dpd.envs"  # the module that registers dpd's own envs (DpdPointReach-v0): enjoy's --gym-packages
 
 
-def enjoy_command(experiment: Path) -> str:
-    """The ``rl_zoo3.enjoy`` command that runs an exported experiment."""
+def export_gym_packages(spec: Mapping[str, Any]) -> List[str]:
+    """The modules ``enjoy`` must import for the learner's env: the run's ``gym_packages``, and
+    ``dpd.envs`` for dpd's own envs."""
+    packages = list(comma_list(str(spec.get("gym_packages", ""))))
+    if spec["env_id"].startswith("Dpd") and DPD_ENVS not in packages:
+        packages.append(DPD_ENVS)
+    return packages
+
+
+def enjoy_command(experiment: Path, gym_packages: Sequence[str] = ()) -> str:
+    """The ``rl_zoo3.enjoy`` command that runs an exported experiment, importing ``gym_packages``
+    (``export_gym_packages``) first."""
     env_id, _, exp_id = experiment.name.rpartition("_")
     algo, folder = experiment.parent.name, experiment.parent.parent
-    packages = f" --gym-packages {DPD_ENVS}" if env_id.startswith("Dpd") else ""
+    packages = f" --gym-packages {' '.join(gym_packages)}" if gym_packages else ""
     return f"python -m rl_zoo3.enjoy --algo {algo} --env {env_id} -f {folder} --exp-id {exp_id}{packages} --no-render"
 
 
@@ -111,9 +122,16 @@ def _dump_sorted(path: Path, values: Mapping[str, Any]) -> None:
         yaml.dump(OrderedDict((key, values[key]) for key in sorted(values)), handle)
 
 
-def export_zoo(run_path: Path, out_dir: Path, learner: Optional[str] = None) -> Path:
-    """Write one learner of the run at ``run_path`` as a new zoo experiment under ``out_dir``;
-    returns the experiment's directory (``out_dir/<algo>/<env>_<id>``)."""
+class ZooExport(NamedTuple):
+    """An exported experiment: its directory (``out_dir/<algo>/<env>_<id>``) and the modules
+    ``enjoy`` must import for its env (``--gym-packages``)."""
+
+    experiment: Path
+    gym_packages: List[str]
+
+
+def export_zoo(run_path: Path, out_dir: Path, learner: Optional[str] = None) -> ZooExport:
+    """Write one learner of the run at ``run_path`` as a new zoo experiment under ``out_dir``."""
     run = RunDirectory.open(run_path)
     checkpoint = run.checkpoint_dir
     if checkpoint is None:
@@ -124,7 +142,12 @@ def export_zoo(run_path: Path, out_dir: Path, learner: Optional[str] = None) -> 
         raise UserError(f"checkpoint {source} is incomplete: missing {MODEL_FILE} or {NORM_FILE}")
     resolved = {peer["name"]: peer["algo_kwargs"] for peer in run.manifest.get("resolved_peers", [])}
     algo, env_id = spec["algo"], spec["env_id"]
-    gym_packages = [DPD_ENVS] if env_id.startswith("Dpd") else []
+    if ":" in env_id:  # the zoo looks envs up by registered id, and a ``:`` in a folder name breaks its paths
+        raise UserError(
+            f"env {env_id!r} is a module:EnvClass id, which the RL zoo cannot look up; register the env in a package "
+            "(gymnasium.register on import) and train with --gym-packages to export it"
+        )
+    gym_packages = export_gym_packages(spec)
     algo_dir = out_dir / algo
     made = make_directory(algo_dir, "export dir")
     target = algo_dir / f"{env_id}_{latest_run_id(algo_dir, env_id) + 1}"
@@ -145,4 +168,4 @@ def export_zoo(run_path: Path, out_dir: Path, learner: Optional[str] = None) -> 
         if made is not None:
             shutil.rmtree(made, ignore_errors=True)
         raise UserError(f"cannot write {target}: {exc}") from None
-    return target
+    return ZooExport(target, gym_packages)

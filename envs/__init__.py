@@ -1,4 +1,5 @@
-"""Environments: the factory, per-env defaults, and the tiny test env (registered on import)."""
+"""Environments: the factory, custom envs (``module:EnvClass`` ids, gym packages), per-env
+defaults, and the tiny test env (registered on import)."""
 
 import sys
 

@@ -1,12 +1,13 @@
 """Environment factory: Gymnasium ids to seeded, optionally normalised SB3 vector envs."""
 
-from typing import List, Optional
+from typing import List, Optional, Sequence
 
 import gymnasium as gym
 from gymnasium import spaces
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.vec_env import VecEnv, VecNormalize
 
+from dpd.envs.custom import resolve_env_id
 from dpd.errors import UserError, unknown_choice
 
 TINY_ENV_ID = "DpdPointReach-v0"
@@ -20,10 +21,14 @@ def suggested_env_ids() -> List[str]:
     return sorted(names) + [TINY_ENV_ID]
 
 
-def check_env_id(env_id: str) -> None:
-    """Refuse ids Gymnasium does not know, naming the continuous-control ones it does."""
-    if env_id not in gym.envs.registry:
+def check_env_id(env_id: str, gym_packages: Sequence[str] = ()) -> str:
+    """The Gymnasium id of ``env_id`` (``dpd.envs.custom``: ``module:EnvClass`` ids and
+    ``gym_packages``); ids Gymnasium does not know are refused, naming the continuous-control
+    ones it does."""
+    resolved = resolve_env_id(env_id, gym_packages)
+    if resolved not in gym.envs.registry:
         raise unknown_choice("env id", env_id, suggested_env_ids())
+    return resolved
 
 
 def make_env(
@@ -36,16 +41,18 @@ def make_env(
     gamma: float = 0.99,
     training: bool = True,
     env_kwargs: Optional[dict] = None,
+    gym_packages: Sequence[str] = (),
 ) -> VecEnv:
     """A seeded ``DummyVecEnv`` of ``n_envs`` Monitor-wrapped copies, VecNormalize-wrapped if asked.
 
     ``gamma`` must be the learner's discount: VecNormalize scales rewards by the running std of
     the discounted return, and values are converted back to raw units with the same statistics.
-    Evaluation envs pass ``training=False`` (frozen statistics, raw rewards).
+    Evaluation envs pass ``training=False`` (frozen statistics, raw rewards). ``gym_packages``
+    are imported first, and a ``module:EnvClass`` id registered, in whichever process builds it.
     """
-    check_env_id(env_id)
+    resolved = check_env_id(env_id, gym_packages)
     try:
-        venv = make_vec_env(env_id, n_envs=n_envs, seed=seed, env_kwargs=env_kwargs)
+        venv = make_vec_env(resolved, n_envs=n_envs, seed=seed, env_kwargs=env_kwargs)
     except TypeError as exc:
         raise UserError(f"env {env_id!r} rejected env_kwargs {env_kwargs}: {exc}") from None
     except (gym.error.DependencyNotInstalled, ImportError) as exc:  # e.g. Box2D's or MuJoCo's package
@@ -67,7 +74,8 @@ def make_env(
     )
 
 
-def check_env(env_id: str, env_kwargs: Optional[dict] = None) -> None:
-    """Build the env once and close it: an unknown id, a missing dependency, rejected
-    ``env_kwargs`` or actions that are not continuous fail here, before a run writes anything."""
-    make_env(env_id, seed=0, normalize=False, env_kwargs=env_kwargs).close()
+def check_env(env_id: str, env_kwargs: Optional[dict] = None, gym_packages: Sequence[str] = ()) -> None:
+    """Build the env once and close it: an unknown id, a package that does not import, a missing
+    dependency, rejected ``env_kwargs`` or actions that are not continuous fail here, before a
+    run writes anything."""
+    make_env(env_id, seed=0, normalize=False, env_kwargs=env_kwargs, gym_packages=gym_packages).close()

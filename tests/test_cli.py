@@ -4,6 +4,7 @@ import contextlib
 import dataclasses
 import io
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,7 @@ from stable_baselines3 import PPO
 from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
 
 from dpd.agents.peer_group import PeerGroup
+from dpd.agents.trainer import eval_postfix
 from dpd.cli import main
 from tests.conftest import TINY, beats_random, expect_cli_error, interrupt, read_manifest, resume, scalar_tags
 
@@ -209,3 +211,16 @@ def test_sb3_logger_formats_beside_tensorboard(tmp_path, capsys):
     bad = ["train", *FAST, "--set", "log_formats=csv,html", "--run-dir", str(tmp_path / "bad")]
     assert "unknown log format 'html'" in expect_cli_error(bad, capsys)
     assert not (tmp_path / "bad").exists()
+
+
+def test_the_progress_bar_shows_each_peers_latest_evaluation_return(tmp_path, capsys):
+    assert eval_postfix({"peer0": -12.34, "peer1": -9.8, "peer2": float("nan")}) == "peer0=-12.3 peer1=-9.8"
+    fast = [arg for arg in FAST if arg != "--no-progress"]
+    args = ["train", *fast, "--total-steps", "2048", "--set", "eval.every=256", "--run-dir", str(tmp_path / "bar")]
+    assert main(args) == 0
+    shown = re.findall(r"peer0=(-?\d+\.\d) peer1=(-?\d+\.\d)", capsys.readouterr().err)
+    assert shown, "no evaluation returns beside the progress bar"
+    # The last shown are each peer's last evaluation during training: the one before the final
+    # evaluation, which comes after the bar has closed.
+    logged = [scalar_tags(tmp_path / "bar" / "tb" / name).Scalars("eval/mean_reward") for name in ("peer0", "peer1")]
+    assert list(shown[-1]) == [f"{events[-2].value:.1f}" for events in logged]
