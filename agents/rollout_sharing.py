@@ -213,6 +213,9 @@ def importance_ratios(buffer: RolloutBuffer, batch: RolloutBatch) -> np.ndarray:
     return RolloutBuffer.swap_and_flatten(np.exp(log_ratio).astype(np.float32)).reshape(-1)
 
 
+LOG_RATIO_CAP = 20.0  # the largest log pi/pi_before the update's ratio takes (see weighted_update)
+
+
 def sample_weights(ratios: np.ndarray, weight: float, ratio_clip: float) -> np.ndarray:
     """A peer sample's loss weight: ``weight * min(ratio, ratio_clip)`` (SEAC's lambda times the
     truncated importance ratio)."""
@@ -239,7 +242,11 @@ def weighted_update(model: OnPolicyAlgorithm, buffer: WeightedRolloutBuffer) -> 
             advantages = data.advantages
             if model.normalize_advantage and len(advantages) > 1:
                 advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
-            ratio = torch.exp(log_prob - data.old_log_prob)
+            # Capped before exp: a peer's action far outside this policy can move its log-probability
+            # by hundreds in one step, and exp's overflow times the clipped branch's zero gradient is
+            # NaN. exp(20) is far beyond any clip range, so the cap changes no loss that SB3's would.
+            log_ratio = torch.clamp(log_prob - data.old_log_prob, max=LOG_RATIO_CAP)
+            ratio = torch.exp(log_ratio)
             if clip_range is not None:
                 surrogate = torch.min(advantages * ratio, advantages * torch.clamp(ratio, 1 - clip_range, 1 + clip_range))
             else:
@@ -258,8 +265,7 @@ def weighted_update(model: OnPolicyAlgorithm, buffer: WeightedRolloutBuffer) -> 
             _append(logs, "train/entropy_loss", entropy_loss.item())
             if clip_range is not None:
                 with torch.no_grad():
-                    log_ratio = log_prob - data.old_log_prob
-                    approx_kl = torch.mean((torch.exp(log_ratio) - 1) - log_ratio).item()
+                    approx_kl = torch.mean((ratio - 1) - log_ratio).item()
                 _append(logs, "train/approx_kl", approx_kl)
                 _append(logs, "train/clip_fraction", torch.mean((torch.abs(ratio - 1) > clip_range).float()).item())
                 if model.target_kl is not None and approx_kl > 1.5 * model.target_kl:

@@ -247,3 +247,16 @@ def test_a_model_trained_by_sb3s_own_learn_counts_its_optimizer_steps():
     learner.model.learn(512)
     model = learner.model
     assert learner.gradient_updates == 2 * model.n_epochs * (model.n_steps // model.batch_size)
+
+
+def test_a_peer_action_far_outside_the_learners_policy_does_not_turn_the_update_nan():
+    """A peer's action many standard deviations from the learner's mean has a log-probability so
+    low that one optimizer step moves it by hundreds: exp() of that overflows, and the clipped
+    branch's zero gradient times infinity is NaN, unless the log-ratio is capped."""
+    (learner,) = sharing_learner()
+    learner.train_iteration(0)
+    learner.train_iteration(0, update="none")
+    batch = learner.take_transitions()
+    far = RolloutBatch(**{**batch.arrays(), "actions": batch.actions + 300.0, "log_probs": batch.log_probs})
+    learner._train_shared([far])
+    assert learner.parameters_finite()
