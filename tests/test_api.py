@@ -84,3 +84,13 @@ def test_a_student_learns_from_a_peers_model(tmp_path):
     (result,) = student.results
     assert result.learner == "student" and result.env_steps == 1024
     assert Student.load(tmp_path / "student").models[0].num_timesteps == 1024
+
+
+def test_callbacks_reach_peers_in_other_processes(tmp_path):
+    """On the process backend each learner's callback is pickled to its process; the stop it
+    asks for comes back as the learner's steps."""
+    from dpd import Peers
+
+    peers = Peers("ppo", TINY, peers=2, run_dir=tmp_path / "run", backend="process", eval={"every": 0, "final_episodes": 2})
+    peers.learn(total_timesteps=4096, callback=[None, CountSteps(stop_after=300)])
+    assert [result.env_steps for result in peers.results] == [2048, 300]
