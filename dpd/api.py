@@ -69,8 +69,9 @@ class _Run:
         run = RunDirectory.open(self._trained_dir())
         checkpoint = run.checkpoint_dir
         assert checkpoint is not None
+        device = run.manifest["config"].get("device", "cpu")  # the device the run trained on
         return [
-            ALGORITHMS[learner["algo"]].algo_class.load(checkpoint / learner["name"] / "model.zip", device="cpu")
+            ALGORITHMS[learner["algo"]].algo_class.load(checkpoint / learner["name"] / "model.zip", device=device)
             for learner in run.manifest["learners"]
         ]
 
