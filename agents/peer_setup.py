@@ -7,6 +7,7 @@ defaults < run config < ``peer_configs[k]``); the checks (``dpd.agents.checks``)
 start from its answer.
 """
 
+import inspect
 from dataclasses import asdict, dataclass
 from typing import Any, Dict, List, Mapping, Tuple
 
@@ -41,10 +42,8 @@ def peer_setups(cfg: RunConfig) -> List[PeerSetup]:
     distillation settings merged as: algorithm/env defaults < run config < peer config."""
     setups = []
     for k, (algo, algo_kwargs, distill) in enumerate(_resolve(cfg)):
-        if cfg.share.enabled and cfg.share.updates == "per_peer" and ALGORITHMS[algo].off_policy:
-            # Each peer updates as if it alone had collected the whole group's data.
-            steps = algo_kwargs.get("gradient_steps", 1)
-            algo_kwargs["gradient_steps"] = steps * cfg.peers if steps > 0 else steps
+        if cfg.share.enabled and cfg.share.updates == "per_peer":
+            _update_as_if_alone(algo, algo_kwargs, cfg.peers)
         spec = LearnerSpec(
             name="student" if cfg.teacher.path else f"peer{k}",
             algo=algo,
@@ -63,6 +62,29 @@ def peer_setups(cfg: RunConfig) -> List[PeerSetup]:
         )
         setups.append(PeerSetup(spec, algo_kwargs, distill))
     return setups
+
+
+def _update_as_if_alone(algo: str, algo_kwargs: Dict[str, Any], peers: int) -> None:
+    """``share.updates=per_peer``: each peer updates as if it alone had collected the whole
+    group's data. An off-policy peer takes ``gradient_steps`` times ``peers`` updates per own env
+    step; an on-policy peer collects ``n_steps / peers`` per rollout, so that it updates once per
+    ``n_steps`` group steps, as often as one learner alone, on as many samples (own and peers')."""
+    if ALGORITHMS[algo].off_policy:
+        steps = algo_kwargs.get("gradient_steps", 1)
+        algo_kwargs["gradient_steps"] = steps * peers if steps > 0 else steps
+        return
+    n_steps = algo_kwargs.get("n_steps", _sb3_default(algo, "n_steps"))
+    if not isinstance(n_steps, int) or n_steps % peers or n_steps < peers:
+        raise UserError(
+            f"share.updates=per_peer divides {algo}'s n_steps ({n_steps}) among {peers} peers; "
+            f"set algo_kwargs.n_steps to a multiple of {peers}"
+        )
+    algo_kwargs["n_steps"] = n_steps // peers
+
+
+def _sb3_default(algo: str, name: str) -> Any:
+    """The default SB3 declares for the hyperparameter ``name`` of ``algo``'s class."""
+    return inspect.signature(ALGORITHMS[algo].algo_class.__init__).parameters[name].default
 
 
 def _resolve(cfg: RunConfig) -> List[Tuple[str, Dict[str, Any], DistillConfig]]:

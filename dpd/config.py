@@ -201,8 +201,10 @@ class ShareConfig:
         "off-policy peers: gradient updates are a budget like env steps. `equal`: each peer keeps its algorithm's "
         "updates per own env step, so the group takes as many updates in total as one learner at the same total env "
         "steps (P3S's accounting); `per_peer`: each peer's `gradient_steps` times the number of peers, as if it alone "
-        "had collected all the group's data (N times the compute). On-policy peers keep their epochs, each over the "
-        "own and the peers' samples (N times the minibatches)",
+        "had collected all the group's data (N times the compute). On-policy peers: `equal` keeps each peer's rollout "
+        "of n_steps, and its epochs then run over the own and the peers' samples (N times the minibatches); "
+        "`per_peer` shortens each peer's rollout to n_steps / N, so that every peer updates once per n_steps group "
+        "steps, as often as one learner alone, on as many samples, own and peers' (N times the compute)",
     )
     weight: float = setting(
         1.0, "on-policy peers: the weight (SEAC's lambda) of peers' samples in the policy and value losses (SEAC: 1)"

@@ -260,3 +260,19 @@ def test_a_peer_action_far_outside_the_learners_policy_does_not_turn_the_update_
     far = RolloutBatch(**{**batch.arrays(), "actions": batch.actions + 300.0, "log_probs": batch.log_probs})
     learner._train_shared([far])
     assert learner.parameters_finite()
+
+
+def test_per_peer_updates_shorten_each_rollout_so_every_peer_updates_as_often_as_one_learner():
+    """``share.updates=per_peer``: 3 PPO peers of a 3072-step rollout collect 1024 steps each, and
+    each update then sees 3072 samples (own and peers'), as one learner alone would."""
+    from dpd.agents import peer_setups
+    from dpd.agents.peer_setup import resolved_config
+    from dpd.config import build_config
+    from tests.conftest import TINY
+
+    layer = {"env": TINY, "algo": "ppo", "peers": 3, "algo_kwargs": {"n_steps": 3072}, "distill": False}
+    shared = build_config(layer, {"share": {"enabled": True, "updates": "per_peer"}})
+    assert [setup.algo_kwargs["n_steps"] for setup in peer_setups(shared)] == [1024] * 3
+    assert resolved_config(shared)["algo_kwargs"]["n_steps"] == 3072  # the config says what the user set
+    equal = build_config(layer, {"share": {"enabled": True}})
+    assert [setup.algo_kwargs["n_steps"] for setup in peer_setups(equal)] == [3072] * 3

@@ -215,13 +215,20 @@ def torch_equal(a, b) -> bool:
         ("sac", "guide=leader", "unknown guide mode 'leader'; valid choices: best, distill, none"),
         ("sac", "guide.every=0", "guide.every must be positive"),
         ("sac", "share.updates=double", "unknown share.updates 'double'"),
+        (
+            "a2c",
+            "share=on share.updates=per_peer algo_kwargs.n_steps=5",
+            "share.updates=per_peer divides a2c's n_steps (5) among 2 peers; set algo_kwargs.n_steps to a multiple of 2",
+        ),
     ],
 )
 def test_bad_sharing_config_is_refused_in_one_line(algo, setting, message, tmp_path, capsys):
     from tests.conftest import TINY, expect_cli_error
 
     run = tmp_path / "run"
-    args = ["train", "--env", TINY, "--algo", algo, "--total-steps", "2048", "--set", setting, "--run-dir", str(run)]
+    args = ["train", "--env", TINY, "--algo", algo, "--total-steps", "2048", "--run-dir", str(run)]
+    for each in setting.split():
+        args += ["--set", each]
     assert message in expect_cli_error(args, capsys)
     assert not run.exists()
 
