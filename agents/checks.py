@@ -77,7 +77,9 @@ def _check_sharing(cfg: RunConfig, setups: List[PeerSetup]) -> None:
             "share needs peers of one kind: off-policy peers (sac, td3, ddpg) share replay buffers and on-policy peers "
             f"(ppo, a2c) rollouts, but only {', '.join(on_policy)} {'is' if len(on_policy) == 1 else 'are'} on-policy"
         )
-    off_policy_steps = [setup.algo_kwargs.get("gradient_steps", 1) for setup in setups if ALGORITHMS[setup.spec.algo].off_policy]
+    off_policy_steps = [
+        setup.algo_kwargs.get("gradient_steps", 1) for setup in setups if ALGORITHMS[setup.spec.algo].off_policy
+    ]
     if cfg.share.updates == "per_peer" and any(steps < 1 for steps in off_policy_steps):
         raise UserError("share.updates=per_peer multiplies gradient_steps, which must then be a positive count")
 

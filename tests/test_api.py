@@ -94,3 +94,30 @@ def test_callbacks_reach_peers_in_other_processes(tmp_path):
     peers = Peers("ppo", TINY, peers=2, run_dir=tmp_path / "run", backend="process", eval={"every": 0, "final_episodes": 2})
     peers.learn(total_timesteps=4096, callback=[None, CountSteps(stop_after=300)])
     assert [result.env_steps for result in peers.results] == [2048, 300]
+
+
+def test_sb3s_eval_callback_evaluates_a_peer_and_saves_its_best_model(tmp_path):
+    """SB3's own ``EvalCallback`` works as a learner's callback: it evaluates every ``eval_freq``
+    of that learner's steps, writes ``evaluations.npz`` and a ``best_model.zip`` SB3 loads."""
+    import numpy as np
+    from stable_baselines3.common.callbacks import EvalCallback
+    from stable_baselines3.common.env_util import make_vec_env
+    from stable_baselines3.common.vec_env import VecNormalize
+
+    from dpd import Peers
+
+    eval_env = VecNormalize(make_vec_env(TINY, n_envs=1, seed=5), training=False, norm_reward=False)
+    evaluation = EvalCallback(
+        eval_env,
+        eval_freq=500,
+        n_eval_episodes=2,
+        best_model_save_path=str(tmp_path / "best"),
+        log_path=str(tmp_path / "log"),
+        verbose=0,
+    )
+    peers = Peers("ppo", TINY, peers=2, run_dir=tmp_path / "run", eval={"every": 0, "final_episodes": 2})
+    peers.learn(total_timesteps=4096, callback=[evaluation, None])
+    log = np.load(tmp_path / "log" / "evaluations.npz")
+    assert list(log["timesteps"]) == [500, 1000, 1500, 2000] and log["results"].shape == (4, 2)
+    assert np.isfinite(evaluation.best_mean_reward)
+    assert PPO.load(tmp_path / "best" / "best_model.zip").observation_space == peers.models[0].observation_space

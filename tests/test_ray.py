@@ -59,3 +59,14 @@ def test_ray_train_and_bench_end_to_end(tmp_path, capsys):
     assert [row["status"] for row in rows] == ["ok", "ok"]
     assert multiprocessing.active_children() == []
     capsys.readouterr()
+
+
+def test_callbacks_reach_peers_that_are_ray_actors(tmp_path):
+    """On the Ray backend each learner's callback travels to its actor; the stop it asks for
+    comes back as the learner's steps."""
+    from dpd import Peers
+    from tests.test_api import CountSteps
+
+    peers = Peers("ppo", TINY, peers=2, run_dir=tmp_path / "run", backend="ray", eval={"every": 0, "final_episodes": 2})
+    peers.learn(total_timesteps=4096, callback=[CountSteps(stop_after=300), None])
+    assert [result.env_steps for result in peers.results] == [300, 2048]
