@@ -83,13 +83,13 @@ def test_distill_off_shorthand(tmp_path):
     assert build_config(load_yaml(config), parse_overrides(["distill=on"])).distill.enabled is True
 
 
-# ----- one source for every key: its doc, README's table, the resolved DistillConfig ------------
+# ----- one source for every key: its doc, docs/CONFIGURATION.md's table, the resolved DistillConfig
 
 
 def readme_configuration_table() -> List[str]:
-    """The markdown table under README's "### Configuration" heading, line by line."""
-    lines = (Path(__file__).parents[1] / "README.md").read_text().splitlines()
-    start = lines.index("### Configuration")
+    """The markdown table of docs/CONFIGURATION.md (the first one, under "# Configuration"), line by line."""
+    lines = (Path(__file__).parents[1] / "docs" / "CONFIGURATION.md").read_text().splitlines()
+    start = lines.index("# Configuration")
     first = next(k for k in range(start, len(lines)) if lines[k].startswith("| key |"))
     table = []
     for line in lines[first:]:
@@ -100,13 +100,14 @@ def readme_configuration_table() -> List[str]:
 
 
 def test_readme_configuration_table_is_config_table():
-    """README's table is ``dpd config --markdown``: the same keys, defaults and meanings."""
+    """docs/CONFIGURATION.md's table is ``dpd config --markdown``: the same keys, defaults and meanings."""
     rows = [line.strip("| ").split(" | ") for line in readme_configuration_table()[2:]]
     expected = list(config_table())
     assert [row[0].strip("`") for row in rows] == [key for key, _, _ in expected]
     assert [row[1] for row in rows] == [default for _, default, _ in expected]
     assert "\n".join(readme_configuration_table()) + "\n" == config_markdown(), (
-        "README's configuration table is out of date: paste `dpd config --markdown` over it"
+        "docs/CONFIGURATION.md's configuration table is out of date: "
+        "paste `dpd config --markdown` over the table in docs/CONFIGURATION.md"
     )
 
 
