@@ -2,13 +2,13 @@
 
 __version__ = "0.1.0"
 
-__all__ = ["Peers", "Student", "__version__"]
+__all__ = ["Peers", "Student", "supervised_kd", "__version__"]
 
 
 def __getattr__(name: str) -> object:
-    """``dpd.Peers`` and ``dpd.Student`` (``dpd.api``), imported on first use: ``import dpd``
+    """``dpd.Peers``, ``dpd.Student`` and ``dpd.supervised_kd`` (``dpd.api``), imported on first use: ``import dpd``
     and ``dpd --version`` stay free of torch and SB3."""
-    if name in ("Peers", "Student"):
+    if name in ("Peers", "Student", "supervised_kd"):
         from dpd import api
 
         return getattr(api, name)

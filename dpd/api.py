@@ -12,7 +12,7 @@ import copy
 import shutil
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Union
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback
@@ -143,6 +143,43 @@ class Student(_Run):
     def load(cls, run_dir: PathLike) -> "Student":
         """A run directory written by ``learn`` or ``dpd distill``."""
         return _loaded(cls, run_dir)
+
+
+def supervised_kd(
+    method: str, dataset: str = "digits", run_dir: Optional[PathLike] = None, **settings: Any
+) -> Tuple[Any, Path]:
+    """One supervised distillation run, as ``dpd kd`` makes it: train (or load, ``teacher_path``)
+    a teacher on ``dataset``, distill it into a student with ``method`` (``dpd kd --help`` lists
+    them), measure accuracy and fidelity. Returns the report (``KDReport``, also in
+    ``RUN_DIR/results.json``) and the run directory.
+
+    ``settings``: ``KDConfig``'s fields (``epochs``, ``student_net=(16,)``, ``teacher_net``,
+    ``seed``, ...) and ``options``, a mapping of the methods' hyperparameters (``KDOptions``).
+
+    >>> report, run_dir = supervised_kd("hinton", epochs=20, options={"temperature": 4.0})
+    >>> report.fidelity.student_accuracy
+    """
+    from dataclasses import fields
+
+    from dpd.errors import unknown_choice
+    from dpd.kd.experiment import run_kd
+    from dpd.kd.options import KDConfig, KDOptions
+
+    valid = {f.name for f in fields(KDConfig)} - {"method", "dataset", "run_dir"}
+    option_names = {f.name for f in fields(KDOptions)}
+    for key in settings:
+        if key not in valid:
+            raise unknown_choice("kd setting", key, valid)
+    options = settings.pop("options", {})
+    if not isinstance(options, KDOptions):
+        for key in options:
+            if key not in option_names:
+                raise unknown_choice("kd option", key, option_names)
+        options = KDOptions(**options)
+    config = KDConfig(
+        method=method, dataset=dataset, run_dir=None if run_dir is None else str(run_dir), options=options, **settings
+    )
+    return run_kd(config)
 
 
 def _loaded(cls: type, run_dir: PathLike) -> Any:

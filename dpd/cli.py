@@ -408,7 +408,7 @@ def build_parser() -> argparse.ArgumentParser:
     config = sub.add_parser("config", help="list the config keys of train and distill: default and meaning")
     shape = config.add_mutually_exclusive_group()
     shape.add_argument("--json", action="store_true", help="machine-readable output")
-    shape.add_argument("--markdown", action="store_true", help="as README's configuration table")
+    shape.add_argument("--markdown", action="store_true", help="as docs/CONFIGURATION.md's table")
     config.set_defaults(handler=cmd_config)
     return parser
 

@@ -8,7 +8,7 @@ Unknown keys and ill-typed values are user errors that name the valid keys.
 This module is the one source of what each key means: every field is declared with
 ``setting(default, doc)``, whose ``doc`` says what it means, in which unit, and where its default
 comes from. ``config_table()`` lists them; ``dpd config`` prints that list, ``dpd train --help``
-points to it, and a test checks README's configuration table against it.
+points to it, and a test checks docs/CONFIGURATION.md's table against it.
 
 Each section checks its own values in a ``check()`` method next to its fields, and
 ``check_values`` runs those checks for a whole run config. Checks that need the learners
@@ -90,7 +90,7 @@ class DistillSettings:
     Keys left at ``None`` take the learner's algorithm's default (``dpd.agents.algorithms``), so a
     mixed PPO + SAC group gets sensible cadences for both; set a key to apply it to every peer.
     Those defaults, with their sources, are each learner class's ``distill_defaults``
-    (``agents/on_policy.py``, ``agents/off_policy.py``; README tabulates them); a student's are
+    (``agents/on_policy.py``, ``agents/off_policy.py``; docs/CONFIGURATION.md tabulates them); a student's are
     ``dpd.agents.teacher_loading``'s. ``dpd.agents.peer_setup`` resolves the settings into one
     ``DistillConfig`` per learner, which checks the values (``DistillConfig.check``).
     """
@@ -508,7 +508,7 @@ def config_table(cls: type = RunConfig, prefix: str = "") -> Iterator[Tuple[str,
 
 
 def config_markdown() -> str:
-    """README's configuration table: ``config_table()`` as markdown."""
+    """docs/CONFIGURATION.md's table: ``config_table()`` as markdown."""
     lines = ["| key | default | meaning |", "| --- | --- | --- |"]
     for key, default, meaning in config_table():
         cells = (f"`{key}`", default, meaning)

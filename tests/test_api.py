@@ -121,3 +121,21 @@ def test_sb3s_eval_callback_evaluates_a_peer_and_saves_its_best_model(tmp_path):
     assert list(log["timesteps"]) == [500, 1000, 1500, 2000] and log["results"].shape == (4, 2)
     assert np.isfinite(evaluation.best_mean_reward)
     assert PPO.load(tmp_path / "best" / "best_model.zip").observation_space == peers.models[0].observation_space
+
+
+def test_supervised_kd_from_python_writes_the_run_dpd_kd_writes_and_refuses_unknown_settings(tmp_path):
+    import json
+
+    import dpd
+
+    report, run_dir = dpd.supervised_kd("hinton", epochs=3, seed=1, options={"temperature": 2.0}, run_dir=tmp_path / "kd")
+    assert run_dir == tmp_path / "kd" and report.method == "hinton" and report.epochs == 3
+    assert (
+        json.loads((run_dir / "results.json").read_text())["fidelity"] == json.loads(json.dumps(report.to_dict()))["fidelity"]
+    )
+    assert json.loads((run_dir / "config.json").read_text())["options"]["temperature"] == 2.0
+    assert report.fidelity.student_accuracy > 0.5  # ten digit classes: chance is 0.1
+    with pytest.raises(UserError, match="unknown kd setting 'epoch'"):
+        dpd.supervised_kd("hinton", epoch=3)
+    with pytest.raises(UserError, match="unknown kd option 'temp'"):
+        dpd.supervised_kd("hinton", options={"temp": 2.0})
