@@ -31,8 +31,11 @@ METHODS: Dict[str, Dict[str, Any]] = {
     },
     # ... or distill from each other where the peer is better (DPD's weighted distillation).
     "shared-dpd": {"share": {"enabled": True}},
-    # Sharing with each peer updating as if alone: compare with sb3-utd (same updates per env step).
+    # Sharing with each peer updating as if alone: off-policy peers compare with sb3-utd (same
+    # updates per env step); on-policy peers collect n_steps / N each and update as often as sb3.
     "shared-per-peer": {"distill": {"enabled": False}, "share": {"enabled": True, "updates": "per_peer"}},
+    # ... and with DPD's weighted distillation, which keeps the peers' policies close.
+    "shared-dpd-per-peer": {"share": {"enabled": True, "updates": "per_peer"}},
     # P3S as its released code runs it: sharing, guidance, and per-peer updates.
     "shared-guided-per-peer": {
         "distill": {"enabled": False},
