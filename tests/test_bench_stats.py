@@ -147,6 +147,7 @@ def test_unknown_methods_come_after_known_ones_alphabetically():
         "shared-distill",
         "shared-dpd",
         "shared-per-peer",
+        "shared-dpd-per-peer",
         "shared-guided-per-peer",
     ]
 
