@@ -60,8 +60,9 @@ class PeerBackend(Protocol):
         the peer's process or actor where it lives elsewhere)."""
         ...
 
-    def train_turns(self, turns: Mapping[int, Tuple[int, int]]) -> Dict[int, TurnReport]:
-        """One turn of each peer ``index`` in ``turns``, given ``(run_steps_before, turn_steps)``."""
+    def train_turns(self, turns: Mapping[int, Tuple[int, int, bool]]) -> Dict[int, TurnReport]:
+        """One turn of each peer ``index`` in ``turns``, given ``(run_steps_before, turn_steps,
+        whole_episode)`` (``Peer.train_turn``)."""
         ...
 
     def states_at(self, requests: Mapping[int, np.ndarray]) -> Dict[int, np.ndarray]:
@@ -158,7 +159,7 @@ class MessageBackend(ABC):
     def start(self, index: int, tensorboard_dir: Optional[Any], callback: Optional[Any] = None) -> PeerStatus:
         return self._ask_one(index, Peer.start, tensorboard_dir, callback)
 
-    def train_turns(self, turns: Mapping[int, Tuple[int, int]]) -> Dict[int, TurnReport]:
+    def train_turns(self, turns: Mapping[int, Tuple[int, int, bool]]) -> Dict[int, TurnReport]:
         return self._ask(Peer.train_turn, turns)
 
     def states_at(self, requests: Mapping[int, np.ndarray]) -> Dict[int, np.ndarray]:

@@ -60,13 +60,19 @@ def check_device(device: str) -> None:
 def _check_sharing(cfg: RunConfig, setups: List[PeerSetup]) -> None:
     """Shared experience needs a group of one kind (off-policy peers share replay buffers,
     on-policy peers rollouts); guidance by the leader needs off-policy peers."""
+    on_policy = [f"{setup.spec.name} ({setup.spec.algo})" for setup in setups if not ALGORITHMS[setup.spec.algo].off_policy]
+    if cfg.share.act == "episode" and (not cfg.share.enabled or on_policy or cfg.n_envs != 1):
+        raise UserError(
+            "share.act=episode (one peer acts per episode, all learn from the shared buffer) needs share=on, "
+            f"off-policy peers (sac, td3, ddpg) and n_envs=1; got share.enabled={cfg.share.enabled}, "
+            f"{len(on_policy)} on-policy peer(s), n_envs={cfg.n_envs}"
+        )
     wanted = [name for name, on in (("share", cfg.share.enabled), (f"guide={cfg.guide.mode}", cfg.guide.mode != "none")) if on]
     if not wanted:
         return
     what = " and ".join(wanted)
     if cfg.teacher.path or cfg.peers < 2:
         raise UserError(f"{what} {'work' if len(wanted) > 1 else 'works'} between peers: use peers >= 2 and no teacher")
-    on_policy = [f"{setup.spec.name} ({setup.spec.algo})" for setup in setups if not ALGORITHMS[setup.spec.algo].off_policy]
     if cfg.guide.mode != "none" and on_policy:
         raise UserError(
             f"guide={cfg.guide.mode} needs off-policy peers (sac, td3, ddpg) whose actors can follow a leader; "

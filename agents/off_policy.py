@@ -76,6 +76,11 @@ class OffPolicyLearner(Learner):
                 self._rl_update(update, lambda: model.train(batch_size=model.batch_size, gradient_steps=gradient_steps))
         return taken
 
+    @property
+    def finished_episodes(self) -> int:
+        """Training episodes finished since this process built or loaded the model (SB3's own count)."""
+        return self.model._episode_num
+
     def min_q(self, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         """The smallest of the critics' estimates (TD3's and SAC's pessimism; DDPG has one)."""
         return torch.min(torch.cat(self.model.policy.critic(obs, actions), dim=1), dim=1).values

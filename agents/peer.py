@@ -109,16 +109,22 @@ class Peer:
         self.learner.start(tensorboard_dir, callback)
         return self.status()
 
-    def train_turn(self, run_steps_before: int, turn_steps: int) -> TurnReport:
-        """Iterations until the turn has ``turn_steps`` env steps (at least one) or the budget
-        is spent; counts the distillation rounds that fell due."""
+    def train_turn(self, run_steps_before: int, turn_steps: int, whole_episode: bool = False) -> TurnReport:
+        """Iterations until the turn has ``turn_steps`` env steps (at least one), or, with
+        ``whole_episode`` (``share.act=episode``), until an episode ends; or until the budget is
+        spent. Counts the distillation rounds that fell due."""
         learner, config = self.learner, self.learner.distill_config
+        episodes_before = self._off_policy().finished_episodes if whole_episode else 0
         taken = due = 0
         while True:
             taken += learner.train_iteration(run_steps_before + taken)
             if config.due(learner.iterations, learner.num_timesteps):
                 due += 1
-            if learner.done or taken >= turn_steps:
+            if whole_episode:
+                turn_over = self._off_policy().finished_episodes > episodes_before
+            else:
+                turn_over = taken >= turn_steps
+            if learner.done or turn_over:
                 break
         if not learner.parameters_finite():
             raise FloatingPointError(f"{learner.spec.name}: NaN or infinity in the policy after an RL update")

@@ -27,6 +27,8 @@ Peers may also learn from each other's experience (handed over after the turns, 
 distillation phase of a round):
 - ``share.enabled``, off-policy peers: every transition a peer collected in its turn enters
   every other peer's replay buffer, raw (``dpd.agents.sharing``);
+  With ``share.act=episode`` a round is one episode of one peer, the one with the fewest env
+  steps so far (PIEKD: one learner acts per episode, all learn from the shared buffer);
 - ``share.enabled``, on-policy peers: every peer's next update uses, besides its own rollout,
   the rollouts its peers collected in this round, importance-weighted (SEAC;
   ``dpd.agents.rollout_sharing``);
@@ -140,9 +142,12 @@ class PeerGroup:
 
     def train_round(self, after_turn: Optional[Callable[[int, int], None]] = None) -> None:
         active = [index for index, learner in enumerate(self.learners) if not learner.done]
+        whole_episode = self.share.act == "episode"
+        if whole_episode:  # PIEKD: one peer acts, for one episode; the one with the fewest steps
+            active = [min(active, key=lambda index: (self.learners[index].num_timesteps, index))]
         round_start = self.run_steps
         own_steps_before = max(learner.num_timesteps for learner in self.learners)
-        reports = self.backend.train_turns({index: (round_start, self.turn_steps) for index in active})
+        reports = self.backend.train_turns({index: (round_start, self.turn_steps, whole_episode) for index in active})
         for index in active:
             self.learners[index].status = reports[index].status
             if after_turn is not None:

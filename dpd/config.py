@@ -206,6 +206,12 @@ class ShareConfig:
         "`per_peer` shortens each peer's rollout to n_steps / N, so that every peer updates once per n_steps group "
         "steps, as often as one learner alone, on as many samples, own and peers' (N times the compute)",
     )
+    act: str = setting(
+        "all",
+        "who collects experience. `all`: every peer in its own env, all in the same round; `episode`: one peer at a "
+        "time for one whole episode, the one with the fewest env steps so far (PIEKD, Hong et al. 2020: one learner "
+        "acts per episode, all learn from the shared buffer); off-policy peers with n_envs=1",
+    )
     weight: float = setting(
         1.0, "on-policy peers: the weight (SEAC's lambda) of peers' samples in the policy and value losses (SEAC: 1)"
     )
@@ -217,10 +223,13 @@ class ShareConfig:
     )
 
     UPDATES = ("equal", "per_peer")
+    ACTS = ("all", "episode")
 
     def check(self) -> None:
         if self.updates not in self.UPDATES:
             raise unknown_choice("share.updates", self.updates, self.UPDATES)
+        if self.act not in self.ACTS:
+            raise unknown_choice("share.act", self.act, self.ACTS)
         if not (self.weight >= 0 and self.ratio_clip > 0):  # NaN fails both
             raise UserError(
                 "share.weight must not be negative and share.ratio_clip must be positive, "

@@ -145,6 +145,7 @@ def test_unknown_methods_come_after_known_ones_alphabetically():
         "shared",
         "shared-guided",
         "shared-distill",
+        "piekd",
         "shared-dpd",
         "shared-per-peer",
         "shared-dpd-per-peer",

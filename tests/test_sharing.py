@@ -61,6 +61,25 @@ def test_shared_rows_wrap_around_like_added_rows():
     assert b.pos == (3 + 6) % 4
 
 
+def test_with_one_actor_per_episode_each_round_is_one_whole_episode_of_the_peer_with_fewest_steps():
+    """share.act=episode (PIEKD): in every round exactly one peer acts, the one with the fewest
+    env steps (ties to the first), until its episode ends; its peer receives every transition."""
+    learners, group = group_of(act="episode")
+    while not group.done:
+        before = [learner.num_timesteps for learner in learners]
+        episodes = [learner.finished_episodes for learner in learners]
+        group.train_round()
+        acted = [i for i in range(2) if learners[i].num_timesteps > before[i]]
+        expected = min((i for i in range(2) if before[i] < learners[i].spec.budget), key=lambda i: (before[i], i))
+        assert acted == [expected]
+        if not learners[expected].done:  # a budget may end an episode's turn early
+            assert learners[expected].finished_episodes == episodes[expected] + 1
+        assert learners[1 - expected].finished_episodes == episodes[1 - expected]
+    total = sum(learner.num_timesteps for learner in learners)
+    assert total == STEPS and all(learner.model.replay_buffer.pos == total for learner in learners)
+    group.close()
+
+
 def test_leader_is_the_best_recent_return_with_ties_to_the_first_and_nan_skipped():
     assert choose_leader([1.0, 3.0, 2.0]) == 1
     assert choose_leader([3.0, 3.0]) == 0
@@ -108,14 +127,15 @@ def test_probability_of_improvement_on_constructed_runs():
 STEPS = 1200  # total env steps of a two-peer group: 600 each, 400 of them after learning_starts
 
 
-def group_of(algo: str = "sac", share: bool = True, guide: str = "none", **guide_settings):
+def group_of(algo: str = "sac", share: bool = True, guide: str = "none", act: str = "all", **guide_settings):
     from dpd.agents.peer_group import PeerGroup
     from dpd.config import GuideConfig, ShareConfig
     from tests.conftest import tiny_learners
 
     learners = tiny_learners(algo, peers=2, total_steps=STEPS, start=True, **{"distill": {"enabled": False}})
     guide_config = GuideConfig(mode=guide, **{"every": 200, "episodes": 2, "batch": 32, **guide_settings})
-    return learners, PeerGroup.local(learners, seed=0, turn_steps=100, share=ShareConfig(enabled=share), guide=guide_config)
+    share_config = ShareConfig(enabled=share, act=act)
+    return learners, PeerGroup.local(learners, seed=0, turn_steps=100, share=share_config, guide=guide_config)
 
 
 def test_with_sharing_every_peer_holds_every_transition_of_the_group():
@@ -215,6 +235,14 @@ def torch_equal(a, b) -> bool:
         ("sac", "guide=leader", "unknown guide mode 'leader'; valid choices: best, distill, none"),
         ("sac", "guide.every=0", "guide.every must be positive"),
         ("sac", "share.updates=double", "unknown share.updates 'double'"),
+        ("sac", "share.act=one", "unknown share.act 'one'; valid choices: all, episode"),
+        ("sac", "share.act=episode", "share.act=episode (one peer acts per episode, all learn from the shared buffer) needs"),
+        ("ppo", "share=on share.act=episode", "needs share=on, off-policy peers (sac, td3, ddpg) and n_envs=1; got"),
+        (
+            "sac",
+            "share=on share.act=episode n_envs=2",
+            "off-policy peers (sac, td3, ddpg) and n_envs=1; got share.enabled=True, 0",
+        ),
         (
             "a2c",
             "share=on share.updates=per_peer algo_kwargs.n_steps=5",
@@ -233,7 +261,8 @@ def test_bad_sharing_config_is_refused_in_one_line(algo, setting, message, tmp_p
     assert not run.exists()
 
 
-def test_a_parallel_group_with_sharing_and_guidance_reproduces_the_sequential_one():
+@pytest.mark.parametrize("act", ["all", "episode"])
+def test_a_parallel_group_with_sharing_and_guidance_reproduces_the_sequential_one(act):
     import multiprocessing
 
     from dpd.agents import build_group
@@ -242,7 +271,8 @@ def test_a_parallel_group_with_sharing_and_guidance_reproduces_the_sequential_on
 
     def config(backend: str):
         layer = {"env": TINY, "algo": "sac", "peers": 2, "total_steps": STEPS, "turn_steps": 100, "backend": backend}
-        settings = {"share": True, "guide": {"mode": "best", "every": 200, "episodes": 2, "batch": 32}, "distill": False}
+        share = {"enabled": True, "act": act}
+        settings = {"share": share, "guide": {"mode": "best", "every": 200, "episodes": 2, "batch": 32}, "distill": False}
         return build_config(layer, settings)
 
     states = np.random.default_rng(3).normal(size=(16, 4)).astype(np.float32)

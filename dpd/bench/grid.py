@@ -29,6 +29,13 @@ METHODS: Dict[str, Dict[str, Any]] = {
         "share": {"enabled": True},
         "guide": {"mode": "distill", "every": 5000, "steps": 1000},
     },
+    # PIEKD as published: one peer acts per episode, all learn from the shared buffer, and the
+    # best is distilled into the others every 5000 steps.
+    "piekd": {
+        "distill": {"enabled": False},
+        "share": {"enabled": True, "act": "episode"},
+        "guide": {"mode": "distill", "every": 5000, "steps": 1000},
+    },
     # ... or distill from each other where the peer is better (DPD's weighted distillation).
     "shared-dpd": {"share": {"enabled": True}},
     # Sharing with each peer updating as if alone: off-policy peers compare with sb3-utd (same
