@@ -69,8 +69,9 @@ class PeerBackend(Protocol):
         """Each peer's buffered raw states at the given indices."""
         ...
 
-    def answer(self, requests: Mapping[int, np.ndarray]) -> Dict[int, TeacherAnswer]:
-        """Each peer's policy output and values on the given raw states."""
+    def answer(self, requests: Mapping[int, np.ndarray], critic: bool = False) -> Dict[int, TeacherAnswer]:
+        """Each peer's policy output and values on the given raw states (and, with ``critic``,
+        its critics' answer, ``Peer.answer``)."""
         ...
 
     def distill(self, batches: Mapping[int, Sequence[DistillBatch]]) -> Dict[int, Stats]:
@@ -165,8 +166,8 @@ class MessageBackend(ABC):
     def states_at(self, requests: Mapping[int, np.ndarray]) -> Dict[int, np.ndarray]:
         return self._ask(Peer.states_at, {index: (indices,) for index, indices in requests.items()})
 
-    def answer(self, requests: Mapping[int, np.ndarray]) -> Dict[int, TeacherAnswer]:
-        return self._ask(Peer.answer, {index: (states,) for index, states in requests.items()})
+    def answer(self, requests: Mapping[int, np.ndarray], critic: bool = False) -> Dict[int, TeacherAnswer]:
+        return self._ask(Peer.answer, {index: (states, critic) for index, states in requests.items()})
 
     def distill(self, batches: Mapping[int, Sequence[DistillBatch]]) -> Dict[int, Stats]:
         return self._ask(Peer.distill, {index: (batch,) for index, batch in batches.items()})

@@ -78,6 +78,12 @@ def _check_sharing(cfg: RunConfig, setups: List[PeerSetup]) -> None:
             f"guide={cfg.guide.mode} needs off-policy peers (sac, td3, ddpg) whose actors can follow a leader; "
             f"not {', '.join(on_policy)}"
         )
+    algos = sorted({setup.spec.algo for setup in setups})
+    if cfg.guide.mode == "distill" and cfg.guide.critic and len(algos) > 1:
+        raise UserError(
+            "guide.critic distils critics between peers of one algorithm (SAC's critics are soft, TD3's and DDPG's are "
+            f"not); this group has {', '.join(algos)}: set guide.critic=false"
+        )
     if cfg.share.enabled and 0 < len(on_policy) < len(setups):
         raise UserError(
             "share needs peers of one kind: off-policy peers (sac, td3, ddpg) share replay buffers and on-policy peers "

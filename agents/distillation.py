@@ -17,6 +17,18 @@ from dpd.weighting import disadvantage_weights
 
 
 @dataclass(frozen=True)
+class CriticAnswer:
+    """A peer's critics at given raw states and at actions its policy samples there: PIEKD's Q
+    targets (``guide=distill``). Actions in SB3's [-1, 1] units; values in raw return units."""
+
+    actions: np.ndarray  # (states, action dim)
+    q_values: np.ndarray  # (states, critics)
+
+    def part(self, start: int, stop: int) -> "CriticAnswer":
+        return CriticAnswer(self.actions[start:stop].copy(), self.q_values[start:stop].copy())
+
+
+@dataclass(frozen=True)
 class TeacherAnswer:
     """What a peer (or a teacher) sends about given states: its policy output there, as a
     target, and its values in raw return units. Never the model itself."""
@@ -24,11 +36,13 @@ class TeacherAnswer:
     output: PolicyOutput
     values: np.ndarray
     kind: str  # the teacher's distribution kind
+    critic: Optional[CriticAnswer] = None  # only where asked for (guide=distill with guide.critic)
 
     def part(self, start: int, stop: int) -> "TeacherAnswer":
         # A copy: a pickled view would carry its whole storage, every other learner's part too.
         output = PolicyOutput(*(None if t is None else t[start:stop].clone() for t in self.output))
-        return TeacherAnswer(output, self.values[start:stop], self.kind)
+        critic = None if self.critic is None else self.critic.part(start, stop)
+        return TeacherAnswer(output, self.values[start:stop], self.kind, critic)
 
 
 @dataclass(frozen=True)
@@ -40,10 +54,13 @@ class DistillBatch:
     # The learner's own distill.weighting when None; "none" for guide=distill (plain imitation).
     weighting: Optional[str] = None
     tag: str = "distill"  # TensorBoard prefix of the step's diagnostics
+    critic: bool = False  # also one step of the critics towards ``answers[0].critic`` (PIEKD)
 
 
-def answer_on(teacher: Learner, states: np.ndarray) -> TeacherAnswer:
-    return TeacherAnswer(teacher.policy_on(states), teacher.values_on(states), teacher.distribution_kind)
+def answer_on(teacher: Learner, states: np.ndarray, critic: bool = False) -> TeacherAnswer:
+    """``teacher``'s answer on raw ``states``; with ``critic``, its critics' too (an off-policy learner)."""
+    critic_answer = teacher.critic_answer(states) if critic else None  # type: ignore[attr-defined]
+    return TeacherAnswer(teacher.policy_on(states), teacher.values_on(states), teacher.distribution_kind, critic_answer)
 
 
 def best_targets(learner: Learner, answers: Sequence[TeacherAnswer], states_count: int) -> Tuple[PolicyOutput, np.ndarray]:

@@ -342,6 +342,11 @@ class Learner(ABC):
         """Undo VecNormalize's reward scaling: values trained on ``r / sqrt(ret_var + eps)``."""
         return self.env.unnormalize_reward(values)
 
+    def from_raw_return(self, values: np.ndarray) -> np.ndarray:
+        """Raw return units in this learner's reward scale (``to_raw_return`` undone, unclipped)."""
+        env = self.env
+        return values / np.sqrt(env.ret_rms.var + env.epsilon) if env.norm_reward else values
+
     @property
     def action_space_shape(self) -> Tuple[int, ...]:
         return tuple(self.model.action_space.shape)

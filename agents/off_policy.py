@@ -9,11 +9,13 @@ with PPO's and TD3's (see ``SACLearner.normalized_values``).
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
+import numpy as np
 import torch
 from stable_baselines3 import DDPG, SAC, TD3
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 
+from dpd.agents.distillation import CriticAnswer
 from dpd.agents.guidance import GuidanceHook, Guide, adapt_beta, make_guide, search_range
 from dpd.agents.learner import Learner, LearnerSpec
 from dpd.agents.learner_registry import register_learner
@@ -87,6 +89,37 @@ class OffPolicyLearner(Learner):
 
     def actor_parameters(self) -> List[torch.nn.Parameter]:
         return list(self.model.policy.actor.parameters())
+
+    # ----- the critics as a teacher and as a student (guide=distill with guide.critic, PIEKD) ----
+
+    def critic_answer(self, raw_obs: np.ndarray) -> CriticAnswer:
+        """Every critic at raw states and at actions this learner's policy samples there (its
+        exploration, as PIEKD's recorded actions were), in raw return units."""
+        obs = self.normalize(raw_obs)
+        with torch.no_grad():
+            actions = self.model.policy._predict(obs, deterministic=False)
+            q_values = torch.cat(self.model.policy.critic(obs, actions), dim=1)
+        return CriticAnswer(actions.cpu().numpy(), self.to_raw_return(q_values.cpu().numpy()))
+
+    def critic_distill_optimizer(self) -> torch.optim.Optimizer:
+        return torch.optim.Adam(self.model.policy.critic.parameters(), lr=self.distill_config.lr)
+
+    def distill_critic(self, raw_obs: np.ndarray, target: CriticAnswer, optimizer: torch.optim.Optimizer) -> float:
+        """One step of the mean squared error of each critic to the teacher's critic of the same
+        index (PIEKD: Q1 to Q1, Q2 to Q2; to the one critic of a DDPG teacher); the target
+        networks follow by SB3's own soft updates."""
+        obs = self.normalize(raw_obs)
+        actions = torch.as_tensor(target.actions, dtype=torch.float32, device=self.device)
+        wanted = torch.as_tensor(self.from_raw_return(target.q_values), dtype=torch.float32, device=self.device)
+        q_values = self.model.policy.critic(obs, actions)
+        loss = sum(
+            torch.nn.functional.mse_loss(q.reshape(-1), wanted[:, k % wanted.shape[1]]) for k, q in enumerate(q_values)
+        ) / len(q_values)
+        optimizer.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.model.policy.critic.parameters(), self.distill_config.max_grad_norm)
+        optimizer.step()
+        return float(loss.item())
 
     # ----- shared experience and guidance (share=on, guide=best) ---------------------------------
 

@@ -133,18 +133,24 @@ class Peer:
     def states_at(self, indices: np.ndarray) -> np.ndarray:
         return self.learner.states.at(indices)
 
-    def answer(self, states: np.ndarray) -> TeacherAnswer:
-        return answer_on(self.learner, states)
+    def answer(self, states: np.ndarray, critic: bool = False) -> TeacherAnswer:
+        return answer_on(self.learner, states, critic)
 
     def distill(self, batches: Sequence[DistillBatch]) -> List[Dict[str, float]]:
         """One weighted gradient step per batch; the peer computes its own values and weights.
         Returns each step's diagnostics."""
         learner, config = self.learner, self.learner.distill_config
+        # PIEKD starts each distillation of the critics with a fresh optimizer.
+        critic_optimizer = self._off_policy().critic_distill_optimizer() if any(batch.critic for batch in batches) else None
         all_stats = []
         for batch in batches:
             weighting = batch.weighting or config.weighting
             stats = distill_step(learner, batch.answers, batch.states, weighting, config.alpha)
-            if not np.isfinite(stats.get("loss", 0.0)):
+            if batch.critic:
+                critic_target = batch.answers[0].critic
+                assert critic_target is not None and critic_optimizer is not None, "a critic step needs its target"
+                stats["critic_loss"] = self._off_policy().distill_critic(batch.states, critic_target, critic_optimizer)
+            if not (np.isfinite(stats.get("loss", 0.0)) and np.isfinite(stats.get("critic_loss", 0.0))):
                 raise FloatingPointError(f"{learner.spec.name}: NaN or infinity in the distillation loss")
             for key, value in stats.items():
                 learner.logger.record_mean(f"{batch.tag}/{key}", value)

@@ -35,7 +35,8 @@ distillation phase of a round):
 - ``guide.mode=best``: every ``guide.every`` env steps of a peer, the peer with the best recent
   training return becomes the leader and the others follow its actor (P3S; ``dpd.agents.guidance``);
 - ``guide.mode=distill``: at the same elections the others take ``guide.steps`` plain imitation
-  steps towards the leader on its recent states (PIEKD's periodic distillation, policy only).
+  steps towards the leader on its recent states, each also moving their critics towards the
+  leader's (``guide.critic``; PIEKD's periodic distillation of policy and Q).
 """
 
 from collections import defaultdict
@@ -189,7 +190,8 @@ class PeerGroup:
     def distill_from_leader(self) -> None:
         """PIEKD's step: ``guide.steps`` gradient steps of every other learner towards the
         leader's actions on the leader's recent states, unweighted (plain imitation), through the
-        learner's loss (``distill.loss``), batch size and optimizer."""
+        learner's loss (``distill.loss``), batch size and optimizer; with ``guide.critic`` each
+        step also moves the learner's critics towards the leader's on those states."""
         leader = self.leader
         if leader is None or self.learners[leader].status.buffer_len == 0:
             return
@@ -203,7 +205,7 @@ class PeerGroup:
             if i != leader and not self.learners[i].done
         }
         if plans:
-            self._distill_plans(plans, weighting="none", tag="guide/distill")
+            self._distill_plans(plans, weighting="none", tag="guide/distill", critic=self.guide.critic)
 
     # ----- the distillation phase -------------------------------------------------------------
 
@@ -243,15 +245,16 @@ class PeerGroup:
             self.last_stats = self._distill_plans(plans)
 
     def _distill_plans(
-        self, plans: Dict[int, List[PlannedStep]], weighting: Optional[str] = None, tag: str = "distill"
+        self, plans: Dict[int, List[PlannedStep]], weighting: Optional[str] = None, tag: str = "distill", critic: bool = False
     ) -> Dict[int, List[Dict[str, float]]]:
-        """The planned steps of every learner, with all targets taken before any update."""
+        """The planned steps of every learner, with all targets taken before any update;
+        ``critic``: each step moves the critics too (guide=distill, one teacher per step)."""
         before = self.backend.bytes_exchanged
         states = self._gather_states(plans)
-        answers = self._gather_answers(plans, states)
+        answers = self._gather_answers(plans, states, critic)
         batches = {
             i: [
-                DistillBatch(states[(i, s)], tuple(answers[(i, s, k)] for k in step.teachers), weighting, tag)
+                DistillBatch(states[(i, s)], tuple(answers[(i, s, k)] for k in step.teachers), weighting, tag, critic)
                 for s, step in enumerate(plans[i])
             ]
             for i in sorted(plans)
@@ -280,7 +283,7 @@ class PeerGroup:
         }
 
     def _gather_answers(
-        self, plans: Dict[int, List[PlannedStep]], states: Dict[Tuple[int, int], np.ndarray]
+        self, plans: Dict[int, List[PlannedStep]], states: Dict[Tuple[int, int], np.ndarray], critic: bool = False
     ) -> Dict[Tuple[int, int, int], TeacherAnswer]:
         """One request per teacher for all the states it is asked about, split back per step."""
         questions: Dict[int, List[Tuple[int, int]]] = defaultdict(list)
@@ -288,7 +291,9 @@ class PeerGroup:
             for s, step in enumerate(steps):
                 for k in step.teachers:
                     questions[k].append((i, s))
-        replies = self.backend.answer({k: np.concatenate([states[key] for key in questions[k]]) for k in sorted(questions)})
+        replies = self.backend.answer(
+            {k: np.concatenate([states[key] for key in questions[k]]) for k in sorted(questions)}, critic
+        )
         answers = {}
         for k, reply in replies.items():
             offset = 0

@@ -245,7 +245,8 @@ class GuideConfig:
     ``beta / 2 * ||pi(s) - pi_leader(s)||^2`` to their actor loss, with ``beta`` adapted to keep
     the mean distance to the leader near ``target_distance`` (``dpd.agents.guidance``).
     mode "distill" (PIEKD; Hong et al. 2020): at each election the others take ``steps`` plain
-    imitation steps towards the leader. Off-policy peers only. "none": no guidance.
+    imitation steps towards the leader, and of their critics towards the leader's (``critic``).
+    Off-policy peers only. "none": no guidance.
     """
 
     mode: str = setting(
@@ -284,6 +285,12 @@ class GuideConfig:
         "mode `distill`: distillation steps per election, each on `distill.batch` of the leader's recent states with "
         "the follower's `distill.loss` and `distill.lr` (ours: PIEKD distils a few epochs every 5000 steps; at the "
         "default cadence of 1000 steps, 200 steps keep a similar ratio to the RL updates)",
+    )
+    critic: bool = setting(
+        True,
+        "mode `distill`: each of those steps also moves every critic of a follower towards the leader's critic of the "
+        "same index (MSE, on the same states at actions the leader's policy samples there, fresh Adam at `distill.lr` "
+        "per election), as PIEKD distils policy and Q; peers of one algorithm (SAC's critics are soft)",
     )
 
     MODES = ("none", "best", "distill")

@@ -29,11 +29,12 @@ METHODS: Dict[str, Dict[str, Any]] = {
         "share": {"enabled": True},
         "guide": {"mode": "distill", "every": 5000, "steps": 1000},
     },
-    # PIEKD as published: one peer acts per episode, all learn from the shared buffer, and the
-    # best is distilled into the others every 5000 steps.
+    # PIEKD as published: one peer acts per episode, all learn from the shared buffer at their
+    # own update rate (N times the updates: compare with sb3-utd), and the best is distilled
+    # into the others, policy and critics, every 5000 steps.
     "piekd": {
         "distill": {"enabled": False},
-        "share": {"enabled": True, "act": "episode"},
+        "share": {"enabled": True, "act": "episode", "updates": "per_peer"},
         "guide": {"mode": "distill", "every": 5000, "steps": 1000},
     },
     # ... or distill from each other where the peer is better (DPD's weighted distillation).
