@@ -59,7 +59,8 @@ def check_device(device: str) -> None:
 
 def _check_sharing(cfg: RunConfig, setups: List[PeerSetup]) -> None:
     """Shared experience needs a group of one kind (off-policy peers share replay buffers,
-    on-policy peers rollouts); guidance by the leader needs off-policy peers."""
+    on-policy peers rollouts), and so does guidance by the leader; PIEKD's distillation of the
+    leader needs off-policy peers."""
     on_policy = [f"{setup.spec.name} ({setup.spec.algo})" for setup in setups if not ALGORITHMS[setup.spec.algo].off_policy]
     if cfg.share.act == "episode" and (not cfg.share.enabled or on_policy or cfg.n_envs != 1):
         raise UserError(
@@ -73,10 +74,14 @@ def _check_sharing(cfg: RunConfig, setups: List[PeerSetup]) -> None:
     what = " and ".join(wanted)
     if cfg.teacher.path or cfg.peers < 2:
         raise UserError(f"{what} {'work' if len(wanted) > 1 else 'works'} between peers: use peers >= 2 and no teacher")
-    if cfg.guide.mode != "none" and on_policy:
+    if cfg.guide.mode == "distill" and on_policy:
         raise UserError(
-            f"guide={cfg.guide.mode} needs off-policy peers (sac, td3, ddpg) whose actors can follow a leader; "
-            f"not {', '.join(on_policy)}"
+            f"guide=distill needs off-policy peers (sac, td3, ddpg), whose critics it distils too; not {', '.join(on_policy)}"
+        )
+    if cfg.guide.mode == "best" and 0 < len(on_policy) < len(setups):
+        raise UserError(
+            "guide=best needs peers of one kind, off-policy (sac, td3, ddpg) or on-policy (ppo, a2c), "
+            f"but only {', '.join(on_policy)} {'is' if len(on_policy) == 1 else 'are'} on-policy"
         )
     algos = sorted({setup.spec.algo for setup in setups})
     if cfg.guide.mode == "distill" and cfg.guide.critic and len(algos) > 1:

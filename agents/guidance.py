@@ -32,6 +32,7 @@ from typing import Dict, Optional, Sequence
 
 import numpy as np
 import torch
+from stable_baselines3.common.policies import ActorCriticPolicy
 from stable_baselines3.common.running_mean_std import RunningMeanStd
 
 
@@ -102,7 +103,13 @@ class Guide:
 
 
 def deterministic_actor_action(actor: torch.nn.Module, obs: torch.Tensor) -> torch.Tensor:
-    """SAC's ``tanh(mean)`` or TD3/DDPG's ``mu(s)``, in [-1, 1] units, with gradients."""
+    """SAC's ``tanh(mean)``, TD3/DDPG's ``mu(s)`` or PPO/A2C's Gaussian mean, in [-1, 1] units
+    (the mean scaled as SB3 scales bounded actions, not clipped), with gradients."""
+    if isinstance(actor, ActorCriticPolicy):
+        mean = actor.get_distribution(obs).distribution.mean
+        space = actor.action_space
+        low, high = (torch.as_tensor(bound, dtype=mean.dtype, device=mean.device) for bound in (space.low, space.high))
+        return 2.0 * (mean - low) / (high - low) - 1.0
     try:
         return actor(obs, deterministic=True)  # SAC's Actor
     except TypeError:
@@ -125,8 +132,9 @@ def make_guide(leader: int, actor: torch.nn.Module, env: object) -> Guide:
 
 class GuidanceHook:
     """Adds ``beta / 2 * ||pi(s) - pi_leader(s)||^2`` to the actor's gradient just before each
-    actor optimizer step, on ``batch_size`` raw states sampled from the learner's replay buffer.
-    Records the distances and advantages it saw for ``adapt_beta`` and TensorBoard."""
+    actor optimizer step, on ``batch_size`` raw states the learner draws (``guidance_states``: an
+    off-policy learner's replay buffer, an on-policy learner's recent states). Records the
+    distances and advantages it saw for ``adapt_beta`` and TensorBoard."""
 
     def __init__(self, learner: object, batch_size: int, beta: float) -> None:
         self.learner = learner
@@ -142,26 +150,20 @@ class GuidanceHook:
         if self.guide is None or self.beta == 0.0:
             return
         learner = self.learner
-        buffer = learner.model.replay_buffer  # type: ignore[attr-defined]
-        upper = buffer.buffer_size if buffer.full else buffer.pos
-        if upper == 0:
+        raw = learner.guidance_states(self.batch_size)  # type: ignore[attr-defined]
+        if raw is None:
             return
-        rows = np.random.randint(0, upper, size=self.batch_size)
-        columns = np.random.randint(0, buffer.n_envs, size=self.batch_size)
-        raw = buffer.observations[rows, columns].astype(np.float32)
         obs = learner.normalize(raw)  # type: ignore[attr-defined]
-        actor = learner.model.policy.actor  # type: ignore[attr-defined]
-        own = deterministic_actor_action(actor, obs)
+        own = deterministic_actor_action(learner.guided_actor, obs)  # type: ignore[attr-defined]
         target = self.guide.actions(raw).to(own.device)  # the guide lives on the CPU (it travels between peers)
         distance = 0.5 * ((own - target) ** 2).sum(dim=1)
         (self.beta * distance.mean()).backward()
         with torch.no_grad():
-            advantage = learner.min_q(obs, target) - learner.min_q(obs, own)  # type: ignore[attr-defined]
+            self._advantages.append(learner.guidance_advantage(obs, target, own))  # type: ignore[attr-defined]
             if self.previous is not None:
                 drift = 0.5 * ((own - self.previous.actions(raw).to(own.device)) ** 2).sum(dim=1)
                 self._drifts.append(float(drift.mean()))
         self._distances.append(float(distance.mean().detach()))
-        self._advantages.append(float(learner.to_raw_return(advantage.mean().cpu().numpy().reshape(1))[0]))  # type: ignore[attr-defined]
 
     def take_stats(self) -> Dict[str, float]:
         """Mean distance to the leader, the leader's advantage and the own policy's drift since

@@ -24,9 +24,10 @@ from stable_baselines3.common.noise import ActionNoise, NormalActionNoise, Ornst
 from stable_baselines3.common.utils import LinearSchedule
 from stable_baselines3.common.vec_env import VecEnv, VecNormalize
 
+from dpd.agents.guidance import GuidanceHook, Guide, adapt_beta, make_guide, search_range
 from dpd.agents.sharing import Experience
 from dpd.agents.state_buffer import RawStateBuffer
-from dpd.config import DistillConfig, ShareConfig, comma_list
+from dpd.config import DistillConfig, GuideConfig, ShareConfig, comma_list
 from dpd.envs import make_env
 from dpd.errors import UserError
 from dpd.losses import PolicyOutput, get_loss, with_temperature
@@ -36,6 +37,7 @@ MODEL_FILE = "model.zip"
 NORM_FILE = "vecnormalize.pkl"
 DISTILL_OPTIM_FILE = "distill_optimizer.pt"
 STATES_FILE = "states.npy"
+GUIDANCE_FILE = "guidance.pt"  # beta, the leader's actor to follow and the own one at the last election
 EVAL_SEED_SHIFT = 10_000  # evaluation envs are seeded away from the training envs
 
 
@@ -170,6 +172,7 @@ class Learner(ABC):
         self.stopped = False  # a user callback stopped the training (SB3's on_step returned False)
         self._callback: Optional[BaseCallback] = None
         self._eval_env: Optional[VecNormalize] = None
+        self.guidance: Optional[GuidanceHook] = None  # installed by the first ``follow`` (guide=best)
 
     # ----- construction, saving, loading -------------------------------------------------
 
@@ -194,7 +197,70 @@ class Learner(ABC):
         self.env.save(str(directory / NORM_FILE))
         torch.save(self.distill_optimizer.state_dict(), directory / DISTILL_OPTIM_FILE)
         self.states.save(directory / STATES_FILE)
+        self._save_guidance(directory)
         self._save_extra(directory)
+
+    # ----- guidance by the best peer (guide=best, dpd.agents.guidance) ---------------------
+
+    @property
+    def guided_actor(self) -> torch.nn.Module:
+        """The module whose deterministic action the guidance term compares with the leader's."""
+        raise NotImplementedError
+
+    @property
+    def guided_optimizer(self) -> torch.optim.Optimizer:
+        """The optimizer whose steps the guidance term's gradient joins."""
+        raise NotImplementedError
+
+    def guidance_states(self, count: int) -> Optional[np.ndarray]:
+        """``count`` raw states to average the guidance term over (None while there are none):
+        the learner's recent states."""
+        if len(self.states) == 0:
+            return None
+        return self.states.at(np.random.randint(0, len(self.states), size=count))
+
+    def guidance_advantage(self, obs: torch.Tensor, leader_actions: torch.Tensor, own_actions: torch.Tensor) -> float:
+        """The leader's estimated advantage in raw return units; NaN where the learner has no
+        action-value critic (PPO, A2C), which ``search_range`` then ignores."""
+        return float("nan")
+
+    def guide(self, index: int) -> Guide:
+        """A frozen copy of this learner's actor, to guide its peers while it leads."""
+        return make_guide(index, self.guided_actor, self.env)
+
+    def follow(self, guide: Optional[Guide], config: GuideConfig) -> Dict[str, float]:
+        """A new election: adapt ``beta`` from the distances seen since the last one, then follow
+        ``guide`` (``None``: this learner leads, or there is no leader yet)."""
+        if self.guidance is None:
+            self._install_guidance(GuidanceHook(self, config.batch, config.beta))
+        hook = self.guidance
+        assert hook is not None
+        stats = hook.take_stats()
+        if hook.guide is not None:
+            search = search_range(config.target_distance, stats["advantage"], config.rho, stats["drift"], config.drift_ratio)
+            hook.beta = adapt_beta(hook.beta, stats["distance"], search, config.rate)
+        hook.guide = guide
+        # The drift of the next period is measured from here (only while following).
+        hook.previous = make_guide(self.spec.seed, self.guided_actor, self.env) if guide is not None else None
+        return {"beta": hook.beta, **stats}
+
+    def _install_guidance(self, hook: GuidanceHook) -> None:
+        self.guidance = hook
+        self.guided_optimizer.register_step_pre_hook(hook)
+
+    def _save_guidance(self, directory: Path) -> None:
+        if self.guidance is not None:
+            hook = self.guidance
+            state = {"beta": hook.beta, "batch": hook.batch_size, "guide": hook.guide, "previous": hook.previous}
+            torch.save(state, directory / GUIDANCE_FILE)
+
+    def _load_guidance(self, directory: Path) -> None:
+        if (directory / GUIDANCE_FILE).is_file():
+            state = torch.load(directory / GUIDANCE_FILE, weights_only=False)
+            self._install_guidance(GuidanceHook(self, state["batch"], state["beta"]))
+            assert self.guidance is not None
+            self.guidance.guide = state["guide"]
+            self.guidance.previous = state.get("previous")  # absent in checkpoints before the drift rule
 
     def _save_extra(self, directory: Path) -> None:
         """What an algorithm keeps beyond the SB3 zip (off-policy: the replay buffer)."""
@@ -213,6 +279,7 @@ class Learner(ABC):
         learner = cls(spec, model, distill)
         learner.distill_optimizer.load_state_dict(torch.load(directory / DISTILL_OPTIM_FILE, map_location=learner.device))
         learner.states.load(directory / STATES_FILE)
+        learner._load_guidance(directory)
         learner._load_extra(directory)
         learner.iterations = iterations
         return learner

@@ -7,7 +7,7 @@ with PPO's and TD3's (see ``SACLearner.normalized_values``).
 """
 
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import List, Optional, Sequence
 
 import numpy as np
 import torch
@@ -16,15 +16,13 @@ from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 
 from dpd.agents.distillation import CriticAnswer
-from dpd.agents.guidance import GuidanceHook, Guide, adapt_beta, make_guide, search_range
 from dpd.agents.learner import Learner, LearnerSpec
 from dpd.agents.learner_registry import register_learner
 from dpd.agents.sharing import TransitionBatch, TransitionOutbox, append_rows, check_shareable
-from dpd.config import DistillConfig, GuideConfig, ShareConfig
+from dpd.config import DistillConfig, ShareConfig
 from dpd.losses import PolicyOutput
 
 REPLAY_FILE = "replay_buffer.pkl"
-GUIDANCE_FILE = "guidance.pt"
 # The paper's off-policy setting: lr 1e-4, batch 64, the most recent 1000 transitions, alpha 0.75
 # (the released DDPG code). Cadence, ours: every 100 iterations (100 env steps and 100 RL gradient
 # steps with SB3's defaults train_freq=1, gradient_steps=1), 10 distillation steps, i.e. one
@@ -40,7 +38,6 @@ class OffPolicyLearner(Learner):
     off_policy = True
     log_interval = 4  # episodes between SB3 log dumps, as in ``learn()``
     outbox: TransitionOutbox  # own transitions not yet handed to the peers (share=on)
-    guidance: Optional[GuidanceHook] = None  # installed by the first ``follow`` (guide=best)
 
     def __init__(self, spec: LearnerSpec, model: BaseAlgorithm, distill: DistillConfig) -> None:
         super().__init__(spec, model, distill)
@@ -137,41 +134,34 @@ class OffPolicyLearner(Learner):
             append_rows(self.model.replay_buffer, batch)
         return sum(batch.transitions for batch in batches)
 
-    def guide(self, index: int) -> Guide:
-        """A frozen copy of this learner's actor, to guide its peers while it leads."""
-        return make_guide(index, self.model.policy.actor, self.env)
+    @property
+    def guided_actor(self) -> torch.nn.Module:
+        return self.model.policy.actor
 
-    def follow(self, guide: Optional[Guide], config: GuideConfig) -> Dict[str, float]:
-        """A new election: adapt ``beta`` from the distances seen since the last one, then follow
-        ``guide`` (``None``: this learner leads, or there is no leader yet)."""
-        if self.guidance is None:
-            self.guidance = GuidanceHook(self, config.batch, config.beta)
-            self.model.policy.actor.optimizer.register_step_pre_hook(self.guidance)
-        hook = self.guidance
-        stats = hook.take_stats()
-        if hook.guide is not None:
-            search = search_range(config.target_distance, stats["advantage"], config.rho, stats["drift"], config.drift_ratio)
-            hook.beta = adapt_beta(hook.beta, stats["distance"], search, config.rate)
-        hook.guide = guide
-        # The drift of the next period is measured from here (only while following).
-        hook.previous = make_guide(self.spec.seed, self.model.policy.actor, self.env) if guide is not None else None
-        return {"beta": hook.beta, **stats}
+    @property
+    def guided_optimizer(self) -> torch.optim.Optimizer:
+        return self.model.policy.actor.optimizer
+
+    def guidance_states(self, count: int) -> Optional[np.ndarray]:
+        """Raw states from the replay buffer (the whole group's, with sharing)."""
+        buffer = self.model.replay_buffer
+        upper = buffer.buffer_size if buffer.full else buffer.pos
+        if upper == 0:
+            return None
+        rows = np.random.randint(0, upper, size=count)
+        columns = np.random.randint(0, buffer.n_envs, size=count)
+        return buffer.observations[rows, columns].astype(np.float32)
+
+    def guidance_advantage(self, obs: torch.Tensor, leader_actions: torch.Tensor, own_actions: torch.Tensor) -> float:
+        """The leader's advantage by this learner's critic, ``Q(s, pi_leader(s)) - Q(s, pi(s))``, raw units."""
+        advantage = self.min_q(obs, leader_actions) - self.min_q(obs, own_actions)
+        return float(self.to_raw_return(advantage.mean().cpu().numpy().reshape(1))[0])
 
     def _save_extra(self, directory: Path) -> None:
         if self.spec.save_replay_buffer:
             self.model.save_replay_buffer(directory / REPLAY_FILE)
-        if self.guidance is not None:
-            hook = self.guidance
-            state = {"beta": hook.beta, "batch": hook.batch_size, "guide": hook.guide, "previous": hook.previous}
-            torch.save(state, directory / GUIDANCE_FILE)
 
     def _load_extra(self, directory: Path) -> None:
-        if (directory / GUIDANCE_FILE).is_file():
-            state = torch.load(directory / GUIDANCE_FILE, weights_only=False)
-            self.guidance = GuidanceHook(self, state["batch"], state["beta"])
-            self.guidance.guide = state["guide"]
-            self.guidance.previous = state.get("previous")  # absent in checkpoints before the drift rule
-            self.model.policy.actor.optimizer.register_step_pre_hook(self.guidance)
         if (directory / REPLAY_FILE).is_file():
             self.model.load_replay_buffer(directory / REPLAY_FILE)
         else:

@@ -146,6 +146,14 @@ class OnPolicyLearner(Learner):
     def normalized_values(self, obs: torch.Tensor) -> torch.Tensor:
         return self.policy.predict_values(obs).reshape(-1)
 
+    @property
+    def guided_actor(self) -> torch.nn.Module:
+        return self.policy
+
+    @property
+    def guided_optimizer(self) -> torch.optim.Optimizer:
+        return self.policy.optimizer
+
     def actor_parameters(self) -> List[torch.nn.Parameter]:
         modules = [self.policy.pi_features_extractor, self.policy.mlp_extractor.policy_net, self.policy.action_net]
         params = [p for module in modules for p in module.parameters()]

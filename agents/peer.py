@@ -160,7 +160,7 @@ class Peer:
     # ----- shared experience (dpd.agents.sharing, .rollout_sharing) and guidance (.guidance) --
 
     def _off_policy(self) -> OffPolicyLearner:
-        assert isinstance(self.learner, OffPolicyLearner), "guidance needs off-policy peers"
+        assert isinstance(self.learner, OffPolicyLearner), "needs an off-policy peer"
         return self.learner
 
     def start_sharing(self, config: ShareConfig) -> None:
@@ -179,11 +179,11 @@ class Peer:
 
     def guide(self, index: int) -> Guide:
         """This peer leads: a frozen copy of its actor for the others."""
-        return self._off_policy().guide(index)
+        return self.learner.guide(index)
 
     def follow(self, guide: Optional[Guide], config: GuideConfig, leader: int) -> Dict[str, float]:
         """A new election (``leader`` -1: none yet); logged as ``guide/*``."""
-        stats = self._off_policy().follow(guide, config)
+        stats = self.learner.follow(guide, config)
         for key, value in {"leader": leader, **stats}.items():
             self.learner.logger.record(f"guide/{key}", value)
         return stats

@@ -245,16 +245,17 @@ class GuideConfig:
     ``beta / 2 * ||pi(s) - pi_leader(s)||^2`` to their actor loss, with ``beta`` adapted to keep
     the mean distance to the leader near ``target_distance`` (``dpd.agents.guidance``).
     mode "distill" (PIEKD; Hong et al. 2020): at each election the others take ``steps`` plain
-    imitation steps towards the leader, and of their critics towards the leader's (``critic``).
-    Off-policy peers only. "none": no guidance.
+    imitation steps towards the leader, and of their critics towards the leader's (``critic``),
+    off-policy peers only; ``best`` works for on-policy peers too. "none": no guidance.
     """
 
     mode: str = setting(
         "none",
         "`best` (or `guide: best`; P3S, Jung, Park, Sung, ICLR 2020): the peers other than the leader add beta / 2 times "
         "the squared distance of their actions to the leader's to their actor loss. `distill` (PIEKD, Hong et al. 2020): "
-        "at each election the others take `guide.steps` unweighted distillation steps towards the leader. Off-policy "
-        "peers only. `none`: no guidance",
+        "at each election the others take `guide.steps` unweighted distillation steps towards the leader, off-policy "
+        "peers only. `best` works for peers of one kind: off-policy, or on-policy (ppo, a2c: the Gaussian mean, the "
+        "term joins every step of the policy's optimizer, on the peer's recent states). `none`: no guidance",
     )
     every: int = setting(
         1000,
@@ -279,7 +280,9 @@ class GuideConfig:
         "critic, in raw return units; off (0) by default, as the released code does not use it",
     )
     rate: float = setting(2.0, "beta is multiplied or divided by this at each election (P3S: 2)")
-    batch: int = setting(256, "states of each guidance term, sampled from the peer's replay buffer")
+    batch: int = setting(
+        256, "states of each guidance term, sampled from the peer's replay buffer (on-policy peers: its recent states)"
+    )
     steps: int = setting(
         200,
         "mode `distill`: distillation steps per election, each on `distill.batch` of the leader's recent states with "

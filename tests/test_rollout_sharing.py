@@ -190,7 +190,7 @@ def test_peer_rollouts_not_yet_learned_from_survive_save_and_load(tmp_path):
     assert not any(path.suffix == ".pkl" for path in tmp_path.iterdir() if "rollout" in path.name)
 
 
-def test_shared_ppo_pair_trains_resumes_logs_and_beats_random(tmp_path, monkeypatch, random_return, capsys):
+def test_shared_guided_ppo_pair_trains_resumes_logs_and_beats_random(tmp_path, monkeypatch, random_return, capsys):
     from dpd.agents.peer_group import PeerGroup
     from dpd.cli import main
     from tests.conftest import TINY, beats_random, interrupt, resume, scalar_tags
@@ -198,6 +198,7 @@ def test_shared_ppo_pair_trains_resumes_logs_and_beats_random(tmp_path, monkeypa
     run_dir = tmp_path / "shared"
     args = ["train", "--env", TINY, "--algo", "ppo", "--total-steps", "8192", "--no-progress", "--run-dir", str(run_dir)]
     args += ["--set", "share=on", "--set", "checkpoint_every=2048", "--set", "eval.every=0", "--set", "distill.enabled=false"]
+    args += ["--set", "guide=best", "--set", "guide.every=1024", "--set", "guide.episodes=2", "--set", "guide.batch=32"]
     restore = interrupt(monkeypatch, PeerGroup, "train_round", when=lambda group: group.run_steps >= 4096)
     assert main(args) == 130
     restore()
@@ -209,11 +210,14 @@ def test_shared_ppo_pair_trains_resumes_logs_and_beats_random(tmp_path, monkeypa
         tags = set(scalar_tags(run_dir / "tb" / name).Tags()["scalars"])
         wanted = {"share/peer_samples", "share/ratio_mean", "share/ratio_clipped_frac", "share/transitions_in"}
         wanted |= {"share/policy_loss_own", "share/policy_loss_peer", "share/value_loss_own", "share/value_loss_peer"}
+        wanted |= {"guide/leader", "guide/beta", "guide/distance"}
         assert wanted <= tags, wanted - tags
+    checkpoint = sorted((run_dir / "checkpoints").iterdir())[-1]
+    assert any((checkpoint / name / "guidance.pt").is_file() for name in ("peer0", "peer1"))  # a follower's beta and guide
     capsys.readouterr()
 
 
-def test_a_parallel_sharing_ppo_group_reproduces_the_sequential_one():
+def test_a_parallel_sharing_and_guided_on_policy_group_reproduces_the_sequential_one():
     import multiprocessing
 
     from dpd.agents import build_group
@@ -224,7 +228,8 @@ def test_a_parallel_sharing_ppo_group_reproduces_the_sequential_one():
     results = []
     for backend in ("local", "process"):
         layer = {"env": TINY, "algo": "ppo,a2c", "peers": 2, "total_steps": 2048, "turn_steps": 256, "backend": backend}
-        group = build_group(build_config(layer, {"share": True, "distill": False}))
+        guide = {"mode": "best", "every": 512, "episodes": 2, "batch": 32}
+        group = build_group(build_config(layer, {"share": True, "distill": False, "guide": guide}))
         try:
             for learner in group.learners:
                 learner.start(None)

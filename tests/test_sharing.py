@@ -228,8 +228,8 @@ def torch_equal(a, b) -> bool:
 @pytest.mark.parametrize(
     "algo, setting, message",
     [
-        ("ppo", "guide=best", "guide=best needs off-policy peers (sac, td3, ddpg) whose actors can follow a leader; not"),
-        ("sac,ppo", "guide=best", "needs off-policy peers (sac, td3, ddpg) whose actors can follow a leader; not peer1 (ppo)"),
+        ("ppo", "guide=distill", "guide=distill needs off-policy peers (sac, td3, ddpg), whose critics it distils too; not"),
+        ("sac,ppo", "guide=best", "guide=best needs peers of one kind, off-policy (sac, td3, ddpg) or on-policy (ppo, a2c)"),
         ("sac,ppo", "share=on", "share needs peers of one kind: off-policy peers (sac, td3, ddpg) share replay buffers"),
         ("ppo", "share.ratio_clip=0", "share.ratio_clip must be positive"),
         ("ppo", "share.weight=-1", "share.weight must not be negative"),
@@ -299,6 +299,55 @@ def test_a_parallel_group_with_sharing_and_guidance_reproduces_the_sequential_on
     assert leader_local == leader_process is not None
     assert bytes_local == 0 and bytes_process > STEPS * 4 * 4  # at least the observations crossed processes
     assert multiprocessing.active_children() == []
+
+
+def test_a_ppo_policys_guided_action_is_its_gaussian_mean_scaled_to_unit_bounds():
+    from stable_baselines3.common.policies import ActorCriticPolicy
+
+    from dpd.agents.guidance import deterministic_actor_action
+
+    space = spaces.Box(np.array([-2.0, 0.0], dtype=np.float32), np.array([2.0, 4.0], dtype=np.float32))
+    policy = ActorCriticPolicy(OBS, space, lambda _: 1e-3)
+    with torch.no_grad():
+        policy.action_net.weight.zero_()
+        policy.action_net.bias.copy_(torch.tensor([2.0, 1.0]))  # the mean everywhere: high, and a quarter up
+    actions = deterministic_actor_action(policy, torch.zeros(3, 3))
+    np.testing.assert_allclose(actions.detach().numpy(), [[1.0, -0.5]] * 3, atol=1e-6)
+
+
+def test_a_guided_ppo_peer_moves_towards_the_leader_and_the_leader_is_untouched():
+    """guide=best for on-policy peers: after an election, each step of the follower's policy
+    optimizer carries beta times the distance to the leader's Gaussian mean; the leader trains
+    as SB3 alone would."""
+    from dpd.agents.guidance import deterministic_actor_action
+    from dpd.agents.peer_group import PeerGroup
+    from dpd.config import GuideConfig, ShareConfig
+    from tests.conftest import tiny_learners
+
+    learners = tiny_learners("ppo", peers=2, total_steps=8192, start=True, distill={"enabled": False})
+    for learner in learners:
+        learner.train_iteration(0)
+        learner.model.ep_info_buffer.extend([{"r": 10.0 if learner is learners[1] else 1.0, "l": 1, "t": 0.0}] * 3)
+    guide = GuideConfig(mode="best", every=1, episodes=2, batch=64, beta=1000.0)
+    group = PeerGroup.local(learners, seed=0, share=ShareConfig(), guide=guide)
+    for proxy in group.learners:
+        proxy.status = group.backend.status(proxy.index)
+    group.elect()
+    assert group.leader == 1 and learners[1].guidance.guide is None
+    states = learners[0].states.at(np.arange(len(learners[0].states)))
+    leader = learners[0].guidance.guide
+
+    def distance() -> float:
+        with torch.no_grad():
+            own = deterministic_actor_action(learners[0].policy, learners[0].normalize(states))
+        return float(0.5 * ((own - leader.actions(states)) ** 2).sum(dim=1).mean())
+
+    before = distance()
+    learners[0].train_iteration(0)
+    assert distance() < 0.2 * before
+    stats = learners[0].guidance.take_stats()
+    assert stats["distance"] > 0 and math.isnan(stats["advantage"])  # PPO has no Q to rate the leader with
+    group.close()
 
 
 @pytest.mark.parametrize("critic", [True, False])
