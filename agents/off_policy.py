@@ -101,10 +101,14 @@ class OffPolicyLearner(Learner):
     def critic_distill_optimizer(self) -> torch.optim.Optimizer:
         return torch.optim.Adam(self.model.policy.critic.parameters(), lr=self.distill_config.lr)
 
+    def sync_critic_target(self) -> None:
+        """The target critics become copies of the distilled critics, as PIEKD's code syncs them
+        after each distillation (else the TD targets would come from the critics before it)."""
+        self.model.critic_target.load_state_dict(self.model.critic.state_dict())
+
     def distill_critic(self, raw_obs: np.ndarray, target: CriticAnswer, optimizer: torch.optim.Optimizer) -> float:
         """One step of the mean squared error of each critic to the teacher's critic of the same
-        index (PIEKD: Q1 to Q1, Q2 to Q2; to the one critic of a DDPG teacher); the target
-        networks follow by SB3's own soft updates."""
+        index (PIEKD: Q1 to Q1, Q2 to Q2; to the one critic of a DDPG teacher)."""
         obs = self.normalize(raw_obs)
         actions = torch.as_tensor(target.actions, dtype=torch.float32, device=self.device)
         wanted = torch.as_tensor(self.from_raw_return(target.q_values), dtype=torch.float32, device=self.device)

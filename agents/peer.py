@@ -155,6 +155,8 @@ class Peer:
             for key, value in stats.items():
                 learner.logger.record_mean(f"{batch.tag}/{key}", value)
             all_stats.append(stats)
+        if critic_optimizer is not None:
+            self._off_policy().sync_critic_target()
         return all_stats
 
     # ----- shared experience (dpd.agents.sharing, .rollout_sharing) and guidance (.guidance) --

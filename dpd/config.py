@@ -293,7 +293,8 @@ class GuideConfig:
         True,
         "mode `distill`: each of those steps also moves every critic of a follower towards the leader's critic of the "
         "same index (MSE, on the same states at actions the leader's policy samples there, fresh Adam at `distill.lr` "
-        "per election), as PIEKD distils policy and Q; peers of one algorithm (SAC's critics are soft)",
+        "per election, target critics synced after it), as PIEKD distils policy and Q; peers of one algorithm (SAC's "
+        "critics are soft)",
     )
 
     MODES = ("none", "best", "distill")
