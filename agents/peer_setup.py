@@ -73,7 +73,7 @@ def _update_as_if_alone(algo: str, algo_kwargs: Dict[str, Any], peers: int) -> N
         steps = algo_kwargs.get("gradient_steps", 1)
         algo_kwargs["gradient_steps"] = steps * peers if steps > 0 else steps
         return
-    n_steps = algo_kwargs.get("n_steps", _sb3_default(algo, "n_steps"))
+    n_steps = algo_kwargs.get("n_steps", sb3_default(algo, "n_steps"))
     if not isinstance(n_steps, int) or n_steps % peers or n_steps < peers:
         raise UserError(
             f"share.updates=per_peer divides {algo}'s n_steps ({n_steps}) among {peers} peers; "
@@ -82,7 +82,7 @@ def _update_as_if_alone(algo: str, algo_kwargs: Dict[str, Any], peers: int) -> N
     algo_kwargs["n_steps"] = n_steps // peers
 
 
-def _sb3_default(algo: str, name: str) -> Any:
+def sb3_default(algo: str, name: str) -> Any:
     """The default SB3 declares for the hyperparameter ``name`` of ``algo``'s class."""
     return inspect.signature(ALGORITHMS[algo].algo_class.__init__).parameters[name].default
 

@@ -149,6 +149,7 @@ def test_unknown_methods_come_after_known_ones_alphabetically():
         "shared-dpd",
         "shared-per-peer",
         "shared-dpd-per-peer",
+        "guided",
         "shared-guided-per-peer",
     ]
 

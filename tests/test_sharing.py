@@ -412,3 +412,25 @@ def test_update_accounting_equal_keeps_one_learners_total_and_per_peer_matches_s
     assert equal == [(1, 100_000)] * 3 and sum(steps * budget for steps, budget in equal) == 300_000
     assert gradient_steps("shared-per-peer") == [(3, 100_000)] * 3
     assert gradient_steps("sb3-utd") == [(3, 300_000)]
+
+
+def test_sb3_utd_for_ppo_doubles_its_epochs_and_a2c_is_refused():
+    """PPO's updates per env step are its epochs: ``sb3-utd`` of a 2-peer grid takes 20 of SB3's
+    default 10, as many optimizer steps as the two ``shared-per-peer`` peers together; A2C takes one
+    update per rollout and nothing multiplies it."""
+    from dpd.agents import check_config
+    from dpd.bench.grid import BenchRun
+    from dpd.config import build_config
+
+    def setups(algo: str, method: str):
+        return check_config(build_config(BenchRun("Hopper-v5", algo, method, 0, 1_000_000, 2, 50_000, 1, 1).config()))
+
+    assert [setup.algo_kwargs.get("n_epochs") for setup in setups("ppo", "sb3-utd")] == [20]
+    (sb3,) = setups("ppo", "sb3")
+    assert "n_epochs" not in sb3.algo_kwargs
+    peers = setups("ppo", "shared-per-peer")
+    assert [setup.algo_kwargs["n_steps"] for setup in peers] == [1024, 1024]
+    from dpd.errors import UserError
+
+    with pytest.raises(UserError, match="sb3-utd multiplies a learner's updates per env step, which a2c cannot"):
+        setups("a2c", "sb3-utd")

@@ -4,6 +4,7 @@ Every method of one grid gets the same total env steps, hyperparameters and seed
 number of learners and the distillation settings differ.
 """
 
+import inspect
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Tuple
 
@@ -13,7 +14,7 @@ from dpd.errors import UserError, unknown_choice
 # SB3's own ``learn()`` (runner.py); the layer only fixes its single learner.
 METHODS: Dict[str, Dict[str, Any]] = {
     "sb3": {"peers": 1, "distill": {"enabled": False}},
-    "sb3-utd": {"peers": 1, "distill": {"enabled": False}},  # gradient_steps set in BenchRun.config
+    "sb3-utd": {"peers": 1, "distill": {"enabled": False}},  # its updates are set in BenchRun.config
     "dpd": {},
     "independent": {"distill": {"enabled": False}},
     "dpd-hard": {"distill": {"weighting": "hard"}},
@@ -44,6 +45,8 @@ METHODS: Dict[str, Dict[str, Any]] = {
     "shared-per-peer": {"distill": {"enabled": False}, "share": {"enabled": True, "updates": "per_peer"}},
     # ... and with DPD's weighted distillation, which keeps the peers' policies close.
     "shared-dpd-per-peer": {"share": {"enabled": True, "updates": "per_peer"}},
+    # Guidance by the best peer without sharing: what the guidance alone does.
+    "guided": {"distill": {"enabled": False}, "guide": {"mode": "best"}},
     # P3S as its released code runs it: sharing, guidance, and per-peer updates.
     "shared-guided-per-peer": {
         "distill": {"enabled": False},
@@ -53,7 +56,7 @@ METHODS: Dict[str, Dict[str, Any]] = {
 }
 PLAIN_SB3 = "sb3"
 # One SB3 learner at the update-to-data ratio of a group whose peers update as if alone
-# (``share.updates=per_peer``): ``gradient_steps`` times the number of peers.
+# (``share.updates=per_peer``): ``gradient_steps`` (PPO: ``n_epochs``) times the number of peers.
 PLAIN_SB3_UTD = "sb3-utd"
 SINGLE_LEARNER_METHODS = (PLAIN_SB3, PLAIN_SB3_UTD)
 
@@ -155,9 +158,27 @@ class BenchRun:
         }
         layer = merge(merge(layer, parse_overrides(list(self.overrides))), METHODS[self.method])
         if self.method == PLAIN_SB3_UTD:
-            steps = layer.get("algo_kwargs", {}).get("gradient_steps", 1)
-            layer = merge(layer, {"algo_kwargs": {"gradient_steps": steps * self.peers}})
+            layer = merge(layer, {"algo_kwargs": updates_times(self.algo, self.env, layer.get("algo_kwargs", {}), self.peers)})
         return layer
+
+
+def updates_times(algo: str, env: str, algo_kwargs: Dict[str, Any], factor: int) -> Dict[str, Any]:
+    """The hyperparameter that sets ``algo``'s gradient updates per env step, ``factor`` times its
+    value (the run's, else the env's default, else SB3's): an off-policy learner's
+    ``gradient_steps``, PPO's ``n_epochs`` (each epoch a pass of minibatches over the rollout)."""
+    from dpd.agents.algorithms import ALGORITHMS
+    from dpd.agents.peer_setup import sb3_default
+    from dpd.config import merge
+    from dpd.envs.defaults import env_defaults
+
+    resolved = merge(env_defaults(env, algo), algo_kwargs)
+    key = "gradient_steps" if ALGORITHMS[algo].off_policy else "n_epochs"
+    if key not in inspect.signature(ALGORITHMS[algo].algo_class.__init__).parameters:
+        raise UserError(f"{PLAIN_SB3_UTD} multiplies a learner's updates per env step, which {algo} cannot (no {key})")
+    value = resolved.get(key, sb3_default(algo, key))
+    if value < 1:
+        raise UserError(f"{PLAIN_SB3_UTD} multiplies {key}, which must then be a positive count, got {value}")
+    return {key: value * factor}
 
 
 def parse_seeds(text: str) -> Tuple[int, ...]:
