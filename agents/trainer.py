@@ -8,6 +8,7 @@ reopened (``dpd.agents.runs``), so that what the loop needs of an agent is one s
 
 import math
 import shutil
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Mapping, Optional, Protocol, Sequence, Tuple
@@ -103,7 +104,13 @@ class Trainer:
         self.run = run
         self.group = group
         self.cfg = cfg
-        self.history: List[EvalResult] = []  # every evaluation of this process, in order
+        progress = run.manifest["progress"]
+        # The periodic evaluations of the whole run, in order (the final ones are ``train``'s
+        # result): kept in each checkpoint, so a resumed run's learning curve starts at step 0.
+        self.history: List[EvalResult] = [EvalResult(**entry) for entry in progress.get("evaluations", [])]
+        # Seconds spent training up to the checkpoint this run resumed from (0 for a new run).
+        self.seconds_before: float = float(progress.get("train_seconds", 0.0))
+        self._train_started: Optional[float] = None
 
     @property
     def finished(self) -> bool:
@@ -112,6 +119,7 @@ class Trainer:
     def train(self, progress_bar: bool = True, callbacks: Optional[Sequence[Any]] = None) -> List[EvalResult]:
         """Train to the budget. ``callbacks``: one SB3 callback (or None) per learner."""
         group, cfg = self.group, self.cfg
+        self._train_started = time.perf_counter()
         callbacks = list(callbacks) if callbacks is not None else [None] * len(group.learners)
         try:
             for learner, callback in zip(group.learners, callbacks):
@@ -181,8 +189,29 @@ class Trainer:
             learner.num_timesteps,
         )
         result = EvalResult(learner.spec.name, learner.spec.algo, learner.num_timesteps, mean, std, episodes, metrics)
-        self.history.append(result)
+        if not final:
+            self.history.append(result)
         return result
+
+    @property
+    def train_seconds(self) -> float:
+        """Wall-clock seconds of training over every process that trained this run, up to now
+        (work lost to a kill after the last checkpoint not counted)."""
+        since = time.perf_counter() - self._train_started if self._train_started is not None else 0.0
+        return self.seconds_before + since
+
+    def _progress(self, run_steps: int, learners: Dict[str, Dict[str, int]], finished: bool) -> Dict[str, Any]:
+        """The loop's state a checkpoint records beside the learners: their evaluations up to
+        the steps the checkpoint holds them at (a failed peer's are then its older ones)."""
+        evaluations = [result for result in self.history if result.env_steps <= learners[result.learner]["num_timesteps"]]
+        return {
+            "run_steps": run_steps,
+            "learners": learners,
+            "rng": self.group.random_state,
+            "finished": finished,
+            "evaluations": [asdict(result) for result in evaluations],
+            "train_seconds": self.train_seconds,
+        }
 
     def checkpoint(self, final_eval: Optional[List[Dict[str, Any]]] = None) -> Path:
         """Save every learner and the loop's state; ``final_eval`` marks the run finished."""
@@ -192,15 +221,11 @@ class Trainer:
             for learner in group.learners:
                 _save(learner, directory / learner.spec.name)
 
-        progress: Dict[str, Any] = {
-            "run_steps": group.run_steps,
-            "learners": {
-                learner.spec.name: {"num_timesteps": learner.num_timesteps, "iterations": learner.iterations}
-                for learner in group.learners
-            },
-            "rng": group.random_state,
-            "finished": final_eval is not None,
+        learners = {
+            learner.spec.name: {"num_timesteps": learner.num_timesteps, "iterations": learner.iterations}
+            for learner in group.learners
         }
+        progress = self._progress(group.run_steps, learners, finished=final_eval is not None)
         if final_eval is not None:
             progress["final_eval"] = final_eval
         return self.run.save_checkpoint(f"step_{group.run_steps:010d}", write, progress)
@@ -231,7 +256,7 @@ class Trainer:
         for name in fallen:
             learners[name] = before.get(name, {"num_timesteps": 0, "iterations": 0})
         run_steps = sum(entry["num_timesteps"] for entry in learners.values())
-        progress = {"run_steps": run_steps, "learners": learners, "rng": group.random_state, "finished": False}
+        progress = self._progress(run_steps, learners, finished=False)
         return self.run.save_checkpoint(f"step_{run_steps:010d}", write, progress)
 
     def close(self) -> None:

@@ -119,6 +119,62 @@ def test_a_crashed_run_does_not_stop_the_sweep(tmp_path):
     assert sorted(events) == [("done", 1), ("done", 2), ("skipped", 0), ("skipped", 3)]
 
 
+def killed_after_the_first_checkpoint(run: BenchRun, directory: Path) -> None:
+    """The worker dies right after a group's first checkpoint, as at a session's end (no cleanup)."""
+    import os
+
+    from dpd.agents.trainer import Trainer
+
+    checkpoint = Trainer.checkpoint
+
+    def checkpoint_then_die(self, *args, **kwargs):
+        checkpoint(self, *args, **kwargs)
+        os._exit(9)
+
+    Trainer.checkpoint = checkpoint_then_die
+    run_in_process(run, directory)
+
+
+def test_a_killed_group_run_continues_from_its_checkpoint_with_its_whole_curve(tmp_path):
+    grid = Grid(
+        envs=(TINY,),
+        algos=("ppo",),
+        methods=("independent",),
+        seeds=(0,),
+        total_steps=4096,
+        eval_every=512,
+        eval_episodes=1,
+        final_episodes=2,
+        overrides=("turn_steps=256",),
+    )
+    (run,) = expand(grid)
+    assert run.config()["checkpoint_every"] == 410  # CHECKPOINTS_PER_RUN of them over the budget
+    (killed,) = run_grid([run], tmp_path / "killed", 1, target=killed_after_the_first_checkpoint)
+    assert killed["status"] == "failed" and "code 9" in killed["error"]
+    (resumed,) = run_grid([run], tmp_path / "killed", 1)
+    (whole,) = run_grid([run], tmp_path / "whole", 1)
+    assert whole["resumed_from"] == 0 and 410 <= resumed["resumed_from"] < 4096
+    # the evaluations before the kill come from the checkpoint: the curve still starts at 512
+    before_kill = [point for point in whole["curve"] if point[0] <= resumed["resumed_from"]]
+    assert before_kill and resumed["curve"][: len(before_kill)] == before_kill
+    assert resumed["curve"][-1][0] == whole["curve"][-1][0] >= 4096
+    assert [point[0] for point in resumed["curve"]] == [point[0] for point in whole["curve"]]
+
+
+def test_a_rerun_keeps_only_a_killed_groups_run_directory(tmp_path):
+    from dpd.bench.runner import ERROR_FILE, GROUP_RUN, clear_incomplete
+
+    for failed in (False, True):
+        directory = tmp_path / str(failed)
+        (directory / GROUP_RUN).mkdir(parents=True)
+        (directory / "tb").mkdir()
+        (directory / "model.zip").write_text("partial")
+        if failed:
+            (directory / ERROR_FILE).write_text("Traceback ... ValueError: nan")
+        clear_incomplete(directory)
+        assert sorted(entry.name for entry in directory.iterdir()) == ([] if failed else [GROUP_RUN])
+
+
 def test_a_bad_override_is_refused_before_anything_runs():
     grid = Grid(
         envs=(TINY,), algos=("ppo",), methods=("sb3",), seeds=(0,), total_steps=512, overrides=("distill.weighting=magic",)

@@ -61,7 +61,10 @@ def add_bench_parser(subparsers: Any) -> None:
     bench.add_argument(
         "--address", default="", help="with --backend ray: the Ray cluster's address (default: start a local instance)"
     )
-    bench.add_argument("--out", help="results directory (default results/bench-<preset>); rerunning skips complete runs")
+    bench.add_argument(
+        "--out",
+        help="results directory (default results/bench-<preset>); rerunning skips complete runs and continues killed groups",
+    )
     bench.add_argument("--report-only", action="store_true", help="only remake the table and plots from the results in --out")
     bench.add_argument("--no-progress", action="store_true", help="no progress bar")
     bench.set_defaults(handler=cmd_bench)

@@ -2,8 +2,9 @@
 
 Each run lives in ``<out>/<env>/<algo>/<method>/seed<k>/``: its TensorBoard logs, its models,
 and ``result.json`` once it is complete (written last, atomically). A rerun with the same
-``--out`` skips complete runs and restarts incomplete ones from scratch; a run that fails
-leaves ``error.txt`` and does not stop the others.
+``--out`` skips complete runs, continues a group's incomplete run from its latest checkpoint
+(``CHECKPOINTS_PER_RUN`` of them per run) and restarts other incomplete runs from scratch; a run
+that fails leaves ``error.txt`` and does not stop the others.
 """
 
 import json
@@ -122,6 +123,8 @@ class Trained:
     training_returns: List[float]  # each learner's mean raw return over its last training episodes
     gradient_updates: int  # RL gradient updates of all learners together
     curve: Curve
+    seconds_before: float = 0.0  # training seconds of earlier processes, for a resumed run
+    resumed_from: int = 0  # the total env steps this process resumed the run at (0: from scratch)
 
 
 def deployable_index(training_returns: Sequence[float]) -> int:
@@ -156,16 +159,38 @@ def group_curve(history: Sequence[Any], peers: int) -> Curve:
     return [[step * peers, sum(scores) / len(scores)] for step, scores in sorted(by_step.items()) if len(scores) == peers]
 
 
-def _train_group(run: BenchRun, directory: Path, cfg: Any) -> Trained:
-    from dpd.agents import new_run
+GROUP_RUN = "run"  # the dpd run directory of a group's run, inside the bench run's directory
 
-    trainer = new_run(directory / "run", cfg)
+
+def resumable(run_path: Path, cfg: Any) -> bool:
+    """Whether ``run_path`` holds an unfinished run of exactly ``cfg`` with a checkpoint: what a
+    kill (a session's end) leaves, to be continued rather than started again."""
+    from dpd.rundir import RunDirectory
+
+    try:
+        existing = RunDirectory.open(run_path)
+    except UserError:
+        return False
+    progress = existing.manifest["progress"]
+    same = existing.manifest["config"] == json.loads(json.dumps(cfg.to_dict()))
+    return same and existing.checkpoint_dir is not None and not progress.get("finished")
+
+
+def _train_group(run: BenchRun, directory: Path, cfg: Any) -> Trained:
+    from dpd.agents import new_run, open_run
+
+    run_path = directory / GROUP_RUN
+    if resumable(run_path, cfg):
+        trainer = open_run(run_path)
+    else:
+        shutil.rmtree(run_path, ignore_errors=True)
+        trainer = new_run(run_path, cfg)
+    resumed_from = trainer.group.run_steps
     try:
         final = trainer.train(progress_bar=False)
     finally:
         trainer.close()
-    final_ids = {id(result) for result in final}
-    curve = group_curve([result for result in trainer.history if id(result) not in final_ids], cfg.peers)
+    curve = group_curve(trainer.history, cfg.peers)
     scores = [result.mean_return for result in final]
     statuses = [learner.status for learner in trainer.group.learners]
     recent = [
@@ -174,7 +199,8 @@ def _train_group(run: BenchRun, directory: Path, cfg: Any) -> Trained:
     ]
     updates = sum(status.gradient_updates for status in statuses)
     steps = sum(result.env_steps for result in final)
-    return Trained(scores, recent, updates, with_final_point(curve, steps, sum(scores) / len(scores)))
+    curve = with_final_point(curve, steps, sum(scores) / len(scores))
+    return Trained(scores, recent, updates, curve, trainer.seconds_before, resumed_from)
 
 
 def with_final_point(curve: Curve, env_steps: int, score: float) -> Curve:
@@ -201,7 +227,8 @@ def execute(run: BenchRun, directory: Path) -> Dict[str, Any]:
         "deployable": peer_scores[deployable_index(trained.training_returns)],
         "training_returns": trained.training_returns,
         "gradient_updates": trained.gradient_updates,
-        "seconds": time.perf_counter() - start,
+        "seconds": trained.seconds_before + time.perf_counter() - start,
+        "resumed_from": trained.resumed_from,
         "curve": trained.curve,
     }
 
@@ -268,8 +295,7 @@ def run_grid(
             while pending and pool.has_room:
                 run = pending.pop(0)
                 directory = run_dir(out, run)
-                shutil.rmtree(directory, ignore_errors=True)  # an earlier, incomplete attempt
-                directory.mkdir(parents=True)
+                clear_incomplete(directory)
                 pool.start(run, directory)
             for run, exit_detail in pool.wait_finished():
                 result = load_result(run_dir(out, run))
@@ -282,6 +308,21 @@ def run_grid(
     finally:
         pool.close()  # interrupted: no worker outlives the sweep
     return [rows[run.key] for run in runs]
+
+
+def clear_incomplete(directory: Path) -> None:
+    """Remove what an earlier, incomplete attempt left (a plain run's logs), except the run
+    directory of a group's run that was killed, which the worker continues from its checkpoint
+    if it can. A run that failed (``error.txt``) starts again from scratch."""
+    directory.mkdir(parents=True, exist_ok=True)
+    killed = not (directory / ERROR_FILE).exists()
+    for entry in directory.iterdir():
+        if killed and entry.name == GROUP_RUN and entry.is_dir():
+            continue
+        if entry.is_dir():
+            shutil.rmtree(entry)
+        else:
+            entry.unlink()
 
 
 class RunPool:
