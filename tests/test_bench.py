@@ -120,32 +120,33 @@ def test_a_crashed_run_does_not_stop_the_sweep(tmp_path):
 
 
 def killed_after_the_first_checkpoint(run: BenchRun, directory: Path) -> None:
-    """The worker dies right after a group's first checkpoint, as at a session's end (no cleanup)."""
+    """The worker dies right after the run's first checkpoint, as at a session's end (no cleanup)."""
     import os
 
-    from dpd.agents.trainer import Trainer
+    from dpd.rundir import RunDirectory
 
-    checkpoint = Trainer.checkpoint
+    save_checkpoint = RunDirectory.save_checkpoint
 
-    def checkpoint_then_die(self, *args, **kwargs):
-        checkpoint(self, *args, **kwargs)
+    def save_then_die(self, *args, **kwargs):
+        save_checkpoint(self, *args, **kwargs)
         os._exit(9)
 
-    Trainer.checkpoint = checkpoint_then_die
+    RunDirectory.save_checkpoint = save_then_die
     run_in_process(run, directory)
 
 
-def test_a_killed_group_run_continues_from_its_checkpoint_with_its_whole_curve(tmp_path):
+@pytest.mark.parametrize("method", ["independent", "sb3"])
+def test_a_killed_run_continues_from_its_checkpoint_with_its_whole_curve(tmp_path, method):
     grid = Grid(
         envs=(TINY,),
         algos=("ppo",),
-        methods=("independent",),
+        methods=(method,),
         seeds=(0,),
         total_steps=4096,
         eval_every=512,
         eval_episodes=1,
         final_episodes=2,
-        overrides=("turn_steps=256",),
+        overrides=("turn_steps=256", "algo_kwargs.n_steps=256"),
     )
     (run,) = expand(grid)
     assert run.config()["checkpoint_every"] == 410  # CHECKPOINTS_PER_RUN of them over the budget
@@ -157,22 +158,24 @@ def test_a_killed_group_run_continues_from_its_checkpoint_with_its_whole_curve(t
     # the evaluations before the kill come from the checkpoint: the curve still starts at 512
     before_kill = [point for point in whole["curve"] if point[0] <= resumed["resumed_from"]]
     assert before_kill and resumed["curve"][: len(before_kill)] == before_kill
-    assert resumed["curve"][-1][0] == whole["curve"][-1][0] >= 4096
     assert [point[0] for point in resumed["curve"]] == [point[0] for point in whole["curve"]]
+    assert resumed["curve"][-1][0] >= 4096 and resumed["gradient_updates"] == whole["gradient_updates"]
+    if method == "sb3":  # its model is saved apart: the checkpoints (a replay buffer) are removed once complete
+        assert not (tmp_path / "whole" / run.key / "run").exists() and (tmp_path / "whole" / run.key / "model.zip").exists()
 
 
-def test_a_rerun_keeps_only_a_killed_groups_run_directory(tmp_path):
-    from dpd.bench.runner import ERROR_FILE, GROUP_RUN, clear_incomplete
+def test_a_rerun_keeps_only_what_a_killed_run_continues_from(tmp_path):
+    from dpd.bench.runner import ERROR_FILE, RUN_DIR, clear_incomplete
 
     for failed in (False, True):
         directory = tmp_path / str(failed)
-        (directory / GROUP_RUN).mkdir(parents=True)
+        (directory / RUN_DIR).mkdir(parents=True)
         (directory / "tb").mkdir()
         (directory / "model.zip").write_text("partial")
         if failed:
             (directory / ERROR_FILE).write_text("Traceback ... ValueError: nan")
         clear_incomplete(directory)
-        assert sorted(entry.name for entry in directory.iterdir()) == ([] if failed else [GROUP_RUN])
+        assert sorted(entry.name for entry in directory.iterdir()) == ([] if failed else [RUN_DIR, "tb"])
 
 
 def test_a_bad_override_is_refused_before_anything_runs():

@@ -59,7 +59,7 @@ PLAIN_SB3 = "sb3"
 # (``share.updates=per_peer``): ``gradient_steps`` (PPO: ``n_epochs``) times the number of peers.
 PLAIN_SB3_UTD = "sb3-utd"
 SINGLE_LEARNER_METHODS = (PLAIN_SB3, PLAIN_SB3_UTD)
-# Checkpoints a group's run writes over its budget: a kill (a session's end) loses at most
+# Checkpoints a run writes over its budget: a kill (a session's end) loses at most
 # 1/CHECKPOINTS_PER_RUN of the run, for writing every learner (and its replay buffer) as often.
 CHECKPOINTS_PER_RUN = 10
 
@@ -150,9 +150,8 @@ class BenchRun:
             "seed": self.seed,
             "total_steps": self.total_steps,
             "peers": learners,
-            # A group's run resumes from its latest checkpoint after a kill; SB3's own learn()
-            # has no checkpoints here, so a plain run starts again.
-            "checkpoint_every": 0 if learners == 1 else -(-self.total_steps // CHECKPOINTS_PER_RUN),
+            # After a kill, a rerun continues the run from its latest checkpoint.
+            "checkpoint_every": -(-self.total_steps // CHECKPOINTS_PER_RUN),
             # Each learner evaluates at its own steps; peers share the budget, so a group is
             # evaluated every ``eval_every`` total steps, like the single learner.
             "eval": {

@@ -2,9 +2,9 @@
 
 Each run lives in ``<out>/<env>/<algo>/<method>/seed<k>/``: its TensorBoard logs, its models,
 and ``result.json`` once it is complete (written last, atomically). A rerun with the same
-``--out`` skips complete runs, continues a group's incomplete run from its latest checkpoint
-(``CHECKPOINTS_PER_RUN`` of them per run) and restarts other incomplete runs from scratch; a run
-that fails leaves ``error.txt`` and does not stop the others.
+``--out`` skips complete runs, continues a killed run from its latest checkpoint
+(``CHECKPOINTS_PER_RUN`` of them per run) and restarts failed runs from scratch; a run that fails
+leaves ``error.txt`` and does not stop the others.
 """
 
 import json
@@ -92,27 +92,44 @@ def plain_sb3_learner(cfg: Any, tensorboard_dir: Optional[Path] = None) -> Any:
     return learner
 
 
-def _evaluate_between_iterations(learner: Any, every: int, episodes: int, curve: Curve) -> Any:
-    """An SB3 callback that evaluates after each training iteration that crosses a multiple of
-    ``every`` env steps, where dpd's trainer evaluates its learners too."""
+def next_multiple(current: int, every: int) -> int:
+    return (current // every + 1) * every
+
+
+def _evaluate_and_checkpoint(
+    learner: Any, run: BenchRun, curve: Curve, checkpoints: Any, checkpoint_every: int, seconds_before: float
+) -> Any:
+    """An SB3 callback that, after each training iteration (where dpd's trainer evaluates and
+    checkpoints its learners too), evaluates when it crossed a multiple of ``run.eval_every`` env
+    steps, and saves the learner and the curve so far in ``checkpoints`` (a ``RunDirectory``)
+    when it crossed a multiple of ``checkpoint_every``."""
     from stable_baselines3.common.callbacks import BaseCallback
 
-    class EvaluateBetweenIterations(BaseCallback):
+    started = time.perf_counter()
+
+    class EvaluateAndCheckpoint(BaseCallback):
         def __init__(self) -> None:
             super().__init__()
-            self.next_eval = every
+            self.next_eval = next_multiple(learner.num_timesteps, run.eval_every)
+            self.next_checkpoint = next_multiple(learner.num_timesteps, checkpoint_every)
 
         def _on_rollout_start(self) -> None:  # the previous iteration has trained
-            if self.num_timesteps >= self.next_eval:
-                mean, _ = learner.evaluate(episodes)
+            steps = self.num_timesteps
+            if steps >= self.next_eval:
+                mean, _ = learner.evaluate(run.eval_episodes)
                 self.logger.record("eval/mean_reward", mean)
-                curve.append([self.num_timesteps, mean])
-                self.next_eval = (self.num_timesteps // every + 1) * every
+                curve.append([steps, mean])
+                self.next_eval = next_multiple(steps, run.eval_every)
+            if steps >= self.next_checkpoint:
+                seconds = seconds_before + time.perf_counter() - started
+                progress = {"run_steps": steps, "finished": False, "evaluations": curve, "train_seconds": seconds}
+                checkpoints.save_checkpoint(f"step_{steps:010d}", learner.save, progress)
+                self.next_checkpoint = next_multiple(steps, checkpoint_every)
 
         def _on_step(self) -> bool:
             return True
 
-    return EvaluateBetweenIterations()
+    return EvaluateAndCheckpoint()
 
 
 @dataclass(frozen=True)
@@ -134,32 +151,9 @@ def deployable_index(training_returns: Sequence[float]) -> int:
     return -max(finite)[1] if finite else 0
 
 
-def _train_plain_sb3(run: BenchRun, directory: Path, cfg: Any) -> Trained:
-    learner = plain_sb3_learner(cfg, directory / "tb" / PLAIN_SB3)
-    curve: Curve = []
-    try:
-        learner.model.learn(
-            learner.spec.budget, callback=_evaluate_between_iterations(learner, run.eval_every, run.eval_episodes, curve)
-        )
-        final, _ = learner.evaluate(run.final_episodes)
-        learner.model.save(directory / "model.zip")
-        learner.env.save(str(directory / "vecnormalize.pkl"))
-    finally:
-        learner.close()
-    recent = learner.recent_return(TRAINING_EPISODES)
-    return Trained([final], [recent], learner.gradient_updates, with_final_point(curve, learner.num_timesteps, final))
-
-
-def group_curve(history: Sequence[Any], peers: int) -> Curve:
-    """Mean over peers of evaluations at the same own step, at total steps ``own * peers``
-    (peers share the budget equally)."""
-    by_step: Dict[int, List[float]] = defaultdict(list)
-    for result in history:
-        by_step[result.env_steps].append(result.mean_return)
-    return [[step * peers, sum(scores) / len(scores)] for step, scores in sorted(by_step.items()) if len(scores) == peers]
-
-
-GROUP_RUN = "run"  # the dpd run directory of a group's run, inside the bench run's directory
+# Inside a run's directory, what a rerun continues from: a group's dpd run directory, or the
+# checkpoints of a plain SB3 run (removed once it is complete).
+RUN_DIR = "run"
 
 
 def resumable(run_path: Path, cfg: Any) -> bool:
@@ -176,10 +170,68 @@ def resumable(run_path: Path, cfg: Any) -> bool:
     return same and existing.checkpoint_dir is not None and not progress.get("finished")
 
 
+def _train_plain_sb3(run: BenchRun, directory: Path, cfg: Any) -> Trained:
+    from stable_baselines3.common.logger import configure
+
+    from dpd.agents import build_learner, check_config
+    from dpd.agents.assembly import load_learner
+
+    checkpoints = _checkpoints_to_continue(directory / RUN_DIR, cfg)
+    try:
+        setup = check_config(cfg)[0]
+        saved = checkpoints.checkpoint_dir
+        learner = load_learner(setup, saved, 0) if saved is not None else build_learner(setup)
+    except BaseException:
+        checkpoints.unlock()
+        raise
+    if saved is None:
+        shutil.rmtree(directory / "tb", ignore_errors=True)  # the logs of an attempt that cannot be continued
+    learner.model.set_logger(configure(str(directory / "tb" / PLAIN_SB3), ["tensorboard"]))
+    progress = checkpoints.manifest["progress"]
+    curve: Curve = [list(point) for point in progress.get("evaluations", [])]
+    seconds_before, resumed_from = float(progress.get("train_seconds", 0.0)), learner.num_timesteps
+    callback = _evaluate_and_checkpoint(learner, run, curve, checkpoints, cfg.checkpoint_every, seconds_before)
+    try:
+        learner.model.learn(learner.spec.budget - resumed_from, callback=callback, reset_num_timesteps=resumed_from == 0)
+        final, _ = learner.evaluate(run.final_episodes)
+        learner.model.save(directory / "model.zip")
+        learner.env.save(str(directory / "vecnormalize.pkl"))
+    finally:
+        learner.close()
+        checkpoints.unlock()
+    shutil.rmtree(directory / RUN_DIR)  # the model is saved above; its checkpoint (a replay buffer) can go
+    recent = learner.recent_return(TRAINING_EPISODES)
+    curve = with_final_point(curve, learner.num_timesteps, final)
+    return Trained([final], [recent], learner.gradient_updates, curve, seconds_before, resumed_from)
+
+
+def _checkpoints_to_continue(run_path: Path, cfg: Any) -> Any:
+    """The locked ``RunDirectory`` of a plain SB3 run's checkpoints: the one a killed attempt
+    left, if it can be continued, else a new one."""
+    from dpd.rundir import RunDirectory
+
+    if resumable(run_path, cfg):
+        checkpoints = RunDirectory.open(run_path)
+        checkpoints.lock()
+        return checkpoints
+    shutil.rmtree(run_path, ignore_errors=True)
+    progress = {"run_steps": 0, "finished": False, "checkpoint": None}
+    return RunDirectory.create(run_path, {"config": cfg.to_dict(), "progress": progress})
+
+
+def group_curve(history: Sequence[Any], peers: int) -> Curve:
+    """Mean over peers of evaluations at the same own step, at total steps ``own * peers``
+    (peers share the budget equally)."""
+    by_step: Dict[int, List[float]] = defaultdict(list)
+    for result in history:
+        by_step[result.env_steps].append(result.mean_return)
+    return [[step * peers, sum(scores) / len(scores)] for step, scores in sorted(by_step.items()) if len(scores) == peers]
+
+
 def _train_group(run: BenchRun, directory: Path, cfg: Any) -> Trained:
     from dpd.agents import new_run, open_run
 
-    run_path = directory / GROUP_RUN
+    run_path = directory / RUN_DIR
     if resumable(run_path, cfg):
         trainer = open_run(run_path)
     else:
@@ -311,13 +363,13 @@ def run_grid(
 
 
 def clear_incomplete(directory: Path) -> None:
-    """Remove what an earlier, incomplete attempt left (a plain run's logs), except the run
-    directory of a group's run that was killed, which the worker continues from its checkpoint
-    if it can. A run that failed (``error.txt``) starts again from scratch."""
+    """Remove what an earlier, incomplete attempt left, except what a killed attempt leaves to
+    continue from: its run directory of checkpoints and (a plain run's) TensorBoard logs. A run
+    that failed (``error.txt``) starts again from scratch."""
     directory.mkdir(parents=True, exist_ok=True)
-    killed = not (directory / ERROR_FILE).exists()
+    killed = (directory / RUN_DIR).is_dir() and not (directory / ERROR_FILE).exists()
     for entry in directory.iterdir():
-        if killed and entry.name == GROUP_RUN and entry.is_dir():
+        if killed and entry.name in (RUN_DIR, "tb"):
             continue
         if entry.is_dir():
             shutil.rmtree(entry)
