@@ -256,3 +256,26 @@ def test_a_method_has_one_colour_in_every_report():
     assert len(set(colours)) == len(colours)  # every known method its own
     assert method_color("sb3") == "#1f77b4"  # whatever else a report holds
     assert method_color("no-such-method") == "#666666"
+
+
+def test_sweep_table_names_variants_by_their_overrides_except_the_same_ones(tmp_path):
+    """benchmarks/sweep_table.py over result.json files: runs that differ only in a ``--same``
+    override are one method; another override makes a variant of its own."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    settings = {"peers": 2, "eval_every": 1000, "eval_episodes": 1, "final_episodes": 1}
+    for method, seed, overrides in [
+        ("sb3", 0, ["n_envs=8"]),
+        ("sb3", 1, ["n_envs=8", "guide.batch=64"]),
+        ("dpd", 0, ["n_envs=8", "distill.every=1"]),
+    ]:
+        directory = tmp_path / method / f"seed{seed}"
+        directory.mkdir(parents=True)
+        (directory / "result.json").write_text(json.dumps({**row(method, seed, 100.0), **settings, "overrides": overrides}))
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "sweep_table.py"
+    same = ["--same", "n_envs=8", "--same", "guide.batch=64"]
+    table = subprocess.run([sys.executable, str(script), str(tmp_path), *same], capture_output=True, text=True, check=True)
+    assert "| sb3 | 2 |" in table.stdout and "| dpd every=1 | 1 |" in table.stdout, table.stdout
