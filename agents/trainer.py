@@ -127,8 +127,8 @@ class Trainer:
         except PeerFailure as failure:
             self.checkpoint_survivors(failure.index)
             raise
-        next_eval = [self._next_multiple(learner.num_timesteps, cfg.eval.every) for learner in group.learners]
-        next_checkpoint = self._next_multiple(group.run_steps, cfg.checkpoint_every)
+        next_eval = [next_multiple(learner.num_timesteps, cfg.eval.every) for learner in group.learners]
+        next_checkpoint = next_multiple(group.run_steps, cfg.checkpoint_every)
         total = sum(learner.planned_steps for learner in group.learners)
         bar = tqdm(
             total=total,
@@ -149,13 +149,13 @@ class Trainer:
             if learner.num_timesteps >= next_eval[index]:
                 latest[learner.spec.name] = self._evaluate(learner, cfg.eval.episodes).mean_return
                 bar.set_postfix_str(eval_postfix(latest))
-                next_eval[index] = self._next_multiple(learner.num_timesteps, cfg.eval.every)
+                next_eval[index] = next_multiple(learner.num_timesteps, cfg.eval.every)
 
         def after_round() -> None:  # between rounds every peer is in a consistent state
             nonlocal next_checkpoint
             if group.run_steps >= next_checkpoint:
                 self.checkpoint()
-                next_checkpoint = self._next_multiple(group.run_steps, cfg.checkpoint_every)
+                next_checkpoint = next_multiple(group.run_steps, cfg.checkpoint_every)
 
         try:
             group.train(after_turn, after_round)
@@ -173,10 +173,6 @@ class Trainer:
             learner.finish()
         self.checkpoint(final_eval=[asdict(result) for result in results])
         return results
-
-    @staticmethod
-    def _next_multiple(current: int, every: int) -> float:
-        return (current // every + 1) * every if every > 0 else float("inf")
 
     def _evaluate(self, learner: TrainedLearner, episodes: int, final: bool = False) -> EvalResult:
         mean, std = learner.evaluate(episodes)
@@ -265,6 +261,12 @@ class Trainer:
             self.group.close()
         finally:
             self.run.unlock()
+
+
+def next_multiple(current: int, every: int) -> float:
+    """The next multiple of ``every`` above ``current``: when a periodic evaluation or checkpoint
+    is due; never (infinity) for ``every <= 0``."""
+    return (current // every + 1) * every if every > 0 else float("inf")
 
 
 def eval_postfix(returns: Mapping[str, float]) -> str:

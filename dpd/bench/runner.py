@@ -92,10 +92,6 @@ def plain_sb3_learner(cfg: Any, tensorboard_dir: Optional[Path] = None) -> Any:
     return learner
 
 
-def next_multiple(current: int, every: int) -> int:
-    return (current // every + 1) * every
-
-
 def _evaluate_and_checkpoint(
     learner: Any, run: BenchRun, curve: Curve, checkpoints: Any, checkpoint_every: int, seconds_before: float
 ) -> Any:
@@ -104,6 +100,8 @@ def _evaluate_and_checkpoint(
     steps, and saves the learner and the curve so far in ``checkpoints`` (a ``RunDirectory``)
     when it crossed a multiple of ``checkpoint_every``."""
     from stable_baselines3.common.callbacks import BaseCallback
+
+    from dpd.agents.trainer import next_multiple
 
     started = time.perf_counter()
 
