@@ -10,6 +10,7 @@ from stable_baselines3.common.buffers import ReplayBuffer
 
 from dpd.agents.guidance import adapt_beta, choose_leader, search_range
 from dpd.agents.sharing import TransitionOutbox, append_rows
+from dpd.errors import UserError
 
 OBS = spaces.Box(-np.inf, np.inf, shape=(3,), dtype=np.float32)
 ACT = spaces.Box(-1.0, 1.0, shape=(2,), dtype=np.float32)
@@ -430,7 +431,5 @@ def test_sb3_utd_for_ppo_doubles_its_epochs_and_a2c_is_refused():
     assert "n_epochs" not in sb3.algo_kwargs
     peers = setups("ppo", "shared-per-peer")
     assert [setup.algo_kwargs["n_steps"] for setup in peers] == [1024, 1024]
-    from dpd.errors import UserError
-
     with pytest.raises(UserError, match="sb3-utd multiplies a learner's updates per env step, which a2c cannot"):
         setups("a2c", "sb3-utd")

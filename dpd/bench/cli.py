@@ -63,7 +63,7 @@ def add_bench_parser(subparsers: Any) -> None:
     )
     bench.add_argument(
         "--out",
-        help="results directory (default results/bench-<preset>); rerunning skips complete runs and continues killed groups",
+        help="results directory (default results/bench-<preset>); rerunning skips complete runs and continues killed ones",
     )
     bench.add_argument("--report-only", action="store_true", help="only remake the table and plots from the results in --out")
     bench.add_argument("--no-progress", action="store_true", help="no progress bar")
