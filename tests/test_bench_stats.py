@@ -188,6 +188,28 @@ def test_markdown_table_sections_ratios_comparisons_and_failures():
     assert " vs " not in hopper and "Failed runs: none." in hopper
 
 
+def test_groups_are_compared_with_the_single_learner_at_their_gradient_updates():
+    def run(method, seed, score, updates):
+        return {**row(method, seed, score, best_peer=None if method.startswith("sb3") else score), "gradient_updates": updates}
+
+    rows = [run("sb3", seed, score, 1000) for seed, score in enumerate([100.0, 110.0, 120.0])]
+    rows += [run("sb3-utd", seed, score, 2000) for seed, score in enumerate([200.0, 210.0, 220.0])]
+    rows += [run("shared", seed, score, 1000) for seed, score in enumerate([130.0, 140.0, 150.0])]  # above sb3
+    rows += [run("shared-guided-per-peer", seed, score, 1990) for seed, score in enumerate([150.0, 160.0, 170.0])]
+    summaries = {s.method: s for s in summarize(rows)}
+    assert (summaries["shared"].improvement_over, summaries["shared"].improvement[0]) == ("sb3", 1.0)
+    per_peer = summaries["shared-guided-per-peer"]
+    assert (per_peer.improvement_over, per_peer.improvement[0]) == ("sb3-utd", 0.0)  # above sb3, below sb3-utd
+    assert summaries["sb3-utd"].improvement is None and summaries["sb3"].improvement is None
+    markdown = markdown_table(rows)
+    assert table_row(markdown, "shared-guided-per-peer")[7].endswith("over sb3-utd")
+    assert table_row(markdown, "shared")[7] == "1.00 [1.00, 1.00]"
+    assert "shared-guided-per-peer vs sb3-utd: -23.8% IQM" in markdown and "shared vs sb3-utd" not in markdown
+    # Without sb3-utd, every group is compared with sb3.
+    alone = {s.method: s for s in summarize([r for r in rows if r["method"] != "sb3-utd"])}
+    assert alone["shared-guided-per-peer"].improvement_over == "sb3"
+
+
 def test_markdown_table_without_provenance_and_with_only_failures():
     markdown = markdown_table([failed_row("dpd", 0)])
     assert not markdown.startswith("Made")

@@ -29,6 +29,9 @@ SectionKey = Tuple[str, str, int]  # env, algo, total_steps: only runs on the sa
 
 METHOD_ORDER = tuple(METHODS)
 REFERENCE_METHODS = ("sb3", "independent")
+# The single learners a group's P(improvement) may be taken against: the one whose gradient
+# updates are closest to the group's (sb3 for share.updates=equal, sb3-utd for per_peer).
+SINGLE_LEARNERS = ("sb3", "sb3-utd")
 CSV_COLUMNS = (
     "env",
     "algo",
@@ -52,8 +55,9 @@ EXPLANATION = (
     "independent peers, not with sb3. The deployable peer is the one a user would keep, picked by "
     "its training returns only, so its evaluation score has no selection bias. IQM is the "
     "interquartile mean over seeds; intervals are 95% stratified bootstrap intervals over seeds; "
-    "P(> sb3) is the probability that a run of the method scores above a run of sb3, with its 95% "
-    "bootstrap interval (Agarwal et al. 2021)."
+    "P(> sb3) is the probability that a run of the method scores above a run of one SB3 learner at "
+    "about the same gradient updates (sb3, or sb3-utd where named), with its 95% bootstrap interval "
+    "(Agarwal et al. 2021)."
 )
 
 
@@ -75,8 +79,9 @@ class MethodSummary:
     deployable_iqm: Optional[float] = None
     updates: Optional[float] = None  # mean RL gradient updates per run, all learners together
     minutes: Optional[float] = None  # mean wall-clock minutes per run
-    # P(a run of this method scores above a run of sb3), with its 95% bootstrap interval.
+    # P(a run of this method scores above a run of ``improvement_over``), with its 95% bootstrap interval.
     improvement: Optional[Tuple[float, float, float]] = None
+    improvement_over: Optional[str] = None  # the single learner at the nearest gradient updates
 
 
 def method_sort_key(method: str) -> Tuple[int, str]:
@@ -112,15 +117,28 @@ def _mean_of(rows: Sequence[Row], field: str) -> Optional[float]:
     return float(np.mean(values)) if values else None
 
 
-def _improvement(scores: np.ndarray, reference: Optional[Sequence[Row]]) -> Optional[Tuple[float, float, float]]:
-    if not reference:
-        return None
+def _improvement(scores: np.ndarray, reference: Sequence[Row]) -> Tuple[float, float, float]:
     other = [row["score"] for row in reference]
     return (probability_of_improvement(scores, other), *probability_of_improvement_interval(scores, other))
 
 
+def equal_update_learner(method: str, rows: Sequence[Row], by_method: Dict[str, List[Row]]) -> Optional[str]:
+    """The single SB3 learner (of those run) whose gradient updates are nearest the method's, in
+    ratio: its baseline at equal updates. ``sb3`` where updates are unknown; None for the single
+    learners themselves."""
+    if method in SINGLE_LEARNERS:
+        return None
+    candidates = [learner for learner in SINGLE_LEARNERS if by_method.get(learner)]
+    updates = _mean_of(rows, "gradient_updates")
+    counted = {learner: _mean_of(by_method[learner], "gradient_updates") for learner in candidates}
+    counted = {learner: count for learner, count in counted.items() if count}
+    if updates and counted:
+        return min(counted, key=lambda learner: abs(np.log(counted[learner] / updates)))
+    return "sb3" if "sb3" in candidates else None
+
+
 def _summarize_method(
-    key: SectionKey, method: str, rows: Sequence[Row], sb3_rows: Optional[Sequence[Row]] = None
+    key: SectionKey, method: str, rows: Sequence[Row], by_method: Optional[Dict[str, List[Row]]] = None
 ) -> MethodSummary:
     scores = np.array([row["score"] for row in rows], dtype=np.float64)
     best_peers = [row["best_peer"] for row in rows if row.get("best_peer") is not None]
@@ -128,6 +146,7 @@ def _summarize_method(
     ci_low, ci_high = bootstrap_interval([scores])
     env, algo, total_steps = key
     seconds = _mean_of(rows, "seconds")
+    baseline = equal_update_learner(method, rows, by_method or {})
     return MethodSummary(
         env=env,
         algo=algo,
@@ -142,7 +161,8 @@ def _summarize_method(
         deployable_iqm=iqm(deployable) if len(deployable) == len(rows) else None,
         updates=_mean_of(rows, "gradient_updates"),
         minutes=None if seconds is None else seconds / 60.0,
-        improvement=_improvement(scores, sb3_rows) if method != "sb3" else None,
+        improvement=_improvement(scores, by_method[baseline]) if baseline and by_method else None,
+        improvement_over=baseline,
     )
 
 
@@ -151,9 +171,7 @@ def summarize(rows: Sequence[Row]) -> List[MethodSummary]:
     summaries = []
     for key, section_rows in _sections(rows).items():
         by_method = _by_method(section_rows)
-        summaries += [
-            _summarize_method(key, method, method_rows, by_method.get("sb3")) for method, method_rows in by_method.items()
-        ]
+        summaries += [_summarize_method(key, method, method_rows, by_method) for method, method_rows in by_method.items()]
     return summaries
 
 
@@ -161,8 +179,13 @@ def _format_return(value: Optional[float]) -> str:
     return "-" if value is None else f"{value:.1f}"
 
 
-def _format_improvement(improvement: Optional[Tuple[float, float, float]]) -> str:
-    return "-" if improvement is None else f"{improvement[0]:.2f} [{improvement[1]:.2f}, {improvement[2]:.2f}]"
+def _format_improvement(summary: MethodSummary) -> str:
+    """``P [low, high]``, naming the baseline where it is not plain ``sb3``."""
+    if summary.improvement is None:
+        return "-"
+    probability, low, high = summary.improvement
+    against = "" if summary.improvement_over == "sb3" else f" over {summary.improvement_over}"
+    return f"{probability:.2f} [{low:.2f}, {high:.2f}]{against}"
 
 
 def _format_count(value: Optional[float]) -> str:
@@ -200,9 +223,7 @@ def _section_markdown(key: SectionKey, rows: Sequence[Row]) -> List[str]:
     env, algo, total_steps = key
     lines = [f"### {env} ({algo}, {total_steps} total env steps)", ""]
     by_method = _by_method(rows)
-    summaries = {
-        method: _summarize_method(key, method, method_rows, by_method.get("sb3")) for method, method_rows in by_method.items()
-    }
+    summaries = {method: _summarize_method(key, method, method_rows, by_method) for method, method_rows in by_method.items()}
     if summaries:
         lines += [
             "| method | seeds | mean | IQM | 95% CI of IQM | IQM / sb3 | IQM / independent "
@@ -215,7 +236,7 @@ def _section_markdown(key: SectionKey, rows: Sequence[Row]) -> List[str]:
                 f"| {summary.method} | {summary.seeds} | {_format_return(summary.mean)} "
                 f"| {_format_return(summary.iqm)} "
                 f"| [{_format_return(summary.ci_low)}, {_format_return(summary.ci_high)}] "
-                f"| {ratios} | {_format_improvement(summary.improvement)} | {_format_return(summary.deployable_iqm)} "
+                f"| {ratios} | {_format_improvement(summary)} | {_format_return(summary.deployable_iqm)} "
                 f"| {_format_return(summary.best_peer_iqm)} | {_format_count(summary.updates)} "
                 f"| {_format_count(summary.minutes)} |"
             )
@@ -223,7 +244,7 @@ def _section_markdown(key: SectionKey, rows: Sequence[Row]) -> List[str]:
             _comparison_line(summaries[method], summaries[ref])
             for method in summaries
             if method not in REFERENCE_METHODS
-            for ref in REFERENCE_METHODS
+            for ref in dict.fromkeys((*REFERENCE_METHODS, summaries[method].improvement_over))
             if ref in summaries
         ]
         if comparisons:
