@@ -196,6 +196,8 @@ def test_groups_are_compared_with_the_single_learner_at_their_gradient_updates()
     rows += [run("sb3-utd", seed, score, 2000) for seed, score in enumerate([200.0, 210.0, 220.0])]
     rows += [run("shared", seed, score, 1000) for seed, score in enumerate([130.0, 140.0, 150.0])]  # above sb3
     rows += [run("shared-guided-per-peer", seed, score, 1990) for seed, score in enumerate([150.0, 160.0, 170.0])]
+    for group_run in rows[-3:]:
+        group_run["deployable"] = group_run["score"] + 60.0  # 210, 220, 230
     summaries = {s.method: s for s in summarize(rows)}
     assert (summaries["shared"].improvement_over, summaries["shared"].improvement[0]) == ("sb3", 1.0)
     per_peer = summaries["shared-guided-per-peer"]
@@ -205,6 +207,9 @@ def test_groups_are_compared_with_the_single_learner_at_their_gradient_updates()
     assert table_row(markdown, "shared-guided-per-peer")[7].endswith("over sb3-utd")
     assert table_row(markdown, "shared")[7] == "1.00 [1.00, 1.00]"
     assert "shared-guided-per-peer vs sb3-utd: -23.8% IQM" in markdown and "shared vs sb3-utd" not in markdown
+    # The deployable peer against the same baseline: 7 of 9 pairs above (one tie counts half each).
+    assert "; deployable peer +4.8% IQM, P(> sb3-utd) 0.78 [" in markdown
+    assert "shared-guided-per-peer vs sb3: +45.5% IQM, intervals do not overlap\n" in markdown  # not its baseline
     # Without sb3-utd, every group is compared with sb3.
     alone = {s.method: s for s in summarize([r for r in rows if r["method"] != "sb3-utd"])}
     assert alone["shared-guided-per-peer"].improvement_over == "sb3"

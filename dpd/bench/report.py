@@ -82,6 +82,8 @@ class MethodSummary:
     # P(a run of this method scores above a run of ``improvement_over``), with its 95% bootstrap interval.
     improvement: Optional[Tuple[float, float, float]] = None
     improvement_over: Optional[str] = None  # the single learner at the nearest gradient updates
+    # The same for the deployable peer's scores (groups with a deployable peer on every run).
+    deployable_improvement: Optional[Tuple[float, float, float]] = None
 
 
 def method_sort_key(method: str) -> Tuple[int, str]:
@@ -163,6 +165,11 @@ def _summarize_method(
         minutes=None if seconds is None else seconds / 60.0,
         improvement=_improvement(scores, by_method[baseline]) if baseline and by_method else None,
         improvement_over=baseline,
+        deployable_improvement=(
+            _improvement(np.array(deployable), by_method[baseline])
+            if baseline and by_method and best_peers and len(deployable) == len(rows)
+            else None
+        ),
     )
 
 
@@ -199,15 +206,26 @@ def _format_ratio(summary: MethodSummary, reference: Optional[MethodSummary]) ->
     return f"{summary.iqm / reference.iqm:.3f}"
 
 
-def _comparison_line(summary: MethodSummary, reference: MethodSummary) -> str:
-    """Relative IQM change (over |reference IQM|, so the sign stays right for negative returns)."""
+def _relative_change(value: float, reference: MethodSummary) -> str:
+    """Change over |reference IQM|, so the sign stays right for negative returns."""
     if reference.iqm == 0:
-        change = f"{summary.iqm - reference.iqm:+.1f} IQM ({reference.method} IQM is 0)"
-    else:
-        change = f"{100 * (summary.iqm - reference.iqm) / abs(reference.iqm):+.1f}% IQM"
+        return f"{value - reference.iqm:+.1f} IQM ({reference.method} IQM is 0)"
+    return f"{100 * (value - reference.iqm) / abs(reference.iqm):+.1f}% IQM"
+
+
+def _comparison_line(summary: MethodSummary, reference: MethodSummary) -> str:
+    """Relative IQM change and whether the intervals overlap; against the baseline at equal
+    updates, the deployable peer's change and P(improvement) too."""
     overlap = summary.ci_low <= reference.ci_high and reference.ci_low <= summary.ci_high
     intervals = "intervals overlap" if overlap else "intervals do not overlap"
-    return f"{summary.method} vs {reference.method}: {change}, {intervals}"
+    line = f"{summary.method} vs {reference.method}: {_relative_change(summary.iqm, reference)}, {intervals}"
+    if reference.method == summary.improvement_over and summary.deployable_improvement and summary.deployable_iqm is not None:
+        probability, low, high = summary.deployable_improvement
+        line += (
+            f"; deployable peer {_relative_change(summary.deployable_iqm, reference)}, "
+            f"P(> {reference.method}) {probability:.2f} [{low:.2f}, {high:.2f}]"
+        )
+    return line
 
 
 def _failed_line(rows: Sequence[Row]) -> str:
