@@ -97,9 +97,10 @@ PRESETS: Dict[str, Grid] = {
         total_steps=1_000_000,
         eval_every=50_000,
     ),
-    # Whether a group of off-policy peers pays: SAC at 300k total env steps (about 40 minutes of
-    # one core per run), equal env steps for every method; equal gradient updates for the first
-    # six, and P3S's own budget (each peer one update per group env step) for the last two.
+    # Whether a group of off-policy peers pays: SAC at 300k total env steps, equal env steps for
+    # every method; equal gradient updates for the first six, and P3S's own budget (each peer one
+    # update per group env step) for the last two. About 250 CPU-hours: 105 minutes per sb3 run on
+    # this project's 2-core machine, 180 per run of the last two (benchmarks/RESULTS.md).
     "offpolicy": Grid(
         envs=("HalfCheetah-v5", "Hopper-v5", "Walker2d-v5"),
         algos=("sac",),
