@@ -148,7 +148,8 @@ def _summarize_method(
     ci_low, ci_high = bootstrap_interval([scores])
     env, algo, total_steps = key
     seconds = _mean_of(rows, "seconds")
-    baseline = equal_update_learner(method, rows, by_method or {})
+    by_method = by_method or {}
+    baseline = equal_update_learner(method, rows, by_method)
     return MethodSummary(
         env=env,
         algo=algo,
@@ -163,11 +164,11 @@ def _summarize_method(
         deployable_iqm=iqm(deployable) if len(deployable) == len(rows) else None,
         updates=_mean_of(rows, "gradient_updates"),
         minutes=None if seconds is None else seconds / 60.0,
-        improvement=_improvement(scores, by_method[baseline]) if baseline and by_method else None,
+        improvement=_improvement(scores, by_method[baseline]) if baseline else None,
         improvement_over=baseline,
         deployable_improvement=(
             _improvement(np.array(deployable), by_method[baseline])
-            if baseline and by_method and best_peers and len(deployable) == len(rows)
+            if baseline and best_peers and len(deployable) == len(rows)
             else None
         ),
     )
