@@ -1,12 +1,18 @@
 """The kill -9 campaign: kill a short 2-peer run at seeded moments, resume it, check the result.
 
     nice -n 10 python benchmarks/kill_campaign.py            # 20 cases, seed 0 (Linux: /proc)
+    nice -n 10 python benchmarks/kill_campaign.py --algo sac --set share=on --set guide=best \
+        --total-steps 8000 --checkpoint-every 2000           # off-policy peers sharing one stream
 
-Each case starts ``dpd train`` on the tiny env (2 PPO peers, sequential or ``--parallel``),
+Each case starts ``dpd train`` on the tiny env (2 peers, PPO unless ``--algo`` says otherwise,
+sequential or ``--parallel``, with the ``--set`` overrides),
 kills a process with SIGKILL at its moment, then runs ``dpd train --resume RUN_DIR`` and
 ``dpd eval RUN_DIR``. A case passes when the resumed run reaches exactly its budget (the manifest
 says finished, at ``--total-steps``, each learner at its share) and the final checkpoint's models
-load and evaluate (every learner at its share of the steps, a finite return).
+load and evaluate (every learner at its share of the steps, a finite return). For off-policy
+peers the final checkpoint's replay buffers must hold what the budget put there, no transition
+lost or doubled by the kill: each peer its share, or with ``share=on`` every transition of the
+run, the same ones in every peer.
 
 The moments (a seeded, reproducible list, printed before the first case) are of three kinds:
 
@@ -28,6 +34,7 @@ import ctypes
 import json
 import math
 import os
+import pickle
 import random
 import select
 import shutil
@@ -40,6 +47,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, Iterator, List, Optional, Sequence, Set, Tuple
+
+import numpy as np
+import yaml
 
 TINY_ENV = "DpdPointReach-v0"
 PEERS = 2
@@ -214,11 +224,21 @@ class Campaign:
 
     ATTEMPTS = 3  # a time moment can come after the end of a run on a machine that sped up
 
-    def __init__(self, work_dir: Path, total_steps: int, checkpoint_every: int, seed: int) -> None:
+    def __init__(
+        self,
+        work_dir: Path,
+        total_steps: int,
+        checkpoint_every: int,
+        seed: int,
+        algo: str = "ppo",
+        overrides: Sequence[str] = (),
+    ) -> None:
         self.work_dir = work_dir
         self.total_steps = total_steps
         self.checkpoint_every = checkpoint_every
         self.seed = seed
+        self.algo = algo
+        self.overrides = tuple(overrides)  # "key=value" config overrides of every run
         self.durations: Dict[bool, float] = {}
 
     @property
@@ -232,6 +252,8 @@ class Campaign:
     def train_command(self, run_dir: Path, parallel: bool) -> List[str]:
         command = self.dpd(
             "train",
+            "--algo",
+            self.algo,
             "--env",
             TINY_ENV,
             "--peers",
@@ -249,6 +271,7 @@ class Campaign:
             "eval.every=0",
             "--set",
             "eval.final_episodes=2",
+            *(argument for override in self.overrides for argument in ("--set", override)),
         )
         return command + (["--parallel"] if parallel else [])
 
@@ -411,6 +434,28 @@ class Campaign:
         outcome.loads = len(rows) == PEERS and all(
             row["env_steps"] == share and math.isfinite(row["mean_return"]) for row in rows
         )
+        shared = bool(yaml.safe_load((run_dir / "config.yaml").read_text())["share"]["enabled"])
+        expected = self.total_steps if shared else share
+        outcome.notes.extend(replay_buffer_faults(run_dir / progress["checkpoint"], expected, shared))
+
+
+def replay_buffer_faults(checkpoint: Path, expected: int, shared: bool) -> List[str]:
+    """What is wrong with the off-policy learners' replay buffers of a final checkpoint (none for
+    on-policy learners): each must hold ``expected`` distinct transitions, and with sharing the
+    same ones. A transition is its observation, action and reward row; the tiny env's continuous
+    states make two equal rows a doubled transition, not a coincidence."""
+    faults, contents = [], []
+    for path in sorted(checkpoint.glob("*/replay_buffer.pkl")):
+        with open(path, "rb") as handle:
+            buffer = pickle.load(handle)
+        stored = buffer.buffer_size if buffer.full else buffer.pos
+        rows = np.concatenate([buffer.observations[:stored, 0], buffer.actions[:stored, 0], buffer.rewards[:stored]], axis=1)
+        contents.append({row.tobytes() for row in rows})
+        if stored != expected or len(contents[-1]) != stored:
+            faults.append(f"{path.parent.name}'s buffer: {stored} transitions, {len(contents[-1])} distinct, not {expected}")
+    if shared and contents and any(content != contents[0] for content in contents):
+        faults.append("the peers' buffers hold different transitions")
+    return faults
 
 
 def checkpoint_events(process: subprocess.Popen, run_dir: Path, events: DirectoryEvents) -> Iterator[Tuple[str, str]]:
@@ -485,7 +530,17 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
         "--checkpoint-every",
         type=int,
         default=2048,
-        help="run env steps between checkpoints, a multiple of a round's (2 peers x 1024 turn steps; default 2048)",
+        help="run env steps between checkpoints, a multiple of a round's (2 peers x their turn steps: PPO's 1024 here, "
+        "off-policy 1000; default 2048)",
+    )
+    parser.add_argument("--algo", default="ppo", help="the peers' SB3 algorithm (default ppo), e.g. sac")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="config override of every run, as dpd train takes it, e.g. share=on (repeatable)",
     )
     parser.add_argument("--only", default="", help="run only these of the 20 planned cases, e.g. 3,5 (default: all)")
     parser.add_argument("--work-dir", type=Path, default=None, help="where the runs go (default: a new temporary directory)")
@@ -498,15 +553,15 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         raise SystemExit("the kill campaign reads /proc (Linux)")
     work_dir = args.work_dir or Path(tempfile.mkdtemp(prefix="dpd-kill-"))
     work_dir.mkdir(parents=True, exist_ok=True)
-    campaign = Campaign(work_dir, args.total_steps, args.checkpoint_every, args.seed)
+    campaign = Campaign(work_dir, args.total_steps, args.checkpoint_every, args.seed, args.algo, args.overrides)
     cases = plan(args.seed, campaign.checkpoints)
     if args.only:
         chosen = {int(number) for number in args.only.split(",")}
         cases = [case for case in cases if case.number in chosen]
     started = time.monotonic()
     print(
-        f"{TINY_ENV}, {PEERS} PPO peers, {args.total_steps} env steps, "
-        f"a checkpoint every {args.checkpoint_every}; seed {args.seed}"
+        f"{TINY_ENV}, {PEERS} {args.algo.upper()} peers{''.join(' --set ' + o for o in args.overrides)}, "
+        f"{args.total_steps} env steps, a checkpoint every {args.checkpoint_every}; seed {args.seed}"
     )
     print(
         "moments: "

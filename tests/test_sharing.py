@@ -433,3 +433,39 @@ def test_sb3_utd_for_ppo_doubles_its_epochs_and_a2c_is_refused():
     assert [setup.algo_kwargs["n_steps"] for setup in peers] == [1024, 1024]
     with pytest.raises(UserError, match="sb3-utd multiplies a learner's updates per env step, which a2c cannot"):
         setups("a2c", "sb3-utd")
+
+
+def test_the_kill_campaigns_buffer_check_finds_lost_doubled_and_unshared_transitions(tmp_path):
+    """benchmarks/kill_campaign.py judges a resumed run by its final replay buffers: on constructed
+    buffers it must pass complete shared ones and name a lost, a doubled and an unshared transition."""
+    import importlib.util
+    import pickle
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "kill_campaign.py"
+    spec = importlib.util.spec_from_file_location("kill_campaign", script)
+    campaign = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(campaign)
+    space = spaces.Box(-1.0, 1.0, shape=(2,), dtype=np.float32)
+    rows = np.random.default_rng(0).uniform(-1, 1, size=(6, 2)).astype(np.float32)
+
+    def checkpoint(name, *peers):
+        for peer, indices in enumerate(peers):
+            buffer = ReplayBuffer(16, space, space, n_envs=1)
+            for index in indices:
+                row = rows[index][None]
+                buffer.add(row, row, row, np.array([float(index)]), np.array([False]), [{}])
+            (tmp_path / name / f"peer{peer}").mkdir(parents=True)
+            with open(tmp_path / name / f"peer{peer}" / "replay_buffer.pkl", "wb") as handle:
+                pickle.dump(buffer, handle)
+        return tmp_path / name
+
+    assert campaign.replay_buffer_faults(checkpoint("whole", range(6), [5, 4, 3, 2, 1, 0]), 6, shared=True) == []
+    lost = campaign.replay_buffer_faults(checkpoint("lost", range(6), range(5)), 6, shared=True)
+    assert lost == ["peer1's buffer: 5 transitions, 5 distinct, not 6", "the peers' buffers hold different transitions"]
+    doubled = campaign.replay_buffer_faults(checkpoint("doubled", [0, 1, 2, 3, 4, 4], range(6)), 6, shared=True)
+    assert doubled[0] == "peer0's buffer: 6 transitions, 5 distinct, not 6"
+    assert campaign.replay_buffer_faults(checkpoint("own", range(3), range(3, 6)), 3, shared=False) == []
+    assert campaign.replay_buffer_faults(checkpoint("own-shared", range(3), range(3, 6)), 3, shared=True) == [
+        "the peers' buffers hold different transitions"
+    ]
