@@ -226,15 +226,24 @@ class Trainer:
             progress["final_eval"] = final_eval
         return self.run.save_checkpoint(f"step_{group.run_steps:010d}", write, progress)
 
+    @property
+    def keeps_survivors(self) -> bool:
+        """Whether a failed peer's sound peers are checkpointed as they are (``checkpoint_survivors``).
+        Not where peers share experience: a survivor would keep its transitions of the unfinished
+        round, which the failed peer never received and, back at its last checkpoint, would never
+        get again (benchmarks/kill_campaign.py found such a pair of replay buffers)."""
+        return len(self.group.learners) > 1 and not self.cfg.share.enabled
+
     def checkpoint_survivors(self, failed: int) -> Optional[Path]:
         """After peer ``failed`` died: the sound others as they are now; the failed one, and any
         other that died or turned NaN with it (peers on other backends fail at once), as in the
         last checkpoint (or afresh, if they had none), so that ``--resume`` loses only their
-        work. Where none survives, the last checkpoint stands (returned; None if there is none)."""
+        work. Where none survives, or none is kept (peers that share experience go back
+        together), the last checkpoint stands (returned; None if there is none)."""
         group = self.group
         previous, before = self.run.checkpoint_dir, self.run.manifest["progress"].get("learners", {})
         fallen = {learner.spec.name for index, learner in enumerate(group.learners) if index == failed or not _sound(learner)}
-        if len(fallen) == len(group.learners):
+        if len(fallen) == len(group.learners) or not self.keeps_survivors:
             return previous
 
         def write(directory: Path) -> None:

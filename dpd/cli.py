@@ -143,10 +143,14 @@ def cmd_train(args: argparse.Namespace, config_layers: Callable[[argparse.Namesp
         print(f"\ninterrupted; checkpoint saved. Continue with: dpd train --resume {trainer.run.path}", file=sys.stderr)
         return EXIT_INTERRUPTED
     except PeerFailure as failure:
-        others = "the other peers were checkpointed, " if len(trainer.group.learners) > 1 else ""
+        if trainer.keeps_survivors:
+            back = f"the other peers were checkpointed, {failure.name} goes back to its last checkpoint"
+        elif len(trainer.group.learners) > 1:
+            back = "the peers share experience, so all go back to their last checkpoint"
+        else:
+            back = f"{failure.name} goes back to its last checkpoint"
         print(
-            f"dpd: error: {failure}; {others}{failure.name} goes back to its last checkpoint. "
-            f"Continue with: dpd train --resume {trainer.run.path}",
+            f"dpd: error: {failure}; {back}. Continue with: dpd train --resume {trainer.run.path}",
             file=sys.stderr,
         )
         return EXIT_PEER_FAILED

@@ -4,6 +4,7 @@ no orphans; and the registries that name backends and learners."""
 import json
 import multiprocessing
 import os
+import pickle
 import shutil
 import signal
 import subprocess
@@ -150,6 +151,42 @@ def test_a_killed_peer_stops_the_group_the_others_are_saved_and_resume_continues
     assert main(["train", "--resume", str(run_dir), "--parallel", "--no-progress"]) == 0
     progress = json.loads((run_dir / "manifest.json").read_text())["progress"]
     assert progress["finished"] and {v["num_timesteps"] for v in progress["learners"].values()} == {4096}
+    assert multiprocessing.active_children() == []
+
+
+def test_a_killed_peer_sends_peers_that_share_experience_back_to_their_last_checkpoint(tmp_path, monkeypatch):
+    """A survivor saved after the kill would keep its transitions of the unfinished round, which the
+    killed peer never received and would not get on resume: the group goes back together, and the
+    resumed peers' replay buffers hold every transition of the run, the same ones."""
+    run_dir = tmp_path / "shared"
+    cfg = tiny_config("process", total_steps=2000, algo="sac", turn_steps=250, checkpoint_every=500, share={"enabled": True})
+    trainer = new_run(run_dir, cfg)
+    original, rounds = PeerGroup.train_round, []
+
+    def kill_peer1_after_two_rounds(self, after_turn=None):
+        original(self, after_turn)
+        rounds.append(1)
+        if len(rounds) == 2:  # after the exchange, before the round's checkpoint
+            self.backend.processes[1].kill()
+
+    monkeypatch.setattr(PeerGroup, "train_round", kill_peer1_after_two_rounds)
+    try:
+        with pytest.raises(PeerFailure, match="peer1 failed: process died"):
+            trainer.train(progress_bar=False)
+    finally:
+        trainer.close()
+    monkeypatch.setattr(PeerGroup, "train_round", original)
+    progress = json.loads((run_dir / "manifest.json").read_text())["progress"]
+    assert progress["run_steps"] == 500 and {v["num_timesteps"] for v in progress["learners"].values()} == {250}
+    assert main(["train", "--resume", str(run_dir), "--parallel", "--no-progress"]) == 0
+    checkpoint = run_dir / json.loads((run_dir / "manifest.json").read_text())["progress"]["checkpoint"]
+    contents = []
+    for peer in ("peer0", "peer1"):
+        with open(checkpoint / peer / "replay_buffer.pkl", "rb") as handle:
+            buffer = pickle.load(handle)
+        assert buffer.pos == 2000
+        contents.append({row.tobytes() for row in np.concatenate([buffer.observations[:2000, 0], buffer.rewards[:2000]], 1)})
+    assert len(contents[0]) == 2000 and contents[0] == contents[1]
     assert multiprocessing.active_children() == []
 
 
