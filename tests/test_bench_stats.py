@@ -306,3 +306,5 @@ def test_sweep_table_names_variants_by_their_overrides_except_the_same_ones(tmp_
     same = ["--same", "n_envs=8", "--same", "guide.batch=64"]
     table = subprocess.run([sys.executable, str(script), str(tmp_path), *same], capture_output=True, text=True, check=True)
     assert "| sb3 | 2 |" in table.stdout and "| dpd every=1 | 1 |" in table.stdout, table.stdout
+    last = subprocess.run([sys.executable, str(script), str(tmp_path), *same, "--last", "2"], capture_output=True, text=True)
+    assert "| sb3 | 2 | 75.0 | 75.0 |" in last.stdout, last.stdout  # (50 + 100) / 2, not the final 100
