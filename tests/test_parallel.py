@@ -124,22 +124,29 @@ def test_a_peer_that_raises_stops_the_group_and_names_itself(parallel_backend, t
     assert multiprocessing.active_children() == []
 
 
-def test_a_killed_peer_stops_the_group_the_others_are_saved_and_resume_continues(tmp_path, monkeypatch):
-    run_dir = tmp_path / "killed"
-    trainer = new_run(run_dir, tiny_config("process", total_steps=8192, checkpoint_every=0))
-    original = PeerGroup.train_round
+def train_until_peer1_is_killed(trainer, rounds, monkeypatch):
+    """Train until peer1's process is killed at the end of round ``rounds`` (after the round's
+    exchange, before its checkpoint), which must end the run in a ``PeerFailure``."""
+    original, done = PeerGroup.train_round, []
 
-    def kill_peer1_after_one_round(self, after_turn=None):
+    def kill_peer1_after_rounds(self, after_turn=None):
         original(self, after_turn)
-        self.backend.processes[1].kill()
+        done.append(1)
+        if len(done) == rounds:
+            self.backend.processes[1].kill()
 
-    monkeypatch.setattr(PeerGroup, "train_round", kill_peer1_after_one_round)
+    monkeypatch.setattr(PeerGroup, "train_round", kill_peer1_after_rounds)
     try:
         with pytest.raises(PeerFailure, match="peer1 failed: process died"):
             trainer.train(progress_bar=False)
     finally:
         trainer.close()
     monkeypatch.setattr(PeerGroup, "train_round", original)
+
+
+def test_a_killed_peer_stops_the_group_the_others_are_saved_and_resume_continues(tmp_path, monkeypatch):
+    run_dir = tmp_path / "killed"
+    train_until_peer1_is_killed(new_run(run_dir, tiny_config("process", total_steps=8192, checkpoint_every=0)), 1, monkeypatch)
     assert multiprocessing.active_children() == []
     progress = json.loads((run_dir / "manifest.json").read_text())["progress"]
     checkpoint = run_dir / progress["checkpoint"]
@@ -160,22 +167,7 @@ def test_a_killed_peer_sends_peers_that_share_experience_back_to_their_last_chec
     resumed peers' replay buffers hold every transition of the run, the same ones."""
     run_dir = tmp_path / "shared"
     cfg = tiny_config("process", total_steps=2000, algo="sac", turn_steps=250, checkpoint_every=500, share={"enabled": True})
-    trainer = new_run(run_dir, cfg)
-    original, rounds = PeerGroup.train_round, []
-
-    def kill_peer1_after_two_rounds(self, after_turn=None):
-        original(self, after_turn)
-        rounds.append(1)
-        if len(rounds) == 2:  # after the exchange, before the round's checkpoint
-            self.backend.processes[1].kill()
-
-    monkeypatch.setattr(PeerGroup, "train_round", kill_peer1_after_two_rounds)
-    try:
-        with pytest.raises(PeerFailure, match="peer1 failed: process died"):
-            trainer.train(progress_bar=False)
-    finally:
-        trainer.close()
-    monkeypatch.setattr(PeerGroup, "train_round", original)
+    train_until_peer1_is_killed(new_run(run_dir, cfg), 2, monkeypatch)
     progress = json.loads((run_dir / "manifest.json").read_text())["progress"]
     assert progress["run_steps"] == 500 and {v["num_timesteps"] for v in progress["learners"].values()} == {250}
     assert main(["train", "--resume", str(run_dir), "--parallel", "--no-progress"]) == 0
