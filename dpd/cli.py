@@ -69,12 +69,18 @@ def _train_config(args: argparse.Namespace) -> Dict[str, Any]:
 
 def _zoo_layer(path: str, env: Optional[str]) -> Dict[str, Any]:
     """The entry for ``env`` of an RL-zoo hyperparameter file, as the lowest config layer."""
-    if not isinstance(env, str):
-        raise UserError("--hyperparams takes the entry of the env: give --env (or env in --config)")
+    from dpd.zoo import split_entry
+
+    if not isinstance(env, str) and split_entry(path)[1] is None:
+        raise UserError(
+            "--hyperparams takes the entry of the env: give --env (or env in --config), or name it: FILE.yml:ENTRY"
+        )
     from dpd.agents.algorithms import ALGORITHMS
     from dpd.zoo import zoo_layer
 
-    return zoo_layer(path, env, ALGORITHMS)
+    layer, entry = zoo_layer(path, env or "", ALGORITHMS)
+    print(f"hyperparameters: {entry}")
+    return layer
 
 
 def _backend(args: argparse.Namespace) -> Optional[str]:
@@ -308,8 +314,9 @@ def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", help="YAML file of config keys (see config.yaml in any run dir, and dpd config)")
     parser.add_argument(
         "--hyperparams",
-        metavar="FILE.yml",
-        help="an RL-zoo hyperparameter file (rl_zoo3's hyperparams/ppo.yml): its entry for --env (or default) sets "
+        metavar="FILE.yml[:ENTRY]",
+        help="an RL-zoo hyperparameter file (a bare ppo.yml is the installed rl_zoo3's): its entry for --env "
+        "(or default), or the ENTRY named (ppo.yml:HalfCheetah-v4, the zoo's tuning for HalfCheetah-v5), sets "
         "total_steps, n_envs, normalisation and algo_kwargs, under --config, --set and the flags",
     )
     parser.add_argument(

@@ -21,9 +21,10 @@ strings are read without ``eval`` (``dpd.pyexpr``). Keys that need code the zoo 
 dropped: a run that silently differs from its file would mislead.
 """
 
+import importlib.util
 import math
 from pathlib import Path
-from typing import Any, Dict, Iterable, Mapping, Optional, Union
+from typing import Any, Dict, Iterable, Mapping, Optional, Tuple, Union
 
 from dpd.config import load_yaml
 from dpd.errors import UserError
@@ -148,16 +149,48 @@ def entry_layer(entry: Mapping[str, Any], where: str) -> Dict[str, Any]:
     return layer
 
 
-def zoo_layer(path: Union[str, Path], env_id: str, algorithms: Optional[Iterable[str]] = None) -> Dict[str, Any]:
-    """The dpd config layer of ``env_id``'s entry (or ``default``) in the zoo file at ``path``.
+def zoo_file(path: Union[str, Path]) -> Path:
+    """``path`` if it exists, else a bare file name (``ppo.yml``) looked up in the installed
+    ``rl_zoo3`` wheel's ``hyperparams/`` folder, which ships the zoo's tuned files. The package is
+    found without being imported (its imports pull in training code dpd does not need)."""
+    path = Path(path)
+    if path.exists() or path.parent != Path("."):
+        return path
+    spec = importlib.util.find_spec("rl_zoo3")
+    if spec is not None and spec.submodule_search_locations:
+        for folder in spec.submodule_search_locations:
+            candidate = Path(folder) / "hyperparams" / path.name
+            if candidate.exists():
+                return candidate
+    return path  # load_yaml names the missing file
 
+
+def split_entry(spec: str) -> Tuple[str, Optional[str]]:
+    """``FILE.yml:ENTRY`` as (file, entry); a bare file has no entry (the env's own is used).
+    The zoo tunes ``-v4`` entries, which are the ones to name for the ``-v5`` tasks."""
+    file, sep, entry = str(spec).rpartition(":")
+    if sep and entry and not entry.startswith(("/", "\\")) and file.endswith((".yml", ".yaml")):
+        return file, entry
+    return str(spec), None
+
+
+def zoo_layer(spec: Union[str, Path], env_id: str, algorithms: Optional[Iterable[str]] = None) -> Tuple[Dict[str, Any], str]:
+    """The dpd config layer of an entry of a zoo file, and the entry's name in ``FILE: ENTRY`` form.
+
+    ``spec``: ``FILE.yml`` (the entry for ``env_id``, else ``default``) or ``FILE.yml:ENTRY``;
+    a bare ``FILE.yml`` that is not on disk is the installed ``rl_zoo3``'s (``zoo_file``).
     ``algorithms``: the algorithm names dpd knows; a file named after one (the zoo's
     ``hyperparams/sac.yml``) sets ``algo`` to it, since its hyperparameters mean nothing to
     another algorithm (explicit flags still win)."""
-    path = Path(path)
+    file, entry_name = split_entry(str(spec))
+    path = zoo_file(file)
     data = load_yaml(path)
-    entry_name = env_id if env_id in data else DEFAULT_ENTRY
-    layer = entry_layer(zoo_entry(data, env_id, str(path)), f"{path.name}: {entry_name}")
+    if entry_name is not None and entry_name not in data:
+        listed = ", ".join(str(key) for key in data) or "none"
+        raise UserError(f"{path} has no entry {entry_name!r}; its entries: {listed}")
+    entry = zoo_entry(data, entry_name or env_id, str(path))
+    name = entry_name or (env_id if env_id in data else DEFAULT_ENTRY)
+    layer = entry_layer(entry, f"{path.name}: {name}")
     if algorithms is not None and path.stem in set(algorithms):
         layer["algo"] = path.stem
-    return layer
+    return layer, f"{path}: {name}"

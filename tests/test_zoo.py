@@ -85,7 +85,7 @@ def test_activation_names_become_torch_classes_only_when_a_learner_is_built():
 
 
 def test_a_ppo_entry_maps_to_dpd_settings():
-    layer = zoo_layer(ZOO / "ppo.yml", "HalfCheetah-v4", algorithms=["ppo", "sac"])
+    layer, _ = zoo_layer(ZOO / "ppo.yml", "HalfCheetah-v4", algorithms=["ppo", "sac"])
     assert layer["algo"] == "ppo"  # from the file's name, as the zoo's hyperparams/ppo.yml
     assert layer["total_steps"] == 1_000_000 and isinstance(layer["total_steps"], int)
     assert layer["normalize_obs"] is True and layer["normalize_reward"] is True
@@ -96,9 +96,9 @@ def test_a_ppo_entry_maps_to_dpd_settings():
 
 
 def test_the_default_entry_serves_other_envs_and_yaml_anchors_merge():
-    layer = zoo_layer(ZOO / "ppo.yml", "Walker2d-v5")
+    layer, _ = zoo_layer(ZOO / "ppo.yml", "Walker2d-v5")
     assert layer["algo_kwargs"]["learning_rate"] == "lin_3e-4" and "algo" not in layer
-    humanoid = zoo_layer(ZOO / "sac.yml", "Humanoid-v4")
+    humanoid, _ = zoo_layer(ZOO / "sac.yml", "Humanoid-v4")
     assert humanoid["total_steps"] == 2_000_000 and humanoid["algo_kwargs"]["learning_starts"] == 10000
     # The zoo normalises only where an entry asks.
     assert humanoid["normalize_obs"] is False and humanoid["normalize_reward"] is False
@@ -107,14 +107,14 @@ def test_the_default_entry_serves_other_envs_and_yaml_anchors_merge():
 def test_normalize_as_vecnormalize_arguments(tmp_path):
     path = tmp_path / "ppo.yml"
     path.write_text("Hopper-v5:\n  normalize: \"{'norm_obs': True, 'norm_reward': False}\"\n  n_timesteps: 1e5\n")
-    layer = zoo_layer(path, "Hopper-v5")
+    layer, _ = zoo_layer(path, "Hopper-v5")
     assert (layer["normalize_obs"], layer["normalize_reward"], layer["total_steps"]) == (True, False, 100_000)
     for refused in ("{norm_reward: false, clip_obs: 5.0}", "{gamma: 0.9}"):  # gamma: only with the algorithm's
         path.write_text(f"Hopper-v5:\n  normalize: {refused}\n")
         with pytest.raises(UserError, match="clip_obs|gamma"):
             zoo_layer(path, "Hopper-v5")
     path.write_text("Hopper-v5:\n  normalize: {gamma: 0.9}\n  gamma: 0.9\n")
-    assert zoo_layer(path, "Hopper-v5")["algo_kwargs"] == {"gamma": 0.9}
+    assert zoo_layer(path, "Hopper-v5")[0]["algo_kwargs"] == {"gamma": 0.9}
 
 
 @pytest.mark.parametrize(
@@ -148,7 +148,7 @@ def test_a_zoo_ppo_entry_trains_a_mujoco_task(tmp_path, capsys):
 
 
 def test_td3_noise_becomes_action_noise():
-    layer = zoo_layer(ZOO / "td3.yml", "Hopper-v4", algorithms=["td3"])
+    layer, _ = zoo_layer(ZOO / "td3.yml", "Hopper-v4", algorithms=["td3"])
     assert layer["algo"] == "td3" and layer["algo_kwargs"]["action_noise"] == {"type": "normal", "std": 0.1}
     assert "noise_type" not in layer["algo_kwargs"] and "noise_std" not in layer["algo_kwargs"]
     assert layer["algo_kwargs"]["policy_kwargs"] == {"net_arch": [400, 300]}
@@ -211,3 +211,13 @@ def test_a_refused_entry_writes_nothing(tmp_path, capsys):
     assert "without running code" in message and not run_dir.exists()
     message = expect_cli_error(["train", "--hyperparams", str(ZOO / "ppo.yml"), "--run-dir", str(run_dir)], capsys)
     assert "--env" in message and not run_dir.exists()
+
+
+def test_an_entry_can_be_named_and_is_reported(tmp_path):
+    """``FILE.yml:ENTRY`` takes the named entry (the zoo's -v4 tuning for a -v5 task); the name used is returned."""
+    layer, used = zoo_layer(f"{ZOO / 'ppo.yml'}:HalfCheetah-v4", "HalfCheetah-v5", algorithms=["ppo"])
+    assert layer["algo_kwargs"]["n_steps"] == 512 and used.endswith("ppo.yml: HalfCheetah-v4")
+    _, fallback = zoo_layer(ZOO / "ppo.yml", "HalfCheetah-v5")
+    assert fallback.endswith("ppo.yml: default")
+    with pytest.raises(UserError, match="no entry 'Nope-v4'; its entries: .*HalfCheetah-v4"):
+        zoo_layer(f"{ZOO / 'ppo.yml'}:Nope-v4", "HalfCheetah-v5")
