@@ -17,6 +17,7 @@ from typing import Dict, List, Optional
 from dpd.agents.assembly import assemble, fresh_learners, load_learner
 from dpd.agents.checks import check_config
 from dpd.agents.peer_setup import resolved_config
+from dpd.agents.teacher_student import TeacherStudent
 from dpd.agents.trainer import EvalResult, Trainer
 from dpd.config import RunConfig, build_config
 from dpd.errors import UserError
@@ -50,6 +51,8 @@ def new_run(run_path: Path, cfg: RunConfig) -> Trainer:
         "provenance": provenance(),  # the commit, every package and the CPU: what exact repetition needs
         "progress": {"run_steps": 0, "finished": False, "checkpoint": None},
     }
+    if isinstance(group, TeacherStudent):  # what the compression bought
+        manifest["policy_parameters"] = group.policy_parameters()
     try:
         run = RunDirectory.create(run_path, manifest, resolved_config(cfg))
     except BaseException:

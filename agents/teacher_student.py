@@ -5,6 +5,19 @@ statistics when it has them. Teacher and student each normalise raw observations
 statistics, so neither sees the other's normalised inputs.
 
 Modes (who samples the states, Czarnecki et al. 2019):
+- ``bc``: behaviour cloning. The teacher acts (sampling from its policy, as SB3's ``predict``
+  does by default: its exploration noise widens the states it shows, as DART's injected noise
+  does) for ``teacher.dataset_steps`` env steps; the student then trains for ``teacher.epochs``
+  passes over that fixed data set and never steps the env again. Changed from the textbook
+  (Pomerleau; ``imitation``'s ``BC``): the target is the teacher's whole action distribution
+  (``distill.loss``), not its sampled action;
+- ``dagger``: Ross et al. 2011. Round ``i`` runs ``teacher.round_steps`` env steps in the
+  student's env with the mixture policy (the teacher's deterministic action with probability
+  ``teacher.beta ** i``, else the student's); every visited state is labelled by the teacher once
+  and added to one aggregated data set (capped at ``distill.buffer_size``, oldest out), and the
+  student trains ``teacher.epochs`` passes over all of it. Changed from the paper: the student is
+  trained on, not retrained from scratch, each round (as ``imitation``'s ``DAggerTrainer``), and
+  the label is the teacher's distribution, not one action;
 - ``offline``: the teacher acts and the student regresses on the teacher's states (Rusu et al.);
 - ``online``: the student acts without RL updates and the teacher labels its states (DAgger-like);
 - ``kickstart``: the student's own RL plus ``lambda`` times distillation on its own states, lambda
@@ -19,17 +32,75 @@ import math
 from typing import Any, Callable, Dict, List, Optional
 
 import numpy as np
+import torch
 
 from dpd.agents.comparison import FIDELITY_STATES, fidelity, rollout_states
-from dpd.agents.distillation import answer_on, distill_step
+from dpd.agents.distillation import TeacherAnswer, answer_on, distill_step
 from dpd.agents.learner import Learner
 from dpd.agents.peer import PeerFailure, first_line
+from dpd.agents.state_buffer import RawStateBuffer
 from dpd.config import MODES, TeacherConfig
 from dpd.errors import UserError, unknown_choice
+from dpd.losses import PolicyOutput
 
 # What a student's own algorithm updates in each mode where the student acts: kickstarting keeps
 # its RL; gating needs the student's critic to value its current policy, so only the critic learns.
 STUDENT_UPDATES = {"online": "none", "kickstart": "rl", "gated": "critic"}
+# Modes that train on a data set labelled once per state (``TeacherLabels``), in passes over it.
+DATASET_MODES = ("bc", "dagger")
+
+
+class TeacherLabels:
+    """The teacher's answer on every state of a state buffer, computed once per state.
+
+    The teacher is fixed, so a state's label never changes: labelling each state as it enters
+    the buffer, rather than each time it is sampled, saves a teacher forward pass per gradient
+    step. The labels follow the buffer's ring (a label sits at its state's index); a resumed run
+    labels its reloaded buffer again (``label_all``)."""
+
+    def __init__(self, teacher: Learner, buffer: RawStateBuffer) -> None:
+        self.teacher = teacher
+        self.buffer = buffer
+        self.labelled = 0  # states labelled so far, over the buffer's whole life
+        self._fields: Optional[Dict[str, Optional[torch.Tensor]]] = None
+        self._values = np.zeros(buffer.capacity, dtype=np.float64)
+        self._kind = teacher.distribution_kind
+
+    def label_newest(self, count: int) -> None:
+        """Label the ``count`` states most recently added to the buffer."""
+        if count <= 0:
+            return
+        capacity = self.buffer.capacity
+        end = self.buffer.position if (self.buffer.position or self.buffer.full) else len(self.buffer)
+        indices = (np.arange(end - count, end) % capacity).astype(np.int64)
+        answer = answer_on(self.teacher, self.buffer.at(indices))
+        if self._fields is None:
+            self._fields = {
+                name: None if tensor is None else torch.zeros((capacity, *tensor.shape[1:]), dtype=tensor.dtype)
+                for name, tensor in answer.output._asdict().items()
+            }
+        rows = torch.as_tensor(indices)
+        for name, tensor in answer.output._asdict().items():
+            stored = self._fields[name]
+            if stored is not None and tensor is not None:
+                stored[rows] = tensor.expand(len(indices), *stored.shape[1:])
+        self._values[indices] = answer.values
+        self.labelled += count
+
+    def label_all(self) -> None:
+        """Label every state the buffer holds (a resumed run's reloaded buffer)."""
+        self.label_newest(len(self.buffer))
+
+    def answer_at(self, indices: np.ndarray) -> TeacherAnswer:
+        assert self._fields is not None, "no state is labelled yet"
+        rows = torch.as_tensor(indices)
+        output = PolicyOutput(**{name: None if t is None else t[rows] for name, t in self._fields.items()})
+        return TeacherAnswer(output, self._values[indices], self._kind)
+
+
+def dagger_beta(config: TeacherConfig, round_index: int) -> float:
+    """The probability that the teacher acts at a step of DAgger's round ``round_index`` (from 0)."""
+    return config.beta**round_index
 
 
 def kickstart_lambda(config: TeacherConfig, progress: float) -> float:
@@ -55,14 +126,19 @@ class TeacherStudent:
         self._teacher_obs: Optional[np.ndarray] = None
         self._teacher_states: Optional[np.ndarray] = None
         self._teacher_return: Optional[float] = None
+        self.labels = TeacherLabels(teacher, student.states)
+        if config.mode != "offline" and len(student.states):
+            self.labels.label_all()  # a resumed run: its states came back with the student
+        self.dataset_steps = config.dataset_steps or student.spec.budget  # bc's data set
+        if config.mode == "bc" and self.dataset_steps > student.states.capacity:
+            raise UserError(
+                f"bc's data set of {self.dataset_steps} steps does not fit distill.buffer_size={student.states.capacity}; "
+                "raise distill.buffer_size"
+            )
 
     @property
     def run_steps(self) -> int:
         return self.student.num_timesteps
-
-    @property
-    def done(self) -> bool:
-        return self.student.done
 
     @property
     def random_state(self) -> Dict[str, Any]:
@@ -94,9 +170,29 @@ class TeacherStudent:
         self.student.close()
         self.teacher.close()
 
+    def policy_parameters(self) -> Dict[str, int]:
+        """Parameters of the teacher's and the student's action distributions (what acts when deployed)."""
+        return {
+            name: sum(parameter.numel() for parameter in learner.actor_parameters())
+            for name, learner in (("teacher", self.teacher), ("student", self.student))
+        }
+
+    @property
+    def done(self) -> bool:
+        if self.config.mode == "bc":  # collected, then trained once
+            return self.student.iterations > 0 and self.student.num_timesteps >= self.dataset_steps
+        return self.student.done
+
     def train_iteration(self, index: int = 0) -> int:
         """One iteration of the student (or, offline, of the teacher), then distillation."""
         student, mode = self.student, self.config.mode
+        if mode in DATASET_MODES:
+            taken = self._bc_iteration() if mode == "bc" else self._dagger_round()
+            student.logger.record("time/run_total_steps", self.run_steps)
+            student.logger.dump(step=student.num_timesteps)
+            if not student.parameters_finite():
+                raise FloatingPointError(f"{student.spec.name}: NaN or infinity in the policy after an update")
+            return taken
         if mode == "offline":
             taken = self._teacher_rollout(student.steps_per_iteration)
             student.model.num_timesteps += taken  # env steps the student has learned from
@@ -104,6 +200,7 @@ class TeacherStudent:
             source = self.teacher.states
         else:
             taken = student.train_iteration(self.run_steps, update=STUDENT_UPDATES[mode])
+            self.labels.label_newest(taken)
             source = student.states
         config = student.distill_config
         if config.due(student.iterations, student.num_timesteps):
@@ -111,20 +208,86 @@ class TeacherStudent:
             scale = kickstart_lambda(self.config, student.num_timesteps / student.spec.budget) if mode == "kickstart" else 1.0
             student.logger.record("distill/lambda", scale)
             for _ in range(config.steps):
-                states = source.sample(config.batch, self.rng)
-                stats = distill_step(student, [answer_on(self.teacher, states)], states, weighting, config.alpha, scale)
+                indices = self.rng.integers(0, len(source), size=config.batch)
+                states = source.at(indices)
+                answer = answer_on(self.teacher, states) if mode == "offline" else self.labels.answer_at(indices)
+                stats = distill_step(student, [answer], states, weighting, config.alpha, scale)
                 if not np.isfinite(stats.get("loss", 0.0)):
                     raise FloatingPointError(f"{student.spec.name}: NaN or infinity in the distillation loss")
                 for key, value in stats.items():
                     student.logger.record_mean(f"distill/{key}", value)
+            student.logger.record("distill/gradient_steps", config.steps)
         if not student.parameters_finite():
             raise FloatingPointError(f"{student.spec.name}: NaN or infinity in the policy after an update")
         if mode == "offline":
             student.logger.dump(step=student.num_timesteps)  # no SB3 rollout dumps the records
         return taken
 
-    def _teacher_rollout(self, steps: int) -> int:
-        """The teacher acts (sampling from its policy) in its own env; its raw states are kept.
+    def _bc_iteration(self) -> int:
+        """Collect the whole data set with the teacher acting, then train on it: the one iteration of ``bc``."""
+        student = self.student
+        taken = self._teacher_rollout(self.dataset_steps - student.num_timesteps, student.states)
+        student.model.num_timesteps += taken
+        self.labels.label_newest(taken)
+        student.iterations += 1
+        self.fit(self.config.epochs)
+        return taken
+
+    def _dagger_round(self) -> int:
+        """One DAgger round: act with the mixture policy, label and aggregate, train on everything."""
+        student = self.student
+        beta = dagger_beta(self.config, student.iterations)
+        steps = min(self.config.round_steps, student.spec.budget - student.num_timesteps)
+        taken = self._mixture_rollout(max(1, steps), beta)
+        self.labels.label_newest(taken)
+        student.iterations += 1
+        student.logger.record("dagger/beta", beta)
+        student.logger.record("dagger/dataset", len(student.states))
+        self.fit(self.config.epochs)
+        return taken
+
+    def _mixture_rollout(self, steps: int, beta: float) -> int:
+        """``steps`` env steps of the student's env: per step and env, the teacher's deterministic
+        action with probability ``beta``, else the student's; each raw state reached before acting
+        is added to the student's data set."""
+        student, teacher = self.student, self.teacher
+        env, model = student.env, student.model
+        if model._last_obs is None:  # type: ignore[has-type]
+            model._last_obs = env.reset()  # type: ignore[assignment]
+        taken = 0
+        while taken < steps:
+            raw = env.get_original_obs()
+            action, _ = model.predict(model._last_obs, deterministic=True)  # type: ignore[arg-type]
+            teacher_acts = self.rng.random(env.num_envs) < beta
+            if teacher_acts.any():
+                teacher_action, _ = teacher.model.predict(teacher.env.normalize_obs(raw), deterministic=True)
+                action = np.where(teacher_acts[:, None], teacher_action, action)
+            student.states.add(raw)
+            model._last_obs, _, _, _ = env.step(action)
+            taken += env.num_envs
+        model.num_timesteps += taken
+        return taken
+
+    def fit(self, epochs: float) -> None:
+        """``epochs`` passes over the labelled data set in shuffled minibatches of ``distill.batch``."""
+        student, config = self.student, self.student.distill_config
+        size = len(student.states)
+        steps = max(1, math.ceil(epochs * size / config.batch))
+        order = np.empty(0, dtype=np.int64)
+        for _ in range(steps):
+            if len(order) < config.batch:
+                order = np.concatenate([order, self.rng.permutation(size)])
+            indices, order = order[: config.batch], order[config.batch :]
+            stats = distill_step(student, [self.labels.answer_at(indices)], student.states.at(indices), "none", config.alpha)
+            if not np.isfinite(stats.get("loss", 0.0)):
+                raise FloatingPointError(f"{student.spec.name}: NaN or infinity in the distillation loss")
+            for key, value in stats.items():
+                student.logger.record_mean(f"distill/{key}", value)
+        student.logger.record("distill/gradient_steps", steps)
+
+    def _teacher_rollout(self, steps: int, buffer: Optional[RawStateBuffer] = None) -> int:
+        """The teacher acts (sampling from its policy) in its own env; its raw states are kept
+        (in ``buffer``, the teacher's own by default).
 
         The student learns on these states alone, so its observation statistics follow them.
         """
@@ -137,7 +300,7 @@ class TeacherStudent:
             self._teacher_obs, _, _, _ = env.step(action)
             visited.append(env.get_original_obs())
         states = np.concatenate(visited)
-        self.teacher.states.add(states)
+        (self.teacher.states if buffer is None else buffer).add(states)
         if self.student.env.norm_obs:
             self.student.env.obs_rms.update(states)
         return len(states)

@@ -134,9 +134,12 @@ def cmd_train(args: argparse.Namespace, config_layers: Callable[[argparse.Namesp
         run_dir = Path(args.run_dir or _default_run_dir(cfg.env, cfg.algo, cfg.peers, cfg.seed))
         trainer = new_run(run_dir, cfg)
         if cfg.teacher.path:
+            sizes = trainer.run.manifest["policy_parameters"]
             print(
                 f"{cfg.algo} student of {cfg.teacher.path} on {cfg.env}, {cfg.total_steps} env steps "
-                f"({cfg.teacher.mode}), run dir {run_dir}"
+                f"({cfg.teacher.mode}), run dir {run_dir}\n"
+                f"policy parameters: teacher {sizes['teacher']}, student {sizes['student']} "
+                f"({sizes['teacher'] / sizes['student']:.1f}x fewer)"
             )
         else:
             mode = "DPD" if cfg.distill.enabled and cfg.peers > 1 else "no distillation"
@@ -369,7 +372,7 @@ def build_parser() -> argparse.ArgumentParser:
     distill.add_argument("--teacher-algo", help="its algorithm (default: detected from the zip)")
     distill.add_argument("--student-algo", default="ppo", help="the student's SB3 algorithm (default ppo)")
     distill.add_argument("--student-net", help="the student's hidden layer sizes, e.g. 64,64")
-    distill.add_argument("--mode", help="offline, online (default), kickstart or gated")
+    distill.add_argument("--mode", help="bc, dagger, offline, online (default), kickstart or gated")
     _add_run_arguments(distill)
     distill.set_defaults(handler=cmd_distill, resume=None)
 

@@ -51,7 +51,7 @@ COMBINE_RULES = ("best", "round_robin")
 # Which peers a learner distills from (``dpd.agents.peer_group``).
 GATES = ("none", "return")
 # Teacher-student modes and kickstarting's schedules of lambda (``dpd.agents.teacher_student``).
-MODES = ("offline", "online", "kickstart", "gated")
+MODES = ("bc", "dagger", "offline", "online", "kickstart", "gated")
 SCHEDULES = ("constant", "linear", "exponential")
 
 
@@ -334,10 +334,12 @@ class EvalConfig:
 class TeacherConfig:
     """Teacher-student distillation: a trained SB3 model teaches the run's single learner.
 
-    Modes: ``offline`` (the student regresses on states the teacher visits), ``online`` (the
-    student acts, the teacher labels its states), ``kickstart`` (the student's RL plus lambda
-    times distillation on its own states), ``gated`` (``online`` weighted by the disadvantage
-    weight of ``xi = V_teacher - V_student``).
+    Modes: ``bc`` (behaviour cloning on a fixed data set of the teacher's transitions),
+    ``dagger`` (Ross et al. 2011: the student acts, the teacher acting with probability beta,
+    every visited state labelled and aggregated), ``offline`` (the student regresses on states the
+    teacher visits), ``online`` (the student acts, the teacher labels its states), ``kickstart``
+    (the student's RL plus lambda times distillation on its own states), ``gated`` (``online``
+    weighted by the disadvantage weight of ``xi = V_teacher - V_student``).
     """
 
     path: str = setting("", "the teacher's SB3 zip (from dpd, plain SB3 or the RL zoo); empty: no teacher (a peer group)")
@@ -345,9 +347,25 @@ class TeacherConfig:
     algo: str = setting("", "its algorithm; empty: detected from the zip")
     mode: str = setting(
         "online",
-        "`offline` (the student regresses on the teacher's states), `online` (the student acts, the teacher labels its "
-        "states), `kickstart` (the student's RL plus lambda times distillation) or `gated` (`online` weighted by the "
-        "disadvantage weight of `xi = V_teacher - V_student`)",
+        "`bc` (behaviour cloning on a fixed data set of teacher transitions), `dagger` (the student acts, the teacher "
+        "with probability beta; every visited state labelled and aggregated), `offline` (the student regresses on the "
+        "teacher's states as they come), `online` (the student acts, the teacher labels its states), `kickstart` (the "
+        "student's RL plus lambda times distillation) or `gated` (`online` weighted by the disadvantage weight of "
+        "`xi = V_teacher - V_student`)",
+    )
+    dataset_steps: int = setting(
+        0, "bc: teacher transitions in the data set, counted as env steps; 0: the run's `total_steps`"
+    )
+    epochs: float = setting(
+        10.0,
+        "bc: passes over the data set once it is collected; dagger: passes over the aggregated data set after each "
+        "round (minibatches of `distill.batch`)",
+    )
+    round_steps: int = setting(2500, "dagger: env steps of a round (the student's data collection between two retrainings)")
+    beta: float = setting(
+        0.5,
+        "dagger: the teacher acts at a step with probability beta**round (round 0: the teacher alone), Ross et al.'s "
+        "beta_i = p**(i-1)",
     )
     kickstart_lambda: float = setting(1.0, "kickstart: lambda, the weight of distillation, at the start of training")
     kickstart_schedule: str = setting("linear", "kickstart: lambda is `constant`, `linear` (to 0 at the end) or `exponential`")
@@ -364,6 +382,11 @@ class TeacherConfig:
             raise unknown_choice("distillation mode", self.mode, MODES)
         if self.kickstart_schedule not in SCHEDULES:
             raise unknown_choice("kickstart schedule", self.kickstart_schedule, SCHEDULES)
+        if self.dataset_steps < 0 or self.epochs <= 0 or self.round_steps <= 0 or not 0 <= self.beta <= 1:
+            raise UserError(
+                "teacher.dataset_steps must not be negative, teacher.epochs and teacher.round_steps must be positive, and "
+                f"teacher.beta must lie in [0, 1]; got {self.dataset_steps}, {self.epochs}, {self.round_steps}, {self.beta}"
+            )
         if self.kickstart_lambda < 0 or self.kickstart_half_life <= 0 or self.agreement_tolerance <= 0:
             raise UserError(
                 "teacher.kickstart_lambda must not be negative; kickstart_half_life and agreement_tolerance must be positive"

@@ -102,7 +102,7 @@ CASES = [
     ([*DISTILL_MISSING, "--student-net=-4"], "--student-net expects positive layer sizes like 64,64, got '-4'"),
     ([*DISTILL_MISSING, "--student-net", "64,x"], "--student-net expects positive layer sizes"),
     (DISTILL_MISSING, "teacher model not found"),
-    ([*DISTILL_MISSING, "--mode", "dagger"], "unknown distillation mode 'dagger'"),
+    ([*DISTILL_MISSING, "--mode", "dagge"], "unknown distillation mode 'dagge'"),
     ([*DISTILL_MISSING, "--student-algo", "dqn"], "unknown algorithm 'dqn'"),
     ([*DISTILL_MISSING, "--set", "teacher.kickstart_schedule=cosine"], "unknown kickstart schedule 'cosine'"),
     ([*DISTILL_MISSING, "--set", "teacher.kickstart_lambda=nan"], "expected a finite number, got nan"),

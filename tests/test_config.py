@@ -135,7 +135,7 @@ def test_resolved_distill_config_has_the_settings_keys_and_no_open_value():
         ({"n_envs": 0}, "n_envs must be positive, got 0"),
         ({"total_steps": 1, "peers": 2}, "must give each of the 2 peers at least one step"),
         ({"teacher": {"path": "t.zip"}}, "a teacher teaches one student; got peers=2"),
-        ({"peers": 1, "teacher": {"path": "t.zip", "mode": "dagger"}}, "unknown distillation mode 'dagger'"),
+        ({"peers": 1, "teacher": {"path": "t.zip", "mode": "dagge"}}, "unknown distillation mode 'dagge'"),
         ({"peers": 1, "teacher": {"path": "t.zip", "kickstart_schedule": "cosine"}}, "unknown kickstart schedule"),
         ({"peers": 1, "teacher": {"path": "t.zip", "kickstart_half_life": 0}}, "kickstart_half_life and agreement"),
         ({"peers": 1, "backend": "process", "teacher": {"path": "t.zip"}}, "a teacher-student run trains one learner"),
@@ -148,7 +148,7 @@ def test_core_checks_need_only_the_config(layer, message):
 
 
 def test_teacher_keys_are_not_checked_without_a_teacher():
-    check_values(build_config({"teacher": {"mode": "dagger"}}))
+    check_values(build_config({"teacher": {"mode": "dagge"}}))
 
 
 @pytest.mark.parametrize(

@@ -59,7 +59,7 @@ def distill(teacher, run_dir, mode, *extra):
     return main([*args, "--run-dir", str(run_dir), "--no-progress", "--set", "eval.every=0", *extra])
 
 
-@pytest.mark.parametrize("mode", ["offline", "online", "kickstart", "gated"])
+@pytest.mark.parametrize("mode", ["bc", "dagger", "offline", "online", "kickstart", "gated"])
 def test_each_mode_teaches_a_small_student(mode, sb3_teacher, tmp_path, random_return, capsys):
     run_dir = tmp_path / mode
     assert distill(sb3_teacher, run_dir, mode) == 0
@@ -139,12 +139,17 @@ def test_distill_run_resumes(sb3_teacher, tmp_path, monkeypatch):
     [
         ("missing", [], "teacher model not found"),
         ("trained", ["--env", "HalfCheetah-v5"], "does not fit HalfCheetah-v5"),
-        ("trained", ["--mode", "dagger"], "unknown distillation mode 'dagger'"),
+        ("trained", ["--mode", "dagge"], "unknown distillation mode 'dagge'"),
         ("corrupt", [], "not a readable SB3 model zip"),
         ("trained", ["--student-algo", "td3", "--set", "distill.loss=kl"], "deterministic"),
         # the teacher learned with 0.95; only the gated mode compares values
         ("trained", ["--mode", "gated", "--set", "algo_kwargs.gamma=0.9"], "teacher and student: peers must share one"),
         ("trained", ["--set", "distill.gate=return"], "has no peer to gate"),
+        ("trained", ["--mode", "dagger", "--set", "teacher.round_steps=0"], "round_steps must be positive"),
+        ("trained", ["--mode", "dagger", "--set", "teacher.beta=1.5"], "teacher.beta must lie in [0, 1]"),
+        ("trained", ["--mode", "bc", "--set", "teacher.epochs=0"], "epochs and teacher.round_steps must be positive"),
+        ("trained", ["--mode", "bc", "--set", "distill.buffer_size=100"], "does not fit distill.buffer_size=100"),
+        ("trained", ["--student-net", "0"], "--student-net expects positive layer sizes"),
     ],
 )
 def test_teacher_errors(teacher, extra, message, sb3_teacher, tmp_path, capsys):
@@ -193,3 +198,79 @@ def test_nan_in_distillation_ends_in_one_line_and_keeps_the_last_checkpoint(sb3_
     assert student.num_timesteps == 256
     assert all(torch.isfinite(parameter).all() for parameter in student.policy.parameters())
     assert main(["eval", str(run_dir), "--episodes", "1"]) == 0
+
+
+def student_of(teacher, mode: str, total_steps: int, **teacher_keys) -> TeacherStudent:
+    """A started teacher-student pair on the tiny env, with a width-8 student."""
+    from dpd.agents.assembly import assemble, fresh_learners
+    from dpd.agents.checks import check_config
+    from dpd.config import build_config
+
+    cfg = build_config(
+        {
+            "env": TINY,
+            "peers": 1,
+            "total_steps": total_steps,
+            "teacher": {"path": str(teacher), "mode": mode, **teacher_keys},
+            "algo_kwargs": {"policy_kwargs": {"net_arch": [8]}},
+        }
+    )
+    setups = check_config(cfg)
+    agent = assemble(cfg, setups, fresh_learners(setups))
+    assert isinstance(agent, TeacherStudent)
+    agent.student.start(None)
+    return agent
+
+
+def count_calls(monkeypatch, owner, name: str, rows=lambda args: 1) -> list:
+    """Wrap ``owner.name`` to count its calls (``rows``: what one call adds to the count)."""
+    counted, original = [0], getattr(owner, name)
+
+    def counting(*args, **kwargs):
+        counted[0] += rows(args)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(owner, name, counting)
+    return counted
+
+
+def test_a_dagger_round_labels_every_visited_state_once_and_grows_the_data_set_by_its_steps(sb3_teacher, monkeypatch):
+    agent = student_of(sb3_teacher, "dagger", total_steps=700, round_steps=300, epochs=1.0)
+    labelled = count_calls(monkeypatch, agent.teacher, "policy_on", rows=lambda args: len(args[0]))
+    sizes = []
+    while not agent.done:
+        taken = agent.train_iteration()
+        sizes.append((taken, len(agent.student.states), labelled[0]))
+    # rounds of 300, 300 and the 100 left; the data set aggregates them, each state labelled once
+    assert sizes == [(300, 300, 300), (300, 600, 600), (100, 700, 700)]
+    assert agent.student.num_timesteps == 700
+    states = agent.student.states.at(np.arange(700))
+    stored = agent.labels.answer_at(np.arange(700))
+    assert torch.allclose(stored.output.mean, agent.teacher.policy_on(states).mean)  # the teacher's own answer
+    agent.close()
+
+
+def test_dagger_beta_decays_per_round_and_the_first_round_is_the_teachers(sb3_teacher, monkeypatch):
+    from dpd.agents.teacher_student import dagger_beta
+
+    config = TeacherConfig(beta=0.5)
+    assert [dagger_beta(config, i) for i in range(4)] == [1.0, 0.5, 0.25, 0.125]
+    assert dagger_beta(TeacherConfig(beta=0.0), 0) == 1.0 and dagger_beta(TeacherConfig(beta=0.0), 1) == 0.0
+    agent = student_of(sb3_teacher, "dagger", total_steps=400, round_steps=200, beta=0.0)
+    teacher_acts = count_calls(monkeypatch, agent.teacher.model, "predict")
+    agent.train_iteration()
+    assert teacher_acts[0] == 200  # round 0: the teacher acts at every step
+    agent.train_iteration()
+    assert teacher_acts[0] == 200  # beta 0 from round 1: the student alone
+    agent.close()
+
+
+def test_bc_never_steps_the_env_after_its_data_set_is_collected(sb3_teacher, monkeypatch):
+    agent = student_of(sb3_teacher, "bc", total_steps=1000, dataset_steps=600, epochs=2.0)
+    teacher_steps = count_calls(monkeypatch, agent.teacher.env, "step")
+    student_steps = count_calls(monkeypatch, agent.student.env, "step")
+    fits = count_calls(monkeypatch, agent, "fit")
+    agent.train()
+    assert agent.done and agent.student.num_timesteps == 600 and len(agent.student.states) == 600
+    assert (teacher_steps[0], student_steps[0], fits[0]) == (600, 0, 1)  # collected, then trained once
+    agent.close()

@@ -1,0 +1,336 @@
+"""The teacher-student benchmark: trained teachers taught to students by each mode, at each size.
+
+A grid of ``dpd distill`` runs (tasks x modes x student sizes x seeds, one variant of settings
+per ``--label``), each a run directory under ``--out``; a grid that was killed continues where
+it stopped (finished runs are skipped, interrupted ones resume from their last checkpoint), so
+it can span sessions and machines. Teachers are files (``benchmarks/teachers.py`` makes the zoo
+ones); no teacher is trained inside the grid.
+
+    python benchmarks/distill_grid.py run --teachers results/teachers/teachers.json \\
+        --envs HalfCheetah-v5,Hopper-v5,Walker2d-v5 --modes bc,dagger,online --nets 32,32 --seeds 0 \\
+        --total-steps 100000 --eval-every 2500 --workers 2 --out results/distill
+    python benchmarks/distill_grid.py report results/distill [--plot results/distill/ratio.png]
+
+The report gives, per task and (mode, student size, label): the return ratio student / teacher
+(deterministic episodes; IQM over seeds with its 95% bootstrap interval) at fixed env steps, the
+env steps each seed first reaches 0.95 and 0.99 of the teacher (IQM; "not reached" where a
+seed never does), policy parameters, action agreement and KL on the teacher's states at the end,
+gradient steps and minutes. The teacher's return is the run's own final measurement of it, on
+the student's final-evaluation episodes.
+"""
+
+import argparse
+import json
+import math
+import multiprocessing
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+RATIO_AT = (10_000, 25_000, 50_000, 100_000)
+THRESHOLDS = (0.95, 0.99)
+
+
+@dataclass(frozen=True)
+class DistillRun:
+    env: str
+    teacher: str  # the teacher's zip
+    mode: str
+    net: str  # hidden sizes, e.g. "32,32"; "none": a linear policy
+    seed: int
+    label: str
+    total_steps: int
+    eval_every: int
+    eval_episodes: int
+    student_algo: str
+    overrides: Tuple[str, ...]
+
+    @property
+    def name(self) -> str:
+        return f"{self.env}/{self.mode}-{self.net.replace(',', 'x')}-{self.label}/seed{self.seed}"
+
+
+def net_arch(net: str) -> List[int]:
+    return [] if net == "none" else [int(size) for size in net.split(",")]
+
+
+def config_layer(run: DistillRun) -> Dict[str, Any]:
+    from dpd.config import merge, parse_overrides
+
+    layer = {
+        "env": run.env,
+        "algo": run.student_algo,
+        "peers": 1,
+        "total_steps": run.total_steps,
+        "seed": run.seed,
+        "checkpoint_every": max(1, run.total_steps // 5),
+        "eval": {"every": run.eval_every, "episodes": run.eval_episodes},
+        "teacher": {"path": run.teacher, "mode": run.mode},
+        "algo_kwargs": {"policy_kwargs": {"net_arch": net_arch(run.net)}},
+    }
+    return merge(layer, parse_overrides(list(run.overrides)))
+
+
+def execute(run: DistillRun, out: Path) -> str:
+    """Train one run (or continue it); a line saying how it went."""
+    import torch
+
+    from dpd.agents import new_run, open_run
+    from dpd.config import build_config
+
+    torch.set_num_threads(1)
+    path = out / run.name
+    manifest = path / "manifest.json"
+    if manifest.is_file() and json.loads(manifest.read_text())["progress"].get("finished"):
+        return f"{run.name}: done before"
+    start = time.perf_counter()
+    trainer = open_run(path) if manifest.is_file() else new_run(path, build_config(config_layer(run)))
+    try:
+        trainer.train(progress_bar=False)
+    finally:
+        trainer.close()
+    return f"{run.name}: {(time.perf_counter() - start) / 60:.1f} min"
+
+
+def _execute(args: Tuple[DistillRun, Path]) -> str:
+    try:
+        return execute(*args)
+    except Exception as exc:  # one failed run must not stop the grid
+        return f"{args[0].name}: FAILED {type(exc).__name__}: {exc}"
+
+
+def parse_seeds(text: str) -> List[int]:
+    if "-" in text:
+        low, high = text.split("-")
+        return list(range(int(low), int(high) + 1))
+    return [int(seed) for seed in text.split(",")]
+
+
+def teacher_files(path: Path) -> Dict[str, str]:
+    """env id -> teacher zip, from ``benchmarks/teachers.py``'s ``teachers.json`` (the PPO 1M teachers)."""
+    rows = json.loads(path.read_text())
+    return {row["env"]: row["zip"] for row in rows if row["teacher"] == f"ppo-{row['env'].split('-')[0]}"}
+
+
+def cmd_run(args: argparse.Namespace) -> None:
+    teachers = teacher_files(Path(args.teachers)) if args.teachers else {}
+    for given in args.teacher or []:
+        env, _, zip_path = given.partition("=")
+        teachers[env] = zip_path
+    envs = args.envs.split(",")
+    missing = [env for env in envs if env not in teachers]
+    if missing:
+        sys.exit(f"no teacher for {', '.join(missing)}: give --teachers FILE.json or --teacher ENV=ZIP")
+    runs = [
+        DistillRun(
+            env,
+            teachers[env],
+            mode,
+            net,
+            seed,
+            args.label,
+            args.total_steps,
+            args.eval_every,
+            args.eval_episodes,
+            args.student_algo,
+            tuple(args.set or []),
+        )  # fmt: skip
+        for env in envs
+        for mode in args.modes.split(",")
+        for net in args.nets.split(";")
+        for seed in parse_seeds(args.seeds)
+    ]
+    out = Path(args.out)
+    print(f"{len(runs)} runs, {args.workers} workers, into {out}", flush=True)
+    with multiprocessing.get_context("spawn").Pool(args.workers, maxtasksperchild=1) as pool:
+        for line in pool.imap_unordered(_execute, [(run, out) for run in runs]):
+            print(line, flush=True)
+
+
+# ----- the report -----------------------------------------------------------------------------
+
+
+@dataclass
+class RunResult:
+    env: str
+    variant: str  # mode-net-label
+    seed: int
+    curve: List[Tuple[int, float]]  # (student env steps, ratio to the teacher)
+    final_ratio: float
+    teacher_return: float
+    parameters: Dict[str, int]
+    agreement: float
+    kl: float
+    gradient_steps: Optional[int]
+    minutes: float
+
+
+def read_run(path: Path) -> Optional[RunResult]:
+    manifest = json.loads((path / "manifest.json").read_text())
+    progress = manifest["progress"]
+    if not progress.get("finished"):
+        return None
+    (final,) = progress["final_eval"]
+    metrics = final["metrics"]
+    teacher_return = metrics["fidelity/teacher_return"]
+    curve = [(e["env_steps"], e["mean_return"] / teacher_return) for e in progress["evaluations"]]
+    curve.append((final["env_steps"], final["mean_return"] / teacher_return))
+    return RunResult(
+        env=path.parent.parent.name,
+        variant=path.parent.name,
+        seed=int(path.name.removeprefix("seed")),
+        curve=curve,
+        final_ratio=final["mean_return"] / teacher_return,
+        teacher_return=teacher_return,
+        parameters=manifest.get("policy_parameters", {}),
+        agreement=metrics.get("fidelity/teacher_states/agreement", math.nan),
+        kl=metrics.get("fidelity/teacher_states/kl", math.nan),
+        gradient_steps=_gradient_steps(path),
+        minutes=progress.get("train_seconds", math.nan) / 60,
+    )
+
+
+def _gradient_steps(path: Path) -> Optional[int]:
+    """The student's distillation steps, summed from its TensorBoard scalars (``distill/gradient_steps``
+    per round in bc and dagger); None where the mode does not log them."""
+    try:
+        from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    except ImportError:
+        return None
+    total, found = 0, False
+    for events in sorted((path / "tb").rglob("events.out.tfevents.*")):
+        accumulator = EventAccumulator(str(events), size_guidance={"scalars": 0})
+        accumulator.Reload()
+        if "distill/gradient_steps" in accumulator.Tags().get("scalars", []):
+            found = True
+            total += int(sum(event.value for event in accumulator.Scalars("distill/gradient_steps")))
+    return total if found else None
+
+
+def ratio_at(curve: Sequence[Tuple[int, float]], steps: int) -> float:
+    """The ratio of the last evaluation at or before ``steps`` (NaN before the first)."""
+    before = [ratio for at, ratio in curve if at <= steps]
+    return before[-1] if before else math.nan
+
+
+def steps_to(curve: Sequence[Tuple[int, float]], threshold: float) -> float:
+    """The env steps of the first evaluation at or above ``threshold`` (infinity: never)."""
+    return next((float(at) for at, ratio in curve if ratio >= threshold), math.inf)
+
+
+def summarise(values: Sequence[float]) -> str:
+    from dpd.bench.stats import bootstrap_interval, iqm
+
+    finite = [v for v in values if math.isfinite(v)]
+    if not finite:
+        return "-"
+    if len(finite) == 1:
+        return f"{finite[0]:.3f}"
+    low, high = bootstrap_interval([np.asarray(finite)])
+    return f"{iqm(finite):.3f} [{low:.2f}, {high:.2f}]"
+
+
+def reach(values: Sequence[float]) -> str:
+    from dpd.bench.stats import iqm
+
+    if any(math.isinf(v) for v in values):
+        reached = sum(1 for v in values if math.isfinite(v))
+        return f"not reached ({reached}/{len(values)})"
+    return f"{iqm(values) / 1000:.1f}k"
+
+
+def cmd_report(args: argparse.Namespace) -> None:
+    out = Path(args.out)
+    results = [
+        r for path in sorted(out.glob("*/*/seed*")) if (path / "manifest.json").is_file() for r in [read_run(path)] if r
+    ]
+    by_key: Dict[Tuple[str, str], List[RunResult]] = {}
+    for result in results:
+        by_key.setdefault((result.env, result.variant), []).append(result)
+    steps = [s for s in RATIO_AT if any(r.curve[-1][0] >= s for r in results)]
+    for env in sorted({r.env for r in results}):
+        teacher = [r.teacher_return for (e, _), rs in by_key.items() if e == env for r in rs]
+        parameters = results[0].parameters.get("teacher", "?")
+        print(f"\n### {env} (teacher return {np.mean(teacher):.1f}, its policy parameters {parameters})\n")
+        header = ["mode-net-label", "seeds", *[f"ratio @{s // 1000}k" for s in steps], "final ratio"]
+        header += [f"steps to {t}" for t in THRESHOLDS] + ["student params", "agreement", "KL", "grad steps", "minutes"]
+        print("| " + " | ".join(header) + " |")
+        print("| " + " | ".join(["---"] + ["---:"] * (len(header) - 1)) + " |")
+        for (e, variant), rs in sorted(by_key.items()):
+            if e != env:
+                continue
+            grads = [r.gradient_steps for r in rs if r.gradient_steps is not None]
+            cells = [variant, str(len(rs))]
+            cells += [summarise([ratio_at(r.curve, s) for r in rs]) for s in steps]
+            cells.append(summarise([r.final_ratio for r in rs]))
+            cells += [reach([steps_to(r.curve, t) for r in rs]) for t in THRESHOLDS]
+            cells += [
+                str(rs[0].parameters.get("student", "?")),
+                f"{np.mean([r.agreement for r in rs]):.3f}",
+                f"{np.mean([r.kl for r in rs]):.3f}",
+                f"{np.mean(grads):.0f}" if grads else "-",
+                f"{np.mean([r.minutes for r in rs]):.1f}",
+            ]
+            print("| " + " | ".join(cells) + " |")
+    if args.plot:
+        plot(by_key, Path(args.plot))
+
+
+def plot(by_key: Dict[Tuple[str, str], List[RunResult]], path: Path) -> None:
+    """Return ratio against env steps, one panel per task, one line per variant (mean over seeds)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    envs = sorted({env for env, _ in by_key})
+    figure, axes = plt.subplots(1, len(envs), figsize=(5 * len(envs), 4), squeeze=False)
+    for axis, env in zip(axes[0], envs):
+        for (e, variant), rs in sorted(by_key.items()):
+            if e != env:
+                continue
+            grid = sorted({at for r in rs for at, _ in r.curve})
+            mean = [np.nanmean([ratio_at(r.curve, at) for r in rs]) for at in grid]
+            axis.plot(grid, mean, label=f"{variant} ({len(rs)})")
+        axis.axhline(1.0, color="grey", lw=0.5)
+        axis.set_ylim(-0.2, 1.2)
+        axis.set_title(env)
+        axis.set_xlabel("student env steps")
+        axis.set_ylabel("return / teacher's")
+        axis.legend(fontsize=7)
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    print(f"\nplot: {path}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="command", required=True)
+    run = commands.add_parser("run", help="run (or continue) a grid")
+    run.add_argument("--teachers", help="teachers.json of benchmarks/teachers.py")
+    run.add_argument("--teacher", action="append", metavar="ENV=ZIP", help="a teacher by hand (repeatable)")
+    run.add_argument("--envs", default="HalfCheetah-v5,Hopper-v5,Walker2d-v5")
+    run.add_argument("--modes", default="bc,dagger,offline,online,kickstart,gated")
+    run.add_argument("--nets", default="32,32", help="student sizes separated by ';', e.g. '64,64;32,32;16,16;none'")
+    run.add_argument("--seeds", default="0")
+    run.add_argument("--label", default="default", help="names this variant of settings (--set) in the report")
+    run.add_argument("--set", action="append", metavar="KEY=VALUE", help="config override for every run")
+    run.add_argument("--student-algo", default="ppo")
+    run.add_argument("--total-steps", type=int, default=100_000)
+    run.add_argument("--eval-every", type=int, default=2_500)
+    run.add_argument("--eval-episodes", type=int, default=5)
+    run.add_argument("--workers", type=int, default=2)
+    run.add_argument("--out", default="results/distill")
+    report = commands.add_parser("report", help="the tables (and a plot) of a grid's finished runs")
+    report.add_argument("out")
+    report.add_argument("--plot", help="PNG of the return ratio against env steps")
+    args = parser.parse_args()
+    cmd_run(args) if args.command == "run" else cmd_report(args)
+
+
+if __name__ == "__main__":
+    main()
