@@ -18,6 +18,9 @@ Modes (who samples the states, Czarnecki et al. 2019):
   student trains ``teacher.epochs`` passes over all of it. Changed from the paper: the student is
   trained on, not retrained from scratch, each round (as ``imitation``'s ``DAggerTrainer``), and
   the label is the teacher's distribution, not one action;
+- ``ppd``: proximal policy distillation (Spigler 2025; ``dpd.agents.ppd``): a PPO student's own
+  update on its rollout with ``teacher.ppd_lambda`` times the ratio-weighted divergence from the
+  teacher added to its loss, each rollout state labelled once;
 - ``offline``: the teacher acts and the student regresses on the teacher's states (Rusu et al.);
 - ``online``: the student acts without RL updates and the teacher labels its states (DAgger-like);
 - ``kickstart``: the student's own RL plus ``lambda`` times distillation on its own states, lambda
@@ -37,7 +40,9 @@ import torch
 from dpd.agents.comparison import FIDELITY_STATES, fidelity, rollout_states
 from dpd.agents.distillation import TeacherAnswer, answer_on, distill_step
 from dpd.agents.learner import Learner
+from dpd.agents.on_policy import OnPolicyLearner
 from dpd.agents.peer import PeerFailure, first_line
+from dpd.agents.ppd import flat_order, ppd_update
 from dpd.agents.state_buffer import RawStateBuffer
 from dpd.config import MODES, TeacherConfig
 from dpd.errors import UserError, unknown_choice
@@ -130,6 +135,10 @@ class TeacherStudent:
         if config.mode != "offline" and len(student.states):
             self.labels.label_all()  # a resumed run: its states came back with the student
         self.dataset_steps = config.dataset_steps or student.spec.budget  # bc's data set
+        if config.mode == "ppd":
+            if student.spec.algo != "ppo" or not isinstance(student, OnPolicyLearner):
+                raise UserError(f"mode ppd distils into a PPO student (its loss is PPO's), not {student.spec.algo}")
+            student.recorder.recording = True  # the raw states of each rollout, in the buffer's order
         if config.mode == "bc" and self.dataset_steps > student.states.capacity:
             raise UserError(
                 f"bc's data set of {self.dataset_steps} steps does not fit distill.buffer_size={student.states.capacity}; "
@@ -193,6 +202,8 @@ class TeacherStudent:
             if not student.parameters_finite():
                 raise FloatingPointError(f"{student.spec.name}: NaN or infinity in the policy after an update")
             return taken
+        if mode == "ppd":
+            return self._ppd_iteration()
         if mode == "offline":
             taken = self._teacher_rollout(student.steps_per_iteration)
             student.model.num_timesteps += taken  # env steps the student has learned from
@@ -221,6 +232,21 @@ class TeacherStudent:
             raise FloatingPointError(f"{student.spec.name}: NaN or infinity in the policy after an update")
         if mode == "offline":
             student.logger.dump(step=student.num_timesteps)  # no SB3 rollout dumps the records
+        return taken
+
+    def _ppd_iteration(self) -> int:
+        """Collect a rollout, label its states once, then PPO with PPD's term on it."""
+        student = self.student
+        assert isinstance(student, OnPolicyLearner)
+        taken = student.train_iteration(self.run_steps, update="none")
+        if student.stopped:  # a callback stopped it mid-rollout: no update on a partial buffer
+            return taken
+        answer = answer_on(self.teacher, flat_order(student.recorder.take().observations))
+        stats = ppd_update(student, student.express_target(answer.output, answer.kind), self.config.ppd_lambda)
+        if not np.isfinite(stats["loss"]) or not student.parameters_finite():
+            raise FloatingPointError(f"{student.spec.name}: NaN or infinity in the PPD update")
+        for key, value in stats.items():
+            student.logger.record(f"distill/{key}", value)
         return taken
 
     def _bc_iteration(self) -> int:

@@ -199,14 +199,21 @@ def _distill_config(args: argparse.Namespace) -> Dict[str, Any]:
     teacher = {"path": args.teacher, "norm": args.teacher_norm, "algo": args.teacher_algo, "mode": args.mode}
     layer = merge(layer, {"peers": 1, "teacher": {key: value for key, value in teacher.items() if value is not None}})
     if args.student_net is not None:
-        try:
-            net = [int(size) for size in args.student_net.split(",")]
-        except ValueError:
-            net = []
-        if not net or min(net) <= 0:
-            raise UserError(f"--student-net expects positive layer sizes like 64,64, got {args.student_net!r}")
-        layer = merge(layer, {"algo_kwargs": {"policy_kwargs": {"net_arch": net}}})
+        layer = merge(layer, {"algo_kwargs": {"policy_kwargs": {"net_arch": student_net(args.student_net)}}})
     return layer
+
+
+def student_net(text: str) -> List[int]:
+    """``--student-net``: hidden layer sizes (``64,64``, down to ``8``), or ``none`` for a linear policy."""
+    if text.strip().lower() == "none":
+        return []
+    try:
+        net = [int(size) for size in text.split(",")]
+    except ValueError:
+        net = []
+    if not net or min(net) <= 0:
+        raise UserError(f"--student-net expects positive layer sizes like 64,64, or none (a linear policy), got {text!r}")
+    return net
 
 
 def cmd_distill(args: argparse.Namespace) -> int:
@@ -371,8 +378,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     distill.add_argument("--teacher-algo", help="its algorithm (default: detected from the zip)")
     distill.add_argument("--student-algo", default="ppo", help="the student's SB3 algorithm (default ppo)")
-    distill.add_argument("--student-net", help="the student's hidden layer sizes, e.g. 64,64")
-    distill.add_argument("--mode", help="bc, dagger, offline, online (default), kickstart or gated")
+    distill.add_argument("--student-net", help="the student's hidden layer sizes, e.g. 64,64 or 8; none: a linear policy")
+    distill.add_argument("--mode", help="bc, dagger, offline, online (default), kickstart, gated or ppd")
     _add_run_arguments(distill)
     distill.set_defaults(handler=cmd_distill, resume=None)
 

@@ -51,7 +51,7 @@ COMBINE_RULES = ("best", "round_robin")
 # Which peers a learner distills from (``dpd.agents.peer_group``).
 GATES = ("none", "return")
 # Teacher-student modes and kickstarting's schedules of lambda (``dpd.agents.teacher_student``).
-MODES = ("bc", "dagger", "offline", "online", "kickstart", "gated")
+MODES = ("bc", "dagger", "offline", "online", "kickstart", "gated", "ppd")
 SCHEDULES = ("constant", "linear", "exponential")
 
 
@@ -339,7 +339,9 @@ class TeacherConfig:
     every visited state labelled and aggregated), ``offline`` (the student regresses on states the
     teacher visits), ``online`` (the student acts, the teacher labels its states), ``kickstart``
     (the student's RL plus lambda times distillation on its own states), ``gated`` (``online``
-    weighted by the disadvantage weight of ``xi = V_teacher - V_student``).
+    weighted by the disadvantage weight of ``xi = V_teacher - V_student``), ``ppd`` (proximal
+    policy distillation: the student's PPO loss plus lambda times the ratio-weighted KL to the
+    teacher, on its own rollouts).
     """
 
     path: str = setting("", "the teacher's SB3 zip (from dpd, plain SB3 or the RL zoo); empty: no teacher (a peer group)")
@@ -350,8 +352,9 @@ class TeacherConfig:
         "`bc` (behaviour cloning on a fixed data set of teacher transitions), `dagger` (the student acts, the teacher "
         "with probability beta; every visited state labelled and aggregated), `offline` (the student regresses on the "
         "teacher's states as they come), `online` (the student acts, the teacher labels its states), `kickstart` (the "
-        "student's RL plus lambda times distillation) or `gated` (`online` weighted by the disadvantage weight of "
-        "`xi = V_teacher - V_student`)",
+        "student's RL plus lambda times distillation), `gated` (`online` weighted by the disadvantage weight of "
+        "`xi = V_teacher - V_student`) or `ppd` (PPO plus lambda * mean(max(ratio, 1 - eps) * KL(teacher || student)) "
+        "on the student's rollouts)",
     )
     dataset_steps: int = setting(
         0, "bc: teacher transitions in the data set, counted as env steps; 0: the run's `total_steps`"
@@ -367,6 +370,7 @@ class TeacherConfig:
         "dagger: the teacher acts at a step with probability beta**round (round 0: the teacher alone), Ross et al.'s "
         "beta_i = p**(i-1)",
     )
+    ppd_lambda: float = setting(1.0, "ppd: lambda, the weight of the distillation term beside PPO's loss (ours)")
     kickstart_lambda: float = setting(1.0, "kickstart: lambda, the weight of distillation, at the start of training")
     kickstart_schedule: str = setting("linear", "kickstart: lambda is `constant`, `linear` (to 0 at the end) or `exponential`")
     kickstart_half_life: float = setting(0.1, "exponential: the fraction of training over which lambda halves")
@@ -387,6 +391,8 @@ class TeacherConfig:
                 "teacher.dataset_steps must not be negative, teacher.epochs and teacher.round_steps must be positive, and "
                 f"teacher.beta must lie in [0, 1]; got {self.dataset_steps}, {self.epochs}, {self.round_steps}, {self.beta}"
             )
+        if self.ppd_lambda < 0:
+            raise UserError(f"teacher.ppd_lambda must not be negative, got {self.ppd_lambda}")
         if self.kickstart_lambda < 0 or self.kickstart_half_life <= 0 or self.agreement_tolerance <= 0:
             raise UserError(
                 "teacher.kickstart_lambda must not be negative; kickstart_half_life and agreement_tolerance must be positive"

@@ -59,7 +59,7 @@ def distill(teacher, run_dir, mode, *extra):
     return main([*args, "--run-dir", str(run_dir), "--no-progress", "--set", "eval.every=0", *extra])
 
 
-@pytest.mark.parametrize("mode", ["bc", "dagger", "offline", "online", "kickstart", "gated"])
+@pytest.mark.parametrize("mode", ["bc", "dagger", "offline", "online", "kickstart", "gated", "ppd"])
 def test_each_mode_teaches_a_small_student(mode, sb3_teacher, tmp_path, random_return, capsys):
     run_dir = tmp_path / mode
     assert distill(sb3_teacher, run_dir, mode) == 0
@@ -274,3 +274,52 @@ def test_bc_never_steps_the_env_after_its_data_set_is_collected(sb3_teacher, mon
     assert agent.done and agent.student.num_timesteps == 600 and len(agent.student.states) == 600
     assert (teacher_steps[0], student_steps[0], fits[0]) == (600, 0, 1)  # collected, then trained once
     agent.close()
+
+
+def test_ppd_with_lambda_zero_is_ppo_step_for_step_and_its_term_moves_the_student(sb3_teacher):
+    """PPD's update with lambda 0 lands on SB3's own PPO update, parameter for parameter; with
+    lambda > 0 it moves the student towards the teacher."""
+    import copy
+
+    from dpd.agents.distillation import answer_on
+    from dpd.agents.ppd import flat_order, ppd_update
+
+    agent = student_of(sb3_teacher, "ppd", total_steps=4096)
+    student = agent.student
+    student.train_iteration(0, update="none")  # a full rollout in the buffer, not yet learned from
+    answer = answer_on(agent.teacher, flat_order(student.recorder.take().observations))
+    target = student.express_target(answer.output, answer.kind)
+    policy, model = student.model.policy, student.model
+    saved = (copy.deepcopy(policy.state_dict()), copy.deepcopy(policy.optimizer.state_dict()), model._n_updates)
+    buffer = copy.deepcopy(model.rollout_buffer)
+
+    def restore() -> None:
+        policy.load_state_dict(saved[0])
+        policy.optimizer.load_state_dict(saved[1])
+        model._n_updates = saved[2]
+        model.rollout_buffer = copy.deepcopy(buffer)
+        np.random.seed(7)
+
+    def kl_to_teacher() -> float:
+        states = student.states.at(np.arange(len(student.states)))
+        with torch.no_grad():
+            return float(student.distill_loss(student.policy_on(states), agent.teacher.policy_on(states)))
+
+    restore()
+    model.train()
+    sb3 = [p.detach().clone() for p in policy.parameters()]
+    restore()
+    before = kl_to_teacher()
+    ppd_update(student, target, lam=0.0)
+    assert all(torch.equal(a, b) for a, b in zip(sb3, policy.parameters()))
+    restore()
+    ppd_update(student, target, lam=10.0)
+    assert kl_to_teacher() < before and not all(torch.equal(a, b) for a, b in zip(sb3, policy.parameters()))
+    agent.close()
+
+
+def test_ppd_needs_a_ppo_student(sb3_teacher, tmp_path, capsys):
+    run_dir = tmp_path / "never"
+    args = ["distill", "--env", TINY, "--total-steps", "512", "--teacher", str(sb3_teacher), "--mode", "ppd"]
+    message = expect_cli_error([*args, "--student-algo", "a2c", "--run-dir", str(run_dir)], capsys)
+    assert "mode ppd distils into a PPO student" in message and not run_dir.exists()
