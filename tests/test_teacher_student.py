@@ -323,3 +323,31 @@ def test_ppd_needs_a_ppo_student(sb3_teacher, tmp_path, capsys):
     args = ["distill", "--env", TINY, "--total-steps", "512", "--teacher", str(sb3_teacher), "--mode", "ppd"]
     message = expect_cli_error([*args, "--student-algo", "a2c", "--run-dir", str(run_dir)], capsys)
     assert "mode ppd distils into a PPO student" in message and not run_dir.exists()
+
+
+@pytest.mark.parametrize("teacher_algo", ["ppo", "sac", "td3"])
+@pytest.mark.parametrize("student_algo", ["ppo", "a2c", "sac"])
+def test_a_student_of_each_algorithm_pair_lowers_its_loss_against_a_fixed_teacher(teacher_algo, student_algo):
+    """KL where teacher and student are Gaussians of one kind, MSE on env-unit actions otherwise
+    (``student_distill_defaults``); constructed states, a fixed (untrained) teacher."""
+    from dpd.agents import ALGORITHMS
+    from dpd.agents.distillation import answer_on, distill_step
+
+    kinds = {ALGORITHMS[teacher_algo].distribution_kind, ALGORITHMS[student_algo].distribution_kind}
+    loss = "kl" if len(kinds) == 1 and "deterministic" not in kinds else "mse"
+    (teacher,) = tiny_learners(teacher_algo)
+    (student,) = tiny_learners(student_algo, seed=1, distill={"loss": loss, "lr": 3e-3})
+    states = np.random.default_rng(0).normal(size=(256, student.states.states.shape[1])).astype(np.float32)
+    answer = answer_on(teacher, states)
+
+    def current() -> float:
+        with torch.no_grad():
+            target = student.express_target(answer.output, answer.kind)
+            return float(student.distill_loss(student.action_distribution(student.normalize(states)), target))
+
+    before = current()
+    for _ in range(100):
+        distill_step(student, [answer], states, "none", 0.5)
+    assert current() < 0.5 * before, (teacher_algo, student_algo, loss)
+    teacher.close()
+    student.close()
