@@ -1,10 +1,12 @@
 """How closely a student's policy follows a teacher's: fidelity on states from deterministic
 episodes, shared by a teacher-student run's evaluations and by ``dpd fidelity`` on two saved models."""
 
+import time
 from pathlib import Path
 from typing import Dict, Optional
 
 import numpy as np
+import torch
 
 from dpd.agents.learner import Learner, copy_obs_statistics, make_eval_env
 from dpd.agents.teacher_loading import load_saved_learner
@@ -28,6 +30,26 @@ def rollout_states(learner: Learner, steps: int) -> np.ndarray:
         obs, _, _, _ = env.step(action)
     env.close()
     return states
+
+
+def microseconds_per_action(learner: Learner, states: np.ndarray, repeats: int = 2000) -> float:
+    """Median microseconds of one deterministic action at batch 1 on one CPU thread: the policy
+    network's forward pass from a normalised observation (``policy._predict``), what a deployed
+    controller computes; SB3's ``predict`` adds Python overhead that hides the network's size."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        observations = [learner.normalize(states[i % len(states)][None]) for i in range(repeats)]
+        policy = learner.model.policy  # on its device: dpd's default, the CPU
+        timings = []
+        with torch.no_grad():
+            for obs in observations:
+                start = time.perf_counter()
+                policy._predict(obs, deterministic=True)
+                timings.append(time.perf_counter() - start)
+        return float(np.median(timings) * 1e6)
+    finally:
+        torch.set_num_threads(threads)
 
 
 def fidelity(teacher: Learner, student: Learner, states: np.ndarray, tolerance: float) -> Dict[str, Optional[float]]:
@@ -76,6 +98,11 @@ def compare_models(
         teacher_return, _ = teacher.evaluate(episodes)
         student_return, _ = student.evaluate(episodes)
         report.update(teacher_return=teacher_return, student_return=student_return)
+        states = rollout_states(teacher, 200)
+        report.update(
+            teacher_us_per_action=microseconds_per_action(teacher, states),
+            student_us_per_action=microseconds_per_action(student, states),
+        )
         report["return_ratio"] = student_return / teacher_return if teacher_return else None
         return report
     finally:

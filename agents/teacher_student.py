@@ -37,7 +37,7 @@ from typing import Any, Callable, Dict, List, Optional
 import numpy as np
 import torch
 
-from dpd.agents.comparison import FIDELITY_STATES, fidelity, rollout_states
+from dpd.agents.comparison import FIDELITY_STATES, fidelity, microseconds_per_action, rollout_states
 from dpd.agents.distillation import TeacherAnswer, answer_on, distill_step
 from dpd.agents.learner import Learner
 from dpd.agents.on_policy import OnPolicyLearner
@@ -351,5 +351,8 @@ class TeacherStudent:
             self._teacher_return, _ = self.teacher.evaluate(episodes)
         metrics = self.evaluation_metrics(learner)
         metrics["fidelity/teacher_return"] = self._teacher_return
+        assert self._teacher_states is not None, "evaluation_metrics rolled the teacher's states out"
+        for name, policy in (("teacher", self.teacher), ("student", learner)):
+            metrics[f"fidelity/{name}_us_per_action"] = microseconds_per_action(policy, self._teacher_states)
         metrics["fidelity/return_ratio"] = student_return / self._teacher_return if self._teacher_return else math.nan
         return metrics

@@ -129,12 +129,14 @@ class Student(_Run):
         teacher: PathLike,
         env: str,
         algo: str = "ppo",
-        mode: str = "offline",
+        mode: Optional[str] = None,
         seed: int = 0,
         run_dir: Optional[PathLike] = None,
         **settings: Any,
     ) -> None:
-        teacher_settings = {"path": str(teacher), "mode": mode, **settings.pop("teacher", {})}
+        """``mode``: one of ``dpd distill --mode``'s; None takes the config's default (``teacher.mode``),
+        the one ``dpd distill`` takes without ``--mode``."""
+        teacher_settings = {"path": str(teacher), **({} if mode is None else {"mode": mode}), **settings.pop("teacher", {})}
         super().__init__(
             {"algo": algo, "env": env, "peers": 1, "seed": seed}, {**settings, "teacher": teacher_settings}, run_dir
         )

@@ -5,9 +5,11 @@ import re
 from pathlib import Path
 
 import pytest
+import yaml
 from stable_baselines3 import PPO
 from stable_baselines3.common.callbacks import BaseCallback
 
+from dpd.config import TeacherConfig
 from dpd.errors import UserError
 from tests.conftest import TINY
 
@@ -84,6 +86,11 @@ def test_a_student_learns_from_a_peers_model(tmp_path):
     (result,) = student.results
     assert result.learner == "student" and result.env_steps == 1024
     assert Student.load(tmp_path / "student").models[0].num_timesteps == 1024
+    # Without a mode, a Student takes dpd distill's default (the config's), not one of its own.
+    default = Student(checkpoint / "peer0" / "model.zip", TINY, run_dir=tmp_path / "default")
+    default.learn(total_timesteps=512)
+    config = yaml.safe_load((tmp_path / "default" / "config.yaml").read_text())
+    assert config["teacher"]["mode"] == TeacherConfig().mode
 
 
 def test_callbacks_reach_peers_in_other_processes(tmp_path):

@@ -69,7 +69,9 @@ def test_each_mode_teaches_a_small_student(mode, sb3_teacher, tmp_path, random_r
     fidelity_keys = {
         f"fidelity/{source}/{key}" for source in ("teacher_states", "student_states") for key in ("action_mse", "agreement")
     }
-    assert fidelity_keys | {"fidelity/return_ratio"} <= set(result["metrics"]), result["metrics"]
+    timings = {"fidelity/teacher_us_per_action", "fidelity/student_us_per_action"}
+    assert fidelity_keys | timings | {"fidelity/return_ratio"} <= set(result["metrics"]), result["metrics"]
+    assert all(result["metrics"][key] > 0 for key in timings)
     student = PPO.load(run_dir / manifest["progress"]["checkpoint"] / "student" / "model.zip")  # plain SB3 loads it
     assert student.policy.mlp_extractor.policy_net[0].out_features == 8
     assert "fidelity/return_ratio" in capsys.readouterr().out
