@@ -13,7 +13,16 @@ from dpd.cli import main
 from dpd.config import TeacherConfig
 from dpd.fidelity import policy_fidelity
 from dpd.losses import PolicyOutput
-from tests.conftest import TINY, beats_random, expect_cli_error, interrupt, read_manifest, resume, tiny_learners
+from tests.conftest import (
+    TINY,
+    beats_random,
+    expect_cli_error,
+    interrupt,
+    read_manifest,
+    resume,
+    scalar_tags,
+    tiny_learners,
+)
 
 
 @pytest.fixture(scope="module")
@@ -127,13 +136,20 @@ def test_kickstart_schedules(schedule, progress, expected):
     assert kickstart_lambda(config, progress) == expected  # exact in binary floating point
 
 
-def test_distill_run_resumes(sb3_teacher, tmp_path, monkeypatch):
+@pytest.mark.parametrize("mode", ["online", "dagger", "ppd"])
+def test_distill_run_resumes_and_logs_distillation_and_fidelity(mode, sb3_teacher, tmp_path, monkeypatch):
     run_dir = tmp_path / "resume"
-    restore = interrupt(monkeypatch, TeacherStudent, "train_iteration", after_calls=6)
-    assert distill(sb3_teacher, run_dir, "online", "--set", "checkpoint_every=512") == 130
+    restore = interrupt(monkeypatch, TeacherStudent, "train_iteration", after_calls=3)
+    extra = ["--set", "checkpoint_every=512", "--set", "teacher.round_steps=512", "--set", "algo_kwargs.n_steps=512"]
+    assert distill(sb3_teacher, run_dir, mode, *extra, "--set", "eval.every=2048") == 130
     restore()
     manifest = resume(run_dir)
     assert manifest["progress"]["finished"] and manifest["progress"]["learners"]["student"]["num_timesteps"] == 4096
+    if mode == "dagger":  # the aggregated data set came back with the checkpoint and grew on
+        states = np.load(run_dir / manifest["progress"]["checkpoint"] / "student" / "states.npy")
+        assert len(states) == 4096
+    tags = set(scalar_tags(run_dir / "tb" / "student").Tags()["scalars"])
+    assert {"distill/loss", "fidelity/teacher_states/agreement", "eval/mean_reward"} <= tags, tags
 
 
 @pytest.mark.parametrize(
