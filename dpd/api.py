@@ -9,6 +9,7 @@ keys (``dpd config``), given as keyword arguments: ``distill={"weighting": "soft
 """
 
 import copy
+import os
 import shutil
 import time
 from pathlib import Path
@@ -17,7 +18,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback
 
-from dpd.agents import ALGORITHMS, EvalResult, evaluate_run, new_run, open_run
+from dpd.agents import ALGORITHMS, EvalResult, check_config, evaluate_run, new_run, open_run
 from dpd.config import build_config
 from dpd.errors import UserError
 from dpd.rundir import MANIFEST, RunDirectory
@@ -34,6 +35,8 @@ class _Run:
         self._settings = settings
         self.run_dir: Optional[Path] = Path(run_dir) if run_dir is not None else None
         self.results: List[EvalResult] = []  # final evaluations of the last ``learn``
+        if layer:  # as SB3's constructors do: a bad algorithm, env id or setting fails here, not at learn()
+            check_config(build_config({**layer, "total_steps": 1_000_000}, settings))  # the budget comes with learn()
 
     def learn(self, total_timesteps: int, callback: CallbackArg = None, progress_bar: bool = False) -> "_Run":
         """Train for ``total_timesteps`` env steps of all learners together (a new run), or on to
@@ -53,7 +56,8 @@ class _Run:
             self.run_dir = self.run_dir or _fresh_run_dir(cfg.algo, cfg.env)
             trainer = new_run(self.run_dir, cfg)
         try:
-            self.results = trainer.train(progress_bar, _per_learner(callback, len(trainer.group.learners)))
+            names = [learner.spec.name for learner in trainer.group.learners]
+            self.results = trainer.train(progress_bar, _per_learner(callback, names))
         finally:
             trainer.close()
         return self
@@ -191,17 +195,33 @@ def _loaded(cls: type, run_dir: PathLike) -> Any:
     return run
 
 
-def _per_learner(callback: CallbackArg, learners: int) -> List[Optional[BaseCallback]]:
-    """One callback per learner: copies of a single one (a callback binds to one model), or the
-    given sequence."""
+def _per_learner(callback: CallbackArg, learners: Sequence[str]) -> List[Optional[BaseCallback]]:
+    """One callback per learner: copies of a single one (a callback binds to one model), each
+    writing its learner's own files (``_own_files``), or the given sequence."""
     if callback is None or isinstance(callback, BaseCallback):
-        return [copy.deepcopy(callback) for _ in range(learners)]
+        return [_own_files(copy.deepcopy(callback), name) for name in learners]
     callbacks = list(callback)
-    if len(callbacks) != learners:
+    if len(callbacks) != len(learners):
         raise UserError(
-            f"callback: give one SB3 callback for all learners or one per learner ({learners}), got {len(callbacks)}"
+            f"callback: give one SB3 callback for all learners or one per learner ({len(learners)}), got {len(callbacks)}"
         )
     return callbacks
+
+
+def _own_files(callback: Optional[BaseCallback], learner: str) -> Optional[BaseCallback]:
+    """A copy of the user's callback for ``learner``, with the files it writes made that
+    learner's own: SB3's ``CheckpointCallback`` names its zips ``<name_prefix>_<learner>_...``,
+    ``EvalCallback`` writes its best model and evaluations under ``<path>/<learner>``. Without
+    this, the learners' copies would overwrite each other's files."""
+    if callback is None:
+        return None
+    if isinstance(getattr(callback, "name_prefix", None), str):
+        callback.name_prefix = f"{callback.name_prefix}_{learner}"  # type: ignore[attr-defined]
+    for attribute in ("best_model_save_path", "log_path"):
+        path = getattr(callback, attribute, None)
+        if isinstance(path, str):
+            setattr(callback, attribute, os.path.join(path, learner))
+    return callback
 
 
 def _fresh_run_dir(algo: str, env: str) -> Path:

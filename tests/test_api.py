@@ -39,7 +39,9 @@ def test_the_readme_api_example_runs(tmp_path, monkeypatch):
     exec(compile(code, "README.md", "exec"), namespace)
     assert isinstance(namespace["model"], PPO) and namespace["model"].num_timesteps == 1024
     assert (tmp_path / "runs" / "api-hopper" / "manifest.json").is_file()
-    assert any((tmp_path / "runs" / "api-hopper" / "sb3-checkpoints").iterdir())  # the SB3 callback ran
+    # One CheckpointCallback, copied per peer: each peer writes its own files, none overwrites another's.
+    saved = sorted(path.name for path in (tmp_path / "runs" / "api-hopper" / "sb3-checkpoints").iterdir())
+    assert saved == ["rl_model_peer0_1024_steps.zip", "rl_model_peer1_1024_steps.zip"], saved
 
 
 def test_a_callback_per_learner_runs_in_it_and_a_false_one_stops_its_learner(tmp_path):
@@ -146,3 +148,20 @@ def test_supervised_kd_from_python_writes_the_run_dpd_kd_writes_and_refuses_unkn
         dpd.supervised_kd("hinton", epoch=3)
     with pytest.raises(UserError, match="unknown kd option 'temp'"):
         dpd.supervised_kd("hinton", options={"temp": 2.0})
+
+
+@pytest.mark.parametrize(
+    "args, settings, message",
+    [
+        (("dqn", TINY), {}, "unknown algorithm 'dqn'"),
+        (("ppo", "Nope-v0"), {}, "Nope-v0"),
+        (("ppo", TINY), {"distil": {"alpha": 1.0}}, "distil"),
+    ],
+)
+def test_bad_peers_fail_in_the_constructor(args, settings, message, tmp_path):
+    """As SB3's constructors do: the error comes at once, and nothing is written."""
+    from dpd import Peers
+
+    with pytest.raises(UserError, match=message):
+        Peers(*args, run_dir=tmp_path / "run", **settings)
+    assert not (tmp_path / "run").exists()
