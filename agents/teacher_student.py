@@ -269,7 +269,7 @@ class TeacherStudent:
         student.iterations += 1
         student.logger.record("dagger/beta", beta)
         student.logger.record("dagger/dataset", len(student.states))
-        self.fit(self.config.epochs)
+        self.fit(self.config.epochs, self.config.max_round_updates)
         return taken
 
     def _mixture_rollout(self, steps: int, beta: float) -> int:
@@ -294,11 +294,14 @@ class TeacherStudent:
         model.num_timesteps += taken
         return taken
 
-    def fit(self, epochs: float) -> None:
-        """``epochs`` passes over the labelled data set in shuffled minibatches of ``distill.batch``."""
+    def fit(self, epochs: float, max_updates: int = 0) -> None:
+        """``epochs`` passes over the labelled data set in shuffled minibatches of ``distill.batch``,
+        at most ``max_updates`` gradient steps (0: no cap)."""
         student, config = self.student, self.student.distill_config
         size = len(student.states)
         steps = max(1, math.ceil(epochs * size / config.batch))
+        if max_updates:
+            steps = min(steps, max_updates)
         order = np.empty(0, dtype=np.int64)
         for _ in range(steps):
             if len(order) < config.batch:

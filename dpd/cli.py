@@ -379,7 +379,7 @@ def build_parser() -> argparse.ArgumentParser:
     distill.add_argument("--teacher-algo", help="its algorithm (default: detected from the zip)")
     distill.add_argument("--student-algo", default="ppo", help="the student's SB3 algorithm (default ppo)")
     distill.add_argument("--student-net", help="the student's hidden layer sizes, e.g. 64,64 or 8; none: a linear policy")
-    distill.add_argument("--mode", help="bc, dagger, offline, online (default), kickstart, gated or ppd")
+    distill.add_argument("--mode", help="bc, dagger (default), offline, online, kickstart, gated or ppd")
     _add_run_arguments(distill)
     distill.set_defaults(handler=cmd_distill, resume=None)
 

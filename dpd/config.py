@@ -348,7 +348,7 @@ class TeacherConfig:
     norm: str = setting("", "its VecNormalize statistics; empty: `vecnormalize.pkl` beside the zip, if any")
     algo: str = setting("", "its algorithm; empty: detected from the zip")
     mode: str = setting(
-        "online",
+        "dagger",
         "`bc` (behaviour cloning on a fixed data set of teacher transitions), `dagger` (the student acts, the teacher "
         "with probability beta; every visited state labelled and aggregated), `offline` (the student regresses on the "
         "teacher's states as they come), `online` (the student acts, the teacher labels its states), `kickstart` (the "
@@ -360,11 +360,19 @@ class TeacherConfig:
         0, "bc: teacher transitions in the data set, counted as env steps; 0: the run's `total_steps`"
     )
     epochs: float = setting(
-        10.0,
+        50.0,
         "bc: passes over the data set once it is collected; dagger: passes over the aggregated data set after each "
-        "round (minibatches of `distill.batch`)",
+        "round (minibatches of `distill.batch`), up to `teacher.max_round_updates` (ours: benchmarks/RESULTS.md, "
+        "teacher-student)",
     )
-    round_steps: int = setting(2500, "dagger: env steps of a round (the student's data collection between two retrainings)")
+    round_steps: int = setting(
+        1000, "dagger: env steps of a round (the student's data collection between two retrainings; ours)"
+    )
+    max_round_updates: int = setting(
+        2000,
+        "dagger: at most this many gradient steps after a round (0: no cap), so that a long run's cost grows with its "
+        "env steps, not with their square (ours)",
+    )
     beta: float = setting(
         0.5,
         "dagger: the teacher acts at a step with probability beta**round (round 0: the teacher alone), Ross et al.'s "
@@ -386,10 +394,15 @@ class TeacherConfig:
             raise unknown_choice("distillation mode", self.mode, MODES)
         if self.kickstart_schedule not in SCHEDULES:
             raise unknown_choice("kickstart schedule", self.kickstart_schedule, SCHEDULES)
-        if self.dataset_steps < 0 or self.epochs <= 0 or self.round_steps <= 0 or not 0 <= self.beta <= 1:
+        if self.dataset_steps < 0 or self.max_round_updates < 0:
             raise UserError(
-                "teacher.dataset_steps must not be negative, teacher.epochs and teacher.round_steps must be positive, and "
-                f"teacher.beta must lie in [0, 1]; got {self.dataset_steps}, {self.epochs}, {self.round_steps}, {self.beta}"
+                "teacher.dataset_steps and teacher.max_round_updates must not be negative, got "
+                f"{self.dataset_steps} and {self.max_round_updates}"
+            )
+        if self.epochs <= 0 or self.round_steps <= 0 or not 0 <= self.beta <= 1:
+            raise UserError(
+                "teacher.epochs and teacher.round_steps must be positive and teacher.beta must lie in [0, 1]; got "
+                f"{self.epochs}, {self.round_steps}, {self.beta}"
             )
         if self.ppd_lambda < 0:
             raise UserError(f"teacher.ppd_lambda must not be negative, got {self.ppd_lambda}")

@@ -98,8 +98,14 @@ CASES = [
     (["eval", "{tmp}", "--episodes", "0"], "--episodes must be positive, got 0"),
     (["eval", "{tmp}", "--episodes", "-2"], "--episodes must be positive, got -2"),
     # distill
-    ([*DISTILL_MISSING, "--student-net", "0"], "--student-net expects positive layer sizes like 64,64, or none (a linear policy), got '0'"),
-    ([*DISTILL_MISSING, "--student-net=-4"], "--student-net expects positive layer sizes like 64,64, or none (a linear policy), got '-4'"),
+    (
+        [*DISTILL_MISSING, "--student-net", "0"],
+        "--student-net expects positive layer sizes like 64,64, or none (a linear policy), got '0'",
+    ),
+    (
+        [*DISTILL_MISSING, "--student-net=-4"],
+        "--student-net expects positive layer sizes like 64,64, or none (a linear policy), got '-4'",
+    ),
     ([*DISTILL_MISSING, "--student-net", "64,x"], "--student-net expects positive layer sizes"),
     (DISTILL_MISSING, "teacher model not found"),
     ([*DISTILL_MISSING, "--mode", "dagge"], "unknown distillation mode 'dagge'"),

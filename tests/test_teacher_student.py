@@ -218,7 +218,7 @@ def test_nan_in_distillation_ends_in_one_line_and_keeps_the_last_checkpoint(sb3_
     assert main(["eval", str(run_dir), "--episodes", "1"]) == 0
 
 
-def student_of(teacher, mode: str, total_steps: int, **teacher_keys) -> TeacherStudent:
+def student_of(teacher, mode: str, total_steps: int, distill=None, **teacher_keys) -> TeacherStudent:
     """A started teacher-student pair on the tiny env, with a width-8 student."""
     from dpd.agents.assembly import assemble, fresh_learners
     from dpd.agents.checks import check_config
@@ -231,6 +231,7 @@ def student_of(teacher, mode: str, total_steps: int, **teacher_keys) -> TeacherS
             "total_steps": total_steps,
             "teacher": {"path": str(teacher), "mode": mode, **teacher_keys},
             "algo_kwargs": {"policy_kwargs": {"net_arch": [8]}},
+            "distill": distill or {},
         }
     )
     setups = check_config(cfg)
@@ -369,3 +370,14 @@ def test_a_student_of_each_algorithm_pair_lowers_its_loss_against_a_fixed_teache
     assert current() < 0.5 * before, (teacher_algo, student_algo, loss)
     teacher.close()
     student.close()
+
+
+def test_dagger_trains_its_epochs_after_each_round_up_to_its_cap(sb3_teacher, monkeypatch):
+    agent = student_of(sb3_teacher, "dagger", total_steps=1024, round_steps=512, epochs=2.0, distill={"batch": 64})
+    updates = count_calls(monkeypatch, agent.student, "distill_update")
+    agent.train_iteration()
+    assert updates[0] == 2 * 512 // 64  # two passes over the 512 states of round 0
+    agent.config.max_round_updates = 5
+    agent.train_iteration()
+    assert updates[0] == 16 + 5  # the cap: 5 of the 32 steps two passes over 1024 states would take
+    agent.close()
