@@ -308,3 +308,22 @@ def test_sweep_table_names_variants_by_their_overrides_except_the_same_ones(tmp_
     assert "| sb3 | 2 |" in table.stdout and "| dpd every=1 | 1 |" in table.stdout, table.stdout
     last = subprocess.run([sys.executable, str(script), str(tmp_path), *same, "--last", "2"], capture_output=True, text=True)
     assert "| sb3 | 2 | 75.0 | 75.0 |" in last.stdout, last.stdout  # (50 + 100) / 2, not the final 100
+
+
+def test_distill_grid_reads_ratios_at_steps_and_the_steps_to_a_threshold():
+    """benchmarks/distill_grid.py's report on constructed curves: the ratio of the last evaluation
+    at or before a step, the first evaluation at or above a threshold, and 'not reached'."""
+    import importlib.util
+    import math
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "distill_grid.py"
+    spec = importlib.util.spec_from_file_location("distill_grid", path)
+    grid = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(grid)
+    curve = [(2500, 0.5), (5000, 0.96), (7500, 0.94), (10000, 0.995)]
+    assert grid.ratio_at(curve, 6000) == 0.96 and math.isnan(grid.ratio_at(curve, 1000))
+    assert grid.steps_to(curve, 0.95) == 5000 and grid.steps_to(curve, 0.99) == 10000
+    assert math.isinf(grid.steps_to(curve, 1.01))
+    assert grid.reach([5000.0, 7000.0]) == "6.0k" and grid.reach([5000.0, math.inf]) == "not reached (1/2)"
+    assert grid.net_arch("none") == [] and grid.net_arch("16,16") == [16, 16]
