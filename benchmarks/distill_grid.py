@@ -9,7 +9,14 @@ ones); no teacher is trained inside the grid.
     python benchmarks/distill_grid.py run --teachers results/teachers/teachers.json \\
         --envs HalfCheetah-v5,Hopper-v5,Walker2d-v5 --modes bc,dagger,online --nets 32,32 --seeds 0 \\
         --total-steps 100000 --eval-every 2500 --workers 2 --out results/distill
+    python benchmarks/distill_grid.py plan --teachers results/teachers/teachers.json --workers 2 \
+        --out results/distill [--parts headline,screen,sizes] [--envs ...]
     python benchmarks/distill_grid.py report results/distill [--plot results/distill/ratio.png]
+
+``plan`` runs the benchmark's plan in one pool, in order: ``headline`` (dpd's default, DAgger
+with the settings ``imitation``'s ``SimpleDAggerTrainer`` uses, and ``bc``: 32x32 students, five
+seeds, 25k env steps), ``screen`` (the other modes, one seed, 50k) and ``sizes`` (dpd's default
+with 64x64, 16x16 and linear students, five seeds, 25k).
 
 The report gives, per task and (mode, student size, label): the return ratio student / teacher
 (deterministic episodes; IQM over seeds with its 95% bootstrap interval) at fixed env steps, the
@@ -116,6 +123,55 @@ def teacher_files(path: Path) -> Dict[str, str]:
     return {row["env"]: row["zip"] for row in rows if row["teacher"] == f"ppo-{row['env'].split('-')[0]}"}
 
 
+# DAgger as ``imitation`` (1.0) runs it by default: rounds of at least 3 episodes and 500 steps
+# (3000 steps on these tasks), 4 epochs of BC in batches of 32, its log-likelihood loss.
+IMITATION_DAGGER = ("teacher.round_steps=3000", "teacher.epochs=4", "distill.batch=32", "distill.loss=nll")
+PLAN_PARTS = ("headline", "screen", "sizes")
+
+
+def plan(teachers: Dict[str, str], envs: Sequence[str], parts: Sequence[str]) -> List[DistillRun]:
+    """The benchmark's runs, the headline first."""
+    runs: List[DistillRun] = []
+
+    def add(env: str, mode: str, net: str, seeds: Sequence[int], label: str, steps: int, overrides=()) -> None:
+        runs.extend(
+            DistillRun(env, teachers[env], mode, net, s, label, steps, 2500, 5, "ppo", tuple(overrides)) for s in seeds
+        )
+
+    five = range(5)
+    if "headline" in parts:
+        for env in envs:
+            add(env, "dagger", "32,32", five, "default", 25_000)
+            add(env, "dagger", "32,32", five, "imitation", 25_000, IMITATION_DAGGER)
+            add(env, "bc", "32,32", five, "default", 25_000)
+    if "screen" in parts:
+        for env in envs:
+            for mode in ("offline", "online", "kickstart", "gated", "ppd"):
+                add(env, mode, "32,32", [0], "default", 50_000)
+    if "sizes" in parts:
+        for env in envs:
+            for net in ("64,64", "16,16", "none"):
+                add(env, "dagger", net, five, "default", 25_000)
+    return runs
+
+
+def run_all(runs: Sequence[DistillRun], out: Path, workers: int) -> None:
+    print(f"{len(runs)} runs, {workers} workers, into {out}", flush=True)
+    with multiprocessing.get_context("spawn").Pool(workers, maxtasksperchild=1) as pool:
+        for line in pool.imap_unordered(_execute, [(run, out) for run in runs]):
+            print(line, flush=True)
+
+
+def cmd_plan(args: argparse.Namespace) -> None:
+    teachers = teacher_files(Path(args.teachers))
+    envs = args.envs.split(",") if args.envs else sorted(teachers)
+    parts = args.parts.split(",")
+    unknown = [part for part in parts if part not in PLAN_PARTS]
+    if unknown or any(env not in teachers for env in envs):
+        sys.exit(f"parts: {', '.join(PLAN_PARTS)}; envs with a teacher: {', '.join(sorted(teachers))}")
+    run_all(plan(teachers, envs, parts), Path(args.out), args.workers)
+
+
 def cmd_run(args: argparse.Namespace) -> None:
     teachers = teacher_files(Path(args.teachers)) if args.teachers else {}
     for given in args.teacher or []:
@@ -144,11 +200,7 @@ def cmd_run(args: argparse.Namespace) -> None:
         for net in args.nets.split(";")
         for seed in parse_seeds(args.seeds)
     ]
-    out = Path(args.out)
-    print(f"{len(runs)} runs, {args.workers} workers, into {out}", flush=True)
-    with multiprocessing.get_context("spawn").Pool(args.workers, maxtasksperchild=1) as pool:
-        for line in pool.imap_unordered(_execute, [(run, out) for run in runs]):
-            print(line, flush=True)
+    run_all(runs, Path(args.out), args.workers)
 
 
 # ----- the report -----------------------------------------------------------------------------
@@ -325,11 +377,17 @@ def main() -> None:
     run.add_argument("--eval-episodes", type=int, default=5)
     run.add_argument("--workers", type=int, default=2)
     run.add_argument("--out", default="results/distill")
+    planned = commands.add_parser("plan", help="run (or continue) the benchmark's plan")
+    planned.add_argument("--teachers", required=True, help="teachers.json of benchmarks/teachers.py")
+    planned.add_argument("--envs", help="default: every task with a teacher")
+    planned.add_argument("--parts", default=",".join(PLAN_PARTS))
+    planned.add_argument("--workers", type=int, default=2)
+    planned.add_argument("--out", default="results/distill")
     report = commands.add_parser("report", help="the tables (and a plot) of a grid's finished runs")
     report.add_argument("out")
     report.add_argument("--plot", help="PNG of the return ratio against env steps")
     args = parser.parse_args()
-    cmd_run(args) if args.command == "run" else cmd_report(args)
+    {"run": cmd_run, "plan": cmd_plan, "report": cmd_report}[args.command](args)
 
 
 if __name__ == "__main__":
