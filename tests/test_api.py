@@ -165,3 +165,21 @@ def test_bad_peers_fail_in_the_constructor(args, settings, message, tmp_path):
     with pytest.raises(UserError, match=message):
         Peers(*args, run_dir=tmp_path / "run", **settings)
     assert not (tmp_path / "run").exists()
+
+
+def test_the_readme_plain_sb3_example_runs_a_saved_student(tmp_path, monkeypatch):
+    """The README's snippet loads a dpd checkpoint with SB3 and VecNormalize alone."""
+    from dpd import Peers
+
+    peers = Peers("ppo", TINY, peers=1, run_dir=tmp_path / "run", eval={"every": 0, "final_episodes": 1})
+    peers.learn(total_timesteps=1024)
+    checkpoint = sorted((tmp_path / "run" / "checkpoints").iterdir())[-1] / "peer0"
+    block = re.search(r"<!-- sb3-example[^>]*-->\s*```python\n(.*?)```", README.read_text(), re.S)
+    assert block, "README lost its plain-SB3 example"
+    code = re.sub(r'directory = ".*"', f"directory = {str(checkpoint)!r}", block.group(1)).replace(
+        '"HalfCheetah-v5"', repr(TINY)
+    )
+    namespace: dict = {}
+    exec(compile(code, "README.md", "exec"), namespace)
+    assert namespace["action"].shape == (1, *namespace["env"].action_space.shape)
+    assert namespace["env"].training is False and namespace["env"].norm_reward is False
