@@ -264,9 +264,10 @@ def _gradient_steps(path: Path) -> Optional[int]:
 
 
 def ratio_at(curve: Sequence[Tuple[int, float]], steps: int) -> float:
-    """The ratio of the last evaluation at or before ``steps`` (NaN before the first)."""
+    """The ratio of the last evaluation at or before ``steps``; NaN before the first, and past
+    the run's end (a shorter run says nothing of later steps)."""
     before = [ratio for at, ratio in curve if at <= steps]
-    return before[-1] if before else math.nan
+    return before[-1] if before and curve[-1][0] >= steps else math.nan
 
 
 def steps_to(curve: Sequence[Tuple[int, float]], threshold: float) -> float:

@@ -323,6 +323,7 @@ def test_distill_grid_reads_ratios_at_steps_and_the_steps_to_a_threshold():
     spec.loader.exec_module(grid)
     curve = [(2500, 0.5), (5000, 0.96), (7500, 0.94), (10000, 0.995)]
     assert grid.ratio_at(curve, 6000) == 0.96 and math.isnan(grid.ratio_at(curve, 1000))
+    assert math.isnan(grid.ratio_at(curve, 25000))  # past the run's end
     assert grid.steps_to(curve, 0.95) == 5000 and grid.steps_to(curve, 0.99) == 10000
     assert math.isinf(grid.steps_to(curve, 1.01))
     assert grid.reach([5000.0, 7000.0]) == "6.0k" and grid.reach([5000.0, math.inf]) == "not reached (1/2)"
