@@ -38,7 +38,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-RATIO_AT = (10_000, 25_000, 50_000, 100_000)
+RATIO_AT = (5_000, 10_000, 25_000, 50_000, 100_000)
 THRESHOLDS = (0.95, 0.99)
 
 
