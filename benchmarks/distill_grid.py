@@ -301,6 +301,8 @@ def cmd_report(args: argparse.Namespace) -> None:
     results = [
         r for path in sorted(out.glob("*/*/seed*")) if (path / "manifest.json").is_file() for r in [read_run(path)] if r
     ]
+    if args.only:  # variants whose name holds one of the given parts
+        results = [r for r in results if any(part in r.variant for part in args.only.split(","))]
     by_key: Dict[Tuple[str, str], List[RunResult]] = {}
     for result in results:
         by_key.setdefault((result.env, result.variant), []).append(result)
@@ -387,6 +389,7 @@ def main() -> None:
     report = commands.add_parser("report", help="the tables (and a plot) of a grid's finished runs")
     report.add_argument("out")
     report.add_argument("--plot", help="PNG of the return ratio against env steps")
+    report.add_argument("--only", help="variants whose name holds one of these comma-separated parts, e.g. 32x32")
     args = parser.parse_args()
     {"run": cmd_run, "plan": cmd_plan, "report": cmd_report}[args.command](args)
 
