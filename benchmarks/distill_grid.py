@@ -345,12 +345,19 @@ def plot(by_key: Dict[Tuple[str, str], List[RunResult]], path: Path) -> None:
     envs = sorted({env for env, _ in by_key})
     figure, axes = plt.subplots(1, len(envs), figsize=(5 * len(envs), 4), squeeze=False)
     for axis, env in zip(axes[0], envs):
+        series: Dict[str, List[Tuple[int, float]]] = {}
         for (e, variant), rs in sorted(by_key.items()):
             if e != env:
                 continue
+            if variant.startswith("bc-"):  # each bc run is one point: its data set's size; one line over the sizes
+                name = variant.rsplit("-", 1)[0] + " (data size)"
+                series.setdefault(name, []).append((rs[0].curve[-1][0], float(np.nanmean([r.final_ratio for r in rs]))))
+                continue
             grid = sorted({at for r in rs for at, _ in r.curve})
-            mean = [np.nanmean([ratio_at(r.curve, at) for r in rs]) for at in grid]
-            axis.plot(grid, mean, label=f"{variant} ({len(rs)})")
+            series[f"{variant} ({len(rs)})"] = [(at, float(np.nanmean([ratio_at(r.curve, at) for r in rs]))) for at in grid]
+        for name, points in series.items():
+            points.sort()
+            axis.plot([at for at, _ in points], [ratio for _, ratio in points], marker="o", markersize=2, label=name)
         axis.axhline(1.0, color="grey", lw=0.5)
         axis.set_ylim(-0.2, 1.2)
         axis.set_title(env)
