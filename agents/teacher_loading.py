@@ -21,7 +21,8 @@ from dpd.errors import UserError, unknown_choice
 TEACHER_SEED_SHIFT = 20_000  # a teacher acts in its own env, seeded away from the student's
 # Distillation defaults for a student: every iteration, 128 steps of 256 states at lr 1e-3 (ours,
 # from benchmarks/teacher_student.py: a student learns from the teacher alone, so it needs far
-# more distillation than a DPD peer).
+# more distillation than a DPD peer). bc and dagger take batch, lr and buffer_size (their data
+# set's cap) from here and their gradient steps from teacher.epochs and teacher.max_round_updates.
 STUDENT_DISTILL_DEFAULTS = {"every": 1, "steps": 128, "batch": 256, "lr": 1e-3, "buffer_size": 100_000}
 
 
