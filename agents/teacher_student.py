@@ -76,7 +76,7 @@ class TeacherLabels:
         if count <= 0:
             return
         capacity = self.buffer.capacity
-        end = self.buffer.position if (self.buffer.position or self.buffer.full) else len(self.buffer)
+        end = self.buffer.position  # the next free slot: the newest state sits just before it, ring-wise
         indices = (np.arange(end - count, end) % capacity).astype(np.int64)
         answer = answer_on(self.teacher, self.buffer.at(indices))
         if self._fields is None:
@@ -139,6 +139,11 @@ class TeacherStudent:
             if student.spec.algo != "ppo" or not isinstance(student, OnPolicyLearner):
                 raise UserError(f"mode ppd distils into a PPO student (its loss is PPO's), not {student.spec.algo}")
             student.recorder.recording = True  # the raw states of each rollout, in the buffer's order
+        if config.mode == "bc" and self.dataset_steps > student.spec.budget:
+            raise UserError(
+                f"teacher.dataset_steps={self.dataset_steps} is more than the run's {student.spec.budget} env steps; "
+                "raise --total-steps or lower it"
+            )
         if config.mode == "bc" and self.dataset_steps > student.states.capacity:
             raise UserError(
                 f"bc's data set of {self.dataset_steps} steps does not fit distill.buffer_size={student.states.capacity}; "

@@ -167,6 +167,7 @@ def test_distill_run_resumes_and_logs_distillation_and_fidelity(mode, sb3_teache
         ("trained", ["--mode", "dagger", "--set", "teacher.beta=1.5"], "teacher.beta must lie in [0, 1]"),
         ("trained", ["--mode", "bc", "--set", "teacher.epochs=0"], "epochs and teacher.round_steps must be positive"),
         ("trained", ["--mode", "bc", "--set", "distill.buffer_size=100"], "does not fit distill.buffer_size=100"),
+        ("trained", ["--mode", "bc", "--set", "teacher.dataset_steps=1024"], "is more than the run's 512 env steps"),
         ("trained", ["--student-net", "0"], "--student-net expects positive layer sizes"),
     ],
 )
