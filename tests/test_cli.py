@@ -224,3 +224,25 @@ def test_the_progress_bar_shows_each_peers_latest_evaluation_return(tmp_path, ca
     # evaluation, which comes after the bar has closed.
     logged = [scalar_tags(tmp_path / "bar" / "tb" / name).Scalars("eval/mean_reward") for name in ("peer0", "peer1")]
     assert list(shown[-1]) == [f"{events[-2].value:.1f}" for events in logged]
+
+
+def documented_commands(path: Path):
+    """Each ``dpd ...`` line of the bash blocks in ``path``, continuation lines joined, comments cut."""
+    for block in re.findall(r"```bash\n(.*?)```", path.read_text(), re.S):
+        for line in re.sub(r"\\\n\s*", " ", block).splitlines():
+            line = line.split(" #")[0].strip()
+            if line.startswith("dpd "):
+                yield line
+
+
+@pytest.mark.parametrize("doc", ["README.md", "docs/CLI.md"])
+def test_every_documented_command_parses(doc):
+    """The commands the docs show are ones dpd's parser takes (a renamed flag fails here, not for a reader)."""
+    import shlex
+
+    from dpd.cli import build_parser
+
+    commands = list(documented_commands(Path(__file__).resolve().parents[1] / doc))
+    assert len(commands) >= 10, f"{doc} lost its commands"
+    for command in commands:
+        build_parser().parse_args(shlex.split(command.replace("$T", "teacher.zip"))[1:])  # a bad one raises UserError
