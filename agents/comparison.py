@@ -33,9 +33,10 @@ def rollout_states(learner: Learner, steps: int) -> np.ndarray:
 
 
 def microseconds_per_action(learner: Learner, states: np.ndarray, repeats: int = 2000) -> float:
-    """Median microseconds of one deterministic action at batch 1 on one CPU thread: the policy
-    network's forward pass from a normalised observation (``policy._predict``), what a deployed
-    controller computes; SB3's ``predict`` adds Python overhead that hides the network's size."""
+    """Median microseconds of one deterministic action at batch 1 on one CPU thread, through the
+    SB3 policy from a normalised observation (``policy._predict``: the network and the action
+    distribution it builds; ``predict``'s numpy conversions left out). For small MLPs the per-call
+    work outweighs the matrix products (benchmarks/RESULTS.md, teacher-student)."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:

@@ -132,7 +132,7 @@ class TeacherStudent:
         self._teacher_states: Optional[np.ndarray] = None
         self._teacher_return: Optional[float] = None
         self.labels = TeacherLabels(teacher, student.states)
-        if config.mode != "offline" and len(student.states):
+        if config.mode not in ("offline", "ppd") and len(student.states):  # the modes that sample the labels
             self.labels.label_all()  # a resumed run: its states came back with the student
         self.dataset_steps = config.dataset_steps or student.spec.budget  # bc's data set
         if config.mode == "ppd":
