@@ -46,11 +46,14 @@ demo: setup
 	$(BIN)/dpd train --env HalfCheetah-v5 --algo ppo --peers 2 --total-steps 300000 --seed 0 \
 		--set eval.every=50000 --set checkpoint_every=100000 --run-dir $(DEMO_DIR)
 
-# The linter and formatter first (configured in pyproject.toml), then the suite.
+# The linter and formatter first (configured in pyproject.toml), then the suite on TEST_WORKERS
+# processes (pytest-xdist; the Ray and process-pool tests are the long ones, so two workers
+# roughly halve the wall-clock on a 2-core machine).
+TEST_WORKERS ?= 2
 test: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS)
 
 bench-overhead: setup
 	$(BIN)/python benchmarks/overhead.py

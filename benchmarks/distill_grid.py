@@ -55,6 +55,8 @@ class DistillRun:
     eval_episodes: int
     student_algo: str
     overrides: Tuple[str, ...]
+    hyperparams: str = ""  # an RL-zoo entry (FILE.yml:ENTRY) under the run's own settings, as dpd distill --hyperparams
+
 
     @property
     def name(self) -> str:
@@ -79,6 +81,11 @@ def config_layer(run: DistillRun) -> Dict[str, Any]:
         "teacher": {"path": run.teacher, "mode": run.mode},
         "algo_kwargs": {"policy_kwargs": {"net_arch": net_arch(run.net)}},
     }
+    if run.hyperparams:
+        from dpd.agents.algorithms import ALGORITHMS
+        from dpd.zoo import zoo_layer
+
+        layer = merge(zoo_layer(run.hyperparams, run.env, ALGORITHMS)[0], layer)
     return merge(layer, parse_overrides(list(run.overrides)))
 
 
@@ -194,6 +201,7 @@ def cmd_run(args: argparse.Namespace) -> None:
             args.eval_episodes,
             args.student_algo,
             tuple(args.set or []),
+            args.hyperparams,
         )  # fmt: skip
         for env in envs
         for mode in args.modes.split(",")
@@ -382,6 +390,7 @@ def main() -> None:
     run.add_argument("--label", default="default", help="names this variant of settings (--set) in the report")
     run.add_argument("--set", action="append", metavar="KEY=VALUE", help="config override for every run")
     run.add_argument("--student-algo", default="ppo")
+    run.add_argument("--hyperparams", default="", metavar="FILE.yml:ENTRY", help="the student's RL-zoo entry (as dpd distill)")
     run.add_argument("--total-steps", type=int, default=100_000)
     run.add_argument("--eval-every", type=int, default=2_500)
     run.add_argument("--eval-episodes", type=int, default=5)
