@@ -9,8 +9,8 @@ import numpy as np
 import torch
 
 from dpd.agents.learner import Learner, copy_obs_statistics, make_eval_env
-from dpd.agents.teacher_loading import load_saved_learner
-from dpd.config import DistillConfig, comma_list
+from dpd.agents.teacher_loading import UNTRAINED, load_saved_learner
+from dpd.config import comma_list
 from dpd.envs import check_env_id
 from dpd.errors import UserError
 from dpd.fidelity import policy_fidelity
@@ -81,10 +81,9 @@ def compare_models(
     policies' deterministic episodes, and the return ratio student / teacher. ``gym_packages``:
     modules to import first, comma-separated (``dpd.envs.custom``)."""
     check_env_id(env_id, comma_list(gym_packages))
-    distill = DistillConfig(loss="mse", alpha=0.0, every=1, steps=1, batch=1, lr=1e-3, buffer_size=1)  # neither is trained
 
     def load(name: str, path: str, norm: Optional[str]) -> Learner:
-        return load_saved_learner(name, Path(path), norm or "", "", env_id, 0, {}, distill, gym_packages=gym_packages)
+        return load_saved_learner(name, Path(path), norm or "", "", env_id, 0, {}, UNTRAINED, gym_packages=gym_packages)
 
     teacher, student = load("teacher", teacher_path, teacher_norm), load("student", student_path, student_norm)
     try:

@@ -23,6 +23,9 @@ TEACHER_SEED_SHIFT = 20_000  # a teacher acts in its own env, seeded away from t
 # from benchmarks/teacher_student.py: a student learns from the teacher alone, so it needs far
 # more distillation than a DPD peer). bc and dagger take batch, lr and buffer_size (their data
 # set's cap) from here and their gradient steps from teacher.epochs and teacher.max_round_updates.
+# The distillation settings of a saved model that only acts and answers (a teacher, either side of
+# a comparison, a model being exported): it is never trained, so nothing here is used to train.
+UNTRAINED = DistillConfig(loss="mse", alpha=0.0, every=1, steps=1, batch=1, lr=1e-3, buffer_size=1)
 STUDENT_DISTILL_DEFAULTS = {"every": 1, "steps": 128, "batch": 256, "lr": 1e-3, "buffer_size": 100_000}
 
 

@@ -57,7 +57,6 @@ class DistillRun:
     overrides: Tuple[str, ...]
     hyperparams: str = ""  # an RL-zoo entry (FILE.yml:ENTRY) under the run's own settings, as dpd distill --hyperparams
 
-
     @property
     def name(self) -> str:
         return f"{self.env}/{self.mode}-{self.net.replace(',', 'x')}-{self.label}/seed{self.seed}"

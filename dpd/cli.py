@@ -259,10 +259,41 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from dpd.zoo_export import enjoy_command, export_zoo
+    source = Path(args.source)
+    if args.zoo is not None:
+        if args.norm or args.env:
+            raise UserError("--zoo exports a dpd run as it was trained; --norm and --env go with --onnx")
+        from dpd.zoo_export import enjoy_command, export_zoo
 
-    experiment, gym_packages = export_zoo(Path(args.run_dir), Path(args.zoo), args.learner)
-    print(f"wrote {experiment} in the RL zoo's layout; run it with: {enjoy_command(experiment, gym_packages)}")
+        experiment, gym_packages = export_zoo(source, Path(args.zoo), args.learner)
+        print(f"wrote {experiment} in the RL zoo's layout; run it with: {enjoy_command(experiment, gym_packages)}")
+        return 0
+    if not source.exists():
+        raise UserError(f"not found: {source} (give a dpd run dir or an SB3 model zip)")
+    _single_thread()
+    from dpd.agents.onnx_export import TOLERANCE, ExportCheckFailed, export_source
+
+    try:
+        check = export_source(
+            source,
+            Path(args.onnx),
+            args.learner,
+            Path(args.norm) if args.norm else None,
+            args.env,
+            ",".join(args.gym_packages or []),
+            args.states,
+        )
+    except ExportCheckFailed as failure:
+        print(f"dpd: error: {failure}", file=sys.stderr)
+        return EXIT_PEER_FAILED
+    print(
+        f"wrote {args.onnx}: observation -> deterministic action, {check.us_per_action:.1f} us per action "
+        f"(onnxruntime, batch 1, one thread)"
+    )
+    print(
+        f"checked: max |action - SB3 predict| = {check.max_abs_difference:.2g} <= {TOLERANCE:g} on {check.states} "
+        f"states from {check.state_source}"
+    )
     return 0
 
 
@@ -402,17 +433,31 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--json", action="store_true", help="machine-readable output")
     evaluate.set_defaults(handler=cmd_eval)
 
-    export = sub.add_parser("export", help="write a learner of a run in another tool's layout (the RL zoo's)")
-    export.add_argument("run_dir")
-    export.add_argument(
+    export = sub.add_parser("export", help="a learner of a run (or an SB3 zip) as one ONNX graph, or in the RL zoo's layout")
+    export.add_argument("source", metavar="RUN_DIR|MODEL.zip", help="a dpd run dir, or (with --onnx) any SB3 model zip")
+    target = export.add_mutually_exclusive_group(required=True)
+    target.add_argument(
+        "--onnx",
+        metavar="FILE.onnx",
+        help="one graph from the raw observation to the deterministic action in the env's units (normalisation and "
+        "action clipping or squashing inside), checked against SB3 (needs pip install 'dpd[export]')",
+    )
+    target.add_argument(
         "--zoo",
-        required=True,
         metavar="OUT_DIR",
         help="the RL zoo's log folder: writes OUT_DIR/<algo>/<env>_<id>/, which python -m rl_zoo3.enjoy -f OUT_DIR runs",
     )
     export.add_argument(
         "--learner", help="which learner, e.g. peer1 or student (default: the best final evaluation, else the first)"
     )
+    export.add_argument("--norm", help="--onnx: the zip's VecNormalize statistics (default: vecnormalize.pkl beside it)")
+    export.add_argument(
+        "--env",
+        help="--onnx: check on this env's states (a run's own env by default; a zip without it: states drawn "
+        "from its normalisation statistics)",
+    )
+    export.add_argument("--gym-packages", nargs="+", metavar="PKG", help="modules to import before --env is looked up")
+    export.add_argument("--states", type=int, default=10_000, help="--onnx: states the check compares on (default 10000)")
     export.set_defaults(handler=cmd_export)
 
     from dpd.kd.cli import add_kd_parser  # imports no torch: other commands stay fast
