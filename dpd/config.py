@@ -11,7 +11,8 @@ comes from. ``config_table()`` lists them; ``dpd config`` prints that list, ``dp
 points to it, and a test checks docs/CONFIGURATION.md's table against it.
 
 Each section checks its own values in a ``check()`` method next to its fields, and
-``check_values`` runs those checks for a whole run config. Checks that need the learners
+``check_values`` runs those checks for a whole run config; ``build_config`` runs it, so a config
+it returns has been checked. Checks that need the learners
 (algorithm names, SB3's hyperparameters, distribution kinds, backends) are in
 ``dpd.agents.checks``.
 
@@ -132,55 +133,51 @@ class DistillSettings:
     )
     gate_episodes: int = setting(10, "training episodes the gate's recent return averages over")
 
-
-@dataclass
-class DistillConfig:
-    """How one learner distills from its peers: ``DistillSettings`` resolved for it, every key set
-    (the keys and their meaning are ``DistillSettings``'). A run resolves every key per learner;
-    the defaults below, a PPO peer's (``agents/on_policy.py``, with the paper's ``mse``), serve
-    configs built by hand."""
-
-    enabled: bool = True
-    loss: str = "mse"
-    weighting: str = "soft"
-    alpha: float = 0.5
-    every: int = 5
-    start: int = 0
-    steps: int = 1
-    batch: int = 512
-    lr: float = 3e-4
-    max_grad_norm: float = 0.5
-    temperature: float = 1.0
-    buffer_size: int = 100_000
-    combine: str = "best"
-    gate: str = "none"
-    gate_episodes: int = 10
-
-    def due(self, iterations: int, env_steps: int) -> bool:
-        """Whether a learner that has just finished iteration ``iterations`` at ``env_steps``
-        distills now: every ``every`` iterations, once it has taken ``start`` env steps."""
-        return self.enabled and env_steps >= self.start and iterations % self.every == 0
-
-    def check(self, where: str) -> None:
-        """The values of learner ``where`` (e.g. ``peer0 (ppo)``); what depends on its algorithm
-        (a stochastic policy for the distribution losses) is ``dpd.agents.checks``'."""
+    def check(self, where: str = "the run") -> None:
+        """The values that are set, for ``where`` (e.g. ``peer0 (ppo)``); a key at None takes its
+        learner's default and is checked once resolved (``DistillConfig``, from ``dpd.agents.checks``,
+        which also checks what depends on the algorithm: a stochastic policy for distribution losses)."""
         from dpd.losses import get_loss  # imports torch: only when a config is checked
 
         for key in ("every", "steps", "batch", "buffer_size", "lr", "max_grad_norm", "temperature", "gate_episodes"):
-            if getattr(self, key) <= 0:
-                raise UserError(f"distill.{key} must be positive, got {getattr(self, key)} for {where}")
+            value = getattr(self, key)
+            if value is not None and value <= 0:
+                raise UserError(f"distill.{key} must be positive, got {value} for {where}")
         for key in ("alpha", "start"):
-            if getattr(self, key) < 0:
-                raise UserError(f"distill.{key} must not be negative, got {getattr(self, key)} for {where}")
-        get_loss(self.loss, kind="policy")
-        if self.temperature != 1.0 and self.loss not in ("kl", "kl_reverse"):
-            raise UserError(f"distill.temperature applies to the kl and kl_reverse losses, not {self.loss!r} ({where})")
+            value = getattr(self, key)
+            if value is not None and value < 0:
+                raise UserError(f"distill.{key} must not be negative, got {value} for {where}")
+        if self.loss is not None:
+            get_loss(self.loss, kind="policy")
+            if self.temperature != 1.0 and self.loss not in ("kl", "kl_reverse"):
+                raise UserError(f"distill.temperature applies to the kl and kl_reverse losses, not {self.loss!r} ({where})")
         if self.weighting not in WEIGHTINGS:
             raise unknown_choice("weighting", self.weighting, WEIGHTINGS)
         if self.combine not in COMBINE_RULES:
             raise unknown_choice("combine rule", self.combine, COMBINE_RULES)
         if self.gate not in GATES:
             raise unknown_choice("distillation gate", self.gate, GATES)
+
+
+@dataclass
+class DistillConfig(DistillSettings):
+    """How one learner distills: ``DistillSettings`` resolved for it, with every key set.
+
+    The keys are ``DistillSettings``' and are declared there only; ``dpd.agents.peer_setup``
+    resolves them per learner, from its algorithm's defaults, its role's (peer or student), the
+    run's ``distill.*`` and the peer's own (``build_distill_config``). Built by hand, it needs
+    every key that has no default of its own (a key left at None names itself)."""
+
+    def __post_init__(self) -> None:
+        unset = [f.name for f in dataclasses.fields(self) if getattr(self, f.name) is None]
+        if unset:
+            raise TypeError(f"DistillConfig needs every key set; unset: {', '.join(unset)}")
+
+    def due(self, iterations: int, env_steps: int) -> bool:
+        """Whether a learner that has just finished iteration ``iterations`` at ``env_steps``
+        distills now: every ``every`` iterations, once it has taken ``start`` env steps."""
+        assert self.every is not None and self.enabled is not None
+        return self.enabled and env_steps >= self.start and iterations % self.every == 0
 
 
 @dataclass
@@ -524,9 +521,11 @@ class RunConfig:
 
 def check_values(cfg: RunConfig) -> None:
     """Every check of a run config that needs nothing but the config, each in its section's
-    ``check()``. The distillation settings are checked once resolved, per learner
-    (``DistillConfig.check``, from ``dpd.agents.checks``, which also checks what needs the learners)."""
+    ``check()``. The distillation keys that are set are checked here, and each learner's resolved
+    settings once more (``DistillConfig.check``, from ``dpd.agents.checks``, which also checks what
+    needs the learners)."""
     cfg.check()
+    cfg.distill.check()
     cfg.eval.check()
     cfg.teacher.check()
     cfg.share.check()
@@ -751,4 +750,5 @@ def build_config(*layers: Optional[Mapping[str, Any]]) -> RunConfig:
             merged = merge(merged, expand_shortcuts(layer))
     cfg = _build(RunConfig, merged)  # typed keys first: their messages say what is expected
     check_finite(merged, "")
+    check_values(cfg)
     return cfg

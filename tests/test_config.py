@@ -4,11 +4,13 @@ import re
 import subprocess
 import sys
 from pathlib import Path
-from typing import List, Union, get_origin, get_type_hints
+from typing import List
 
 import pytest
 import yaml
 
+from dpd.agents.on_policy import PPOLearner
+from dpd.agents.peer_setup import PEER_DISTILL_DEFAULTS
 from dpd.config import (
     DistillConfig,
     DistillSettings,
@@ -120,10 +122,13 @@ def test_every_key_is_documented_with_a_default():
 
 def test_resolved_distill_config_has_the_settings_keys_and_no_open_value():
     settings = {f.name for f in dataclasses.fields(DistillSettings)}
+    assert issubclass(DistillConfig, DistillSettings)  # declared once
     assert [f.name for f in dataclasses.fields(DistillConfig)] == [f.name for f in dataclasses.fields(DistillSettings)]
     assert settings == {key.split(".", 1)[1] for key in config_keys() if key.startswith("distill.")}
-    for name, hint in get_type_hints(DistillConfig).items():
-        assert get_origin(hint) is not Union, f"DistillConfig.{name} is {hint}"
+    with pytest.raises(TypeError, match="unset: loss, alpha, every, steps, batch, lr, buffer_size"):
+        DistillConfig()  # no open value: a resolved config has every key set
+    with pytest.raises(TypeError, match="unset: alpha$"):
+        DistillConfig(**{**PPOLearner.distill_defaults, **PEER_DISTILL_DEFAULTS, "alpha": None})
 
 
 @pytest.mark.parametrize(
@@ -144,7 +149,15 @@ def test_resolved_distill_config_has_the_settings_keys_and_no_open_value():
 )
 def test_core_checks_need_only_the_config(layer, message):
     with pytest.raises(UserError, match=message):
-        check_values(build_config(layer))
+        build_config(layer)  # a config build_config returns is checked
+
+
+def test_the_runs_distill_keys_are_checked_when_the_config_is_built():
+    with pytest.raises(UserError, match=re.escape("distill.every must be positive, got 0 for the run")):
+        build_config({"distill": {"every": 0}})
+    with pytest.raises(UserError, match="unknown policy loss 'huber'"):
+        build_config({"distill": {"loss": "huber"}})
+    assert build_config({"distill": {"every": 3}}).distill.alpha is None  # unset keys stay for the learner's default
 
 
 def test_teacher_keys_are_not_checked_without_a_teacher():
@@ -164,9 +177,10 @@ def test_teacher_keys_are_not_checked_without_a_teacher():
     ],
 )
 def test_a_resolved_distill_config_checks_its_values(changes, message):
-    DistillConfig().check("peer0 (ppo)")
+    ppo_peer = {**PPOLearner.distill_defaults, **PEER_DISTILL_DEFAULTS}
+    DistillConfig(**ppo_peer).check("peer0 (ppo)")
     with pytest.raises(UserError, match=re.escape(message)):
-        DistillConfig(**changes).check("peer0 (ppo)")
+        DistillConfig(**{**ppo_peer, **changes}).check("peer0 (ppo)")
 
 
 def test_the_core_does_not_import_the_agents():

@@ -37,7 +37,7 @@ class StubPeer:
         self.states = RawStateBuffer(len(states), states.shape[1])
         self.states.add(states)
         self.distill_config = DistillConfig(
-            **{"alpha": 0.5, "every": 5, "steps": 1, "batch": 64, "lr": 1e-3, "buffer_size": 10, **distill}
+            **{"loss": "mse", "alpha": 0.5, "every": 5, "steps": 1, "batch": 64, "lr": 1e-3, "buffer_size": 10, **distill}
         )
         self.updates = []
         self.training_return = float("nan")
@@ -151,10 +151,11 @@ def test_recent_return_is_the_mean_of_the_last_training_episodes():
 
 
 def test_distillation_falls_due_every_few_iterations_once_started():
-    config = DistillConfig(every=2, start=300)
+    keys = {"loss": "mse", "alpha": 0.5, "steps": 1, "batch": 64, "lr": 1e-3, "buffer_size": 10}
+    config = DistillConfig(**keys, every=2, start=300)
     # iteration i ends at i * 100 env steps: iteration 2 is before the start, 4, 6 and 8 are due
     assert [config.due(i, i * 100) for i in range(1, 9)] == [False, False, False, True, False, True, False, True]
-    assert not DistillConfig(every=2, enabled=False).due(2, 10**6)
+    assert not DistillConfig(**keys, every=2, enabled=False).due(2, 10**6)
 
 
 class IterationStub(StubPeer):
