@@ -50,6 +50,7 @@ from dpd.agents.distillation import DistillBatch, TeacherAnswer
 from dpd.agents.guidance import choose_leader
 from dpd.agents.learner import Learner
 from dpd.agents.local_backend import LocalPeers
+from dpd.agents.peer import Peer
 from dpd.agents.peer_proxy import PeerProxy
 from dpd.config import DistillConfig, GuideConfig, ShareConfig
 
@@ -89,7 +90,7 @@ class PeerGroup:
         self.exchanges: List[Tuple[int, int]] = []
         self.last_stats: Dict[int, List[Dict[str, float]]] = {}  # each learner's latest steps
         if self.share.enabled:
-            backend.start_sharing({index: self.share for index in range(len(self.learners))})
+            backend.ask(Peer.start_sharing, {index: (self.share,) for index in range(len(self.learners))})
 
     @classmethod
     def local(
@@ -148,7 +149,7 @@ class PeerGroup:
             active = [min(active, key=lambda index: (self.learners[index].num_timesteps, index))]
         round_start = self.run_steps
         own_steps_before = max(learner.num_timesteps for learner in self.learners)
-        reports = self.backend.train_turns({index: (round_start, self.turn_steps, whole_episode) for index in active})
+        reports = self.backend.ask(Peer.train_turn, {index: (round_start, self.turn_steps, whole_episode) for index in active})
         for index in active:
             self.learners[index].status = reports[index].status
             if after_turn is not None:
@@ -166,9 +167,9 @@ class PeerGroup:
         """Every transition the active peers collected this round to every other peer (its replay
         buffer or its next update), in peer order, so that every backend gives the same result."""
         before = self.backend.bytes_exchanged
-        batches = self.backend.take_transitions(active)
+        batches = self.backend.ask(Peer.take_transitions, {index: () for index in active})
         receivers = range(len(self.learners))  # a peer that is done too: its checkpoint holds the group's data
-        self.backend.add_transitions({i: [batches[j] for j in sorted(batches) if j != i] for i in receivers})
+        self.backend.ask(Peer.add_transitions, {i: ([batches[j] for j in sorted(batches) if j != i],) for i in receivers})
         self.shared_bytes += self.backend.bytes_exchanged - before
 
     def recent_return(self, index: int) -> float:
@@ -183,9 +184,10 @@ class PeerGroup:
         if self.guide.mode == "distill":
             self.distill_from_leader()
             return
-        guide = self.backend.guide(self.leader) if self.leader is not None else None
+        guide = self.backend.ask_one(self.leader, Peer.guide, self.leader) if self.leader is not None else None
         leader = -1 if self.leader is None else self.leader
-        self.backend.follow({i: (None if i == self.leader else guide, self.guide, leader) for i in range(len(self.learners))})
+        followers = {i: (None if i == self.leader else guide, self.guide, leader) for i in range(len(self.learners))}
+        self.backend.ask(Peer.follow, followers)
 
     def distill_from_leader(self) -> None:
         """PIEKD's step: ``guide.steps`` gradient steps of every other learner towards the
@@ -259,7 +261,7 @@ class PeerGroup:
             ]
             for i in sorted(plans)
         }
-        stats = self.backend.distill(batches)
+        stats = self.backend.ask(Peer.distill, {i: (batch,) for i, batch in batches.items()})
         self.exchanges.append((len(batches), self.backend.bytes_exchanged - before))
         return stats
 
@@ -270,7 +272,8 @@ class PeerGroup:
             for s, step in enumerate(steps):
                 for j, indices in step.draws:
                     wanted[j].append(((i, s), indices))
-        replies = self.backend.states_at({j: np.concatenate([idx for _, idx in wanted[j]]) for j in sorted(wanted)})
+        requests = {j: (np.concatenate([idx for _, idx in wanted[j]]),) for j in sorted(wanted)}
+        replies = self.backend.ask(Peer.states_at, requests)
         parts: Dict[Tuple[int, int], List[Tuple[int, np.ndarray]]] = defaultdict(list)
         for j, reply in replies.items():
             offset = 0
@@ -291,8 +294,8 @@ class PeerGroup:
             for s, step in enumerate(steps):
                 for k in step.teachers:
                     questions[k].append((i, s))
-        replies = self.backend.answer(
-            {k: np.concatenate([states[key] for key in questions[k]]) for k in sorted(questions)}, critic
+        replies = self.backend.ask(
+            Peer.answer, {k: (np.concatenate([states[key] for key in questions[k]]), critic) for k in sorted(questions)}
         )
         answers = {}
         for k, reply in replies.items():

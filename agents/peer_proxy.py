@@ -9,7 +9,7 @@ backend.
 from typing import Any, Dict, Optional, Tuple
 
 from dpd.agents.backend import PeerBackend
-from dpd.agents.peer import PeerStatus
+from dpd.agents.peer import Peer, PeerStatus
 
 
 class PeerProxy:
@@ -20,7 +20,7 @@ class PeerProxy:
         self.backend = backend
         self.index = index
         self.spec = spec
-        self.status = status if status is not None else backend.status(index)
+        self.status = status if status is not None else backend.ask_one(index, Peer.status)
 
     @property
     def num_timesteps(self) -> int:
@@ -39,21 +39,21 @@ class PeerProxy:
         return self.status.done
 
     def start(self, tensorboard_dir: Any, callback: Any = None) -> None:
-        self.status = self.backend.start(self.index, tensorboard_dir, callback)
+        self.status = self.backend.ask_one(self.index, Peer.start, tensorboard_dir, callback)
 
     def evaluate(self, episodes: int) -> Tuple[float, float]:
-        return self.backend.evaluate(self.index, episodes)
+        return self.backend.ask_one(self.index, Peer.evaluate, episodes)
 
     def log(self, metrics: Dict[str, float], step: int) -> None:
-        self.backend.log(self.index, metrics, step)
+        self.backend.ask_one(self.index, Peer.log, metrics, step)
 
     def save(self, directory: Any) -> None:
-        self.backend.save(self.index, directory)
+        self.backend.ask_one(self.index, Peer.save, directory)
 
     def sound(self) -> bool:
         """Whether the peer may be checkpointed as it is: it still answers (it has not died or
         raised) and its parameters are finite."""
-        return self.backend.alive(self.index) and self.backend.parameters_finite(self.index)
+        return self.backend.alive(self.index) and bool(self.backend.ask_one(self.index, Peer.parameters_finite))
 
     def finish(self) -> None:
-        self.backend.finish(self.index)
+        self.backend.ask_one(self.index, Peer.finish)

@@ -5,6 +5,7 @@ import json
 import multiprocessing
 import os
 import pickle
+import re
 import shutil
 import signal
 import subprocess
@@ -22,7 +23,7 @@ from dpd.agents.algorithms import ALGORITHMS, available_algorithms, register_lea
 from dpd.agents.backend import BACKENDS, PeerBackend, available_backends, make_backend, register_backend
 from dpd.agents.local_backend import LocalPeers
 from dpd.agents.on_policy import PPOLearner
-from dpd.agents.peer import PeerFailure
+from dpd.agents.peer import Peer, PeerFailure
 from dpd.agents.process_backend import ProcessPeers
 from dpd.agents.ray_backend import RayPeers
 from dpd.cli import main
@@ -72,7 +73,7 @@ def train_to_first_distillation(group):
 
 
 def outputs(group):
-    answers = group.backend.answer({i: STATES for i in range(len(group.learners))})
+    answers = group.backend.ask(Peer.answer, {i: (STATES,) for i in range(len(group.learners))})
     return [(answers[i].output.mean.numpy(), answers[i].values) for i in range(len(group.learners))]
 
 
@@ -229,12 +230,22 @@ def test_a_name_is_registered_once():
     assert ALGORITHMS["ppo"] is PPOLearner and available_algorithms() == ["a2c", "ddpg", "ppo", "sac", "td3"]
 
 
-def test_every_backend_serves_every_request_of_the_interface():
-    requests = [name for name, value in vars(PeerBackend).items() if callable(value) and not name.startswith("_")]
-    assert {"train_turns", "states_at", "answer", "distill", "status", "start", "close"} <= set(requests)
+def test_every_backend_serves_the_interface_and_every_request_is_one_peer_method():
+    interface = [name for name, value in vars(PeerBackend).items() if callable(value) and not name.startswith("_")]
+    assert sorted(interface) == ["alive", "ask", "ask_one", "close"]
     for backend in (LocalPeers, ProcessPeers, RayPeers):
-        assert all(callable(getattr(backend, name, None)) for name in requests), backend
+        assert all(callable(getattr(backend, name, None)) for name in interface), backend
         assert not getattr(backend, "__abstractmethods__", None), backend
+    # What the group and the loop ask of a peer is named as a method of Peer, declared nowhere else.
+    agents = Path(__file__).resolve().parents[1] / "agents"
+    named = set()
+    for module in ("peer_group.py", "peer_proxy.py"):
+        named |= set(re.findall(r"\bPeer\.(\w+)", (agents / module).read_text()))
+    assert {"train_turn", "states_at", "answer", "distill", "status", "start", "take_transitions"} <= named
+    assert all(callable(getattr(Peer, name, None)) for name in named), named
+    for module in ("backend.py", "local_backend.py", "process_backend.py", "ray_backend.py"):  # transports only
+        declared = set(re.findall(r"def (\w+)\(", (agents / module).read_text()))
+        assert not declared & named, (module, declared & named)
 
 
 def test_a_peer_that_turned_nan_is_not_saved_as_a_survivor(tmp_path):
@@ -339,6 +350,7 @@ def test_peers_failing_at_once_in_processes_leave_a_consistent_checkpoint(tmp_pa
 ORPHANS = """
 import sys
 from dpd.agents import build_group
+from dpd.agents.peer import Peer
 from dpd.config import build_config
 
 if __name__ == "__main__":
@@ -346,7 +358,7 @@ if __name__ == "__main__":
     for learner in group.learners:
         learner.start(None)
     print(" ".join(str(process.pid) for process in group.backend.processes), flush=True)
-    group.backend.train_turns({0: (0, 200000), 1: (0, 200000)})  # minutes: the group is killed first
+    group.backend.ask(Peer.train_turn, {0: (0, 200000), 1: (0, 200000)})  # minutes: the group is killed first
 """
 
 

@@ -7,6 +7,7 @@ import pytest
 import torch
 from stable_baselines3.common.buffers import RolloutBuffer
 
+from dpd.agents.peer import Peer
 from dpd.agents.rollout_sharing import RolloutBatch, importance_ratios, peer_rollout_buffer, sample_weights
 from dpd.config import ShareConfig
 from tests.conftest import tiny_learners
@@ -234,7 +235,7 @@ def test_a_parallel_sharing_and_guided_on_policy_group_reproduces_the_sequential
             for learner in group.learners:
                 learner.start(None)
             group.train()
-            answers = group.backend.answer({i: states for i in range(2)})
+            answers = group.backend.ask(Peer.answer, {i: (states,) for i in range(2)})
             results.append(([answers[i].output.mean.numpy() for i in range(2)], group.shared_bytes))
         finally:
             group.close()

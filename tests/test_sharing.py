@@ -9,6 +9,7 @@ from gymnasium import spaces
 from stable_baselines3.common.buffers import ReplayBuffer
 
 from dpd.agents.guidance import adapt_beta, choose_leader, search_range
+from dpd.agents.peer import Peer
 from dpd.agents.sharing import TransitionOutbox, append_rows
 from dpd.errors import UserError
 
@@ -290,7 +291,7 @@ def test_a_parallel_group_with_sharing_and_guidance_reproduces_the_sequential_on
             for learner in group.learners:
                 learner.start(None)
             group.train()
-            answers = group.backend.answer({i: states for i in range(2)})
+            answers = group.backend.ask(Peer.answer, {i: (states,) for i in range(2)})
             results.append(([answers[i].output.mean.numpy() for i in range(2)], group.leader, group.shared_bytes))
         finally:
             group.close()
@@ -332,7 +333,7 @@ def test_a_guided_ppo_peer_moves_towards_the_leader_and_the_leader_is_untouched(
     guide = GuideConfig(mode="best", every=1, episodes=2, batch=64, beta=1000.0)
     group = PeerGroup.local(learners, seed=0, share=ShareConfig(), guide=guide)
     for proxy in group.learners:
-        proxy.status = group.backend.status(proxy.index)
+        proxy.status = group.backend.ask_one(proxy.index, Peer.status)
     group.elect()
     assert group.leader == 1 and learners[1].guidance.guide is None
     states = learners[0].states.at(np.arange(len(learners[0].states)))
@@ -362,7 +363,7 @@ def test_distill_from_the_leader_moves_only_the_others_towards_it(critic):
             learner.train_iteration(0)
         learner.model.ep_info_buffer.extend([{"r": 10.0 if learner is learners[1] else 1.0, "l": 1, "t": 0.0}] * 3)
     for proxy in group.learners:
-        proxy.status = group.backend.status(proxy.index)
+        proxy.status = group.backend.ask_one(proxy.index, Peer.status)
     states = learners[1].states.at(np.arange(len(learners[1].states)))
 
     def gap() -> float:
