@@ -136,6 +136,12 @@ class Peer:
     def answer(self, states: np.ndarray, critic: bool = False) -> TeacherAnswer:
         return answer_on(self.learner, states, critic)
 
+    def answer_own(self, indices: np.ndarray, critic: bool = False) -> Tuple[np.ndarray, TeacherAnswer]:
+        """Its buffered raw states at ``indices`` and its answer on them: one trip where a peer
+        answers on states from its own buffer (two peers; one teacher per step)."""
+        states = self.states_at(indices)
+        return states, self.answer(states, critic)
+
     def distill(self, batches: Sequence[DistillBatch]) -> List[Dict[str, float]]:
         """One weighted gradient step per batch; the peer computes its own values and weights.
         Returns each step's diagnostics."""

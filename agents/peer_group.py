@@ -61,6 +61,12 @@ class PlannedStep:
     draws: Tuple[Tuple[int, np.ndarray], ...]  # (peer, indices into its state buffer)
 
 
+def own_states(step: PlannedStep) -> bool:
+    """Whether a step's one teacher answers on states drawn from its own buffer alone (two
+    peers; ``round_robin``; PIEKD's leader)."""
+    return len(step.teachers) == 1 and len(step.draws) == 1 and step.draws[0][0] == step.teachers[0]
+
+
 class PeerGroup:
     """The peers of one run (on any backend) and the distillation between them. Each peer's
     ``DistillConfig`` (resolved for its algorithm) governs how it distills."""
@@ -252,8 +258,11 @@ class PeerGroup:
         """The planned steps of every learner, with all targets taken before any update;
         ``critic``: each step moves the critics too (guide=distill, one teacher per step)."""
         before = self.backend.bytes_exchanged
-        states = self._gather_states(plans)
-        answers = self._gather_answers(plans, states, critic)
+        if all(own_states(step) for steps in plans.values() for step in steps):  # fetch and answer in one trip
+            states, answers = self._gather_own_answers(plans, critic)
+        else:
+            states = self._gather_states(plans)
+            answers = self._gather_answers(plans, states, critic)
         batches = {
             i: [
                 DistillBatch(states[(i, s)], tuple(answers[(i, s, k)] for k in step.teachers), weighting, tag, critic)
@@ -264,6 +273,27 @@ class PeerGroup:
         stats = self.backend.ask(Peer.distill, {i: (batch,) for i, batch in batches.items()})
         self.exchanges.append((len(batches), self.backend.bytes_exchanged - before))
         return stats
+
+    def _gather_own_answers(
+        self, plans: Dict[int, List[PlannedStep]], critic: bool
+    ) -> Tuple[Dict[Tuple[int, int], np.ndarray], Dict[Tuple[int, int, int], TeacherAnswer]]:
+        """One request per teacher for its own states at every index drawn from it and its answer
+        on them, split back per step (each step has one teacher, the peer its states come from)."""
+        wanted: Dict[int, List[Tuple[Tuple[int, int], np.ndarray]]] = defaultdict(list)
+        for i, steps in plans.items():
+            for s, step in enumerate(steps):
+                ((k, indices),) = step.draws
+                wanted[k].append(((i, s), indices))
+        requests = {k: (np.concatenate([idx for _, idx in wanted[k]]), critic) for k in sorted(wanted)}
+        replies = self.backend.ask(Peer.answer_own, requests)
+        states, answers = {}, {}
+        for k, (reply_states, reply) in replies.items():
+            offset = 0
+            for (i, s), indices in wanted[k]:
+                states[(i, s)] = reply_states[offset : offset + len(indices)]
+                answers[(i, s, k)] = reply.part(offset, offset + len(indices))
+                offset += len(indices)
+        return states, answers
 
     def _gather_states(self, plans: Dict[int, List[PlannedStep]]) -> Dict[Tuple[int, int], np.ndarray]:
         """One request per peer for every state sampled from its buffer, split back per step."""

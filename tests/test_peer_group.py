@@ -105,6 +105,38 @@ def test_states_are_drawn_from_every_peer_but_the_learner():
     assert len(raw) == 9 and sorted(set(raw[:, 0])) == [1.0, 2.0]
 
 
+def test_two_peers_fetch_and_answer_in_one_trip_with_the_same_batches(monkeypatch):
+    def pair():
+        states = [np.arange(20, dtype=np.float32).reshape(10, 2) + 100 * v for v in range(2)]
+        learners = [
+            StubPeer(lambda s, v=v: s[:, 0] + v, float(v), states[v], name=f"p{v}", batch=6, steps=3) for v in range(2)
+        ]
+        for learner in learners:
+            learner.iterations = 5
+        return learners
+
+    fused, asked = pair(), []
+    group = local_group(fused)
+    deliver = group.backend._exchange
+
+    def recording(request, messages):
+        asked.append((request, [index for index, _ in messages]))
+        return deliver(request, messages)
+
+    monkeypatch.setattr(group.backend, "_exchange", recording)
+    group.distill({0: 1, 1: 1})
+    assert asked == [("answer_own", [0, 1]), ("distill", [0, 1])]  # one trip to each peer before the updates
+    two_trips = pair()
+    monkeypatch.setattr("dpd.agents.peer_group.own_states", lambda step: False)
+    local_group(two_trips).distill({0: 1, 1: 1})
+    for one, other in zip(fused, two_trips):
+        assert len(one.updates) == 3
+        for (raw_a, target_a, weights_a), (raw_b, target_b, weights_b) in zip(one.updates, other.updates):
+            np.testing.assert_array_equal(raw_a, raw_b)
+            np.testing.assert_array_equal(target_a.mean.numpy(), target_b.mean.numpy())
+            np.testing.assert_array_equal(weights_a, weights_b)
+
+
 def test_round_robin_uses_one_peer_per_step_in_turn():
     states = np.zeros((4, 1), dtype=np.float32)
     config = {"combine": "round_robin", "steps": 4, "every": 5, "weighting": "none", "batch": 8}
