@@ -85,8 +85,9 @@ def distill_step(
     learner: Learner, answers: Sequence[TeacherAnswer], states: np.ndarray, weighting: str, alpha: float, scale: float = 1.0
 ) -> Dict[str, float]:
     """One distillation step of ``learner`` towards the teachers' ``answers`` on raw ``states``,
-    weighted by the disadvantage weights of ``xi = V_teacher - V_learner`` (times ``scale``);
-    returns the diagnostics that are logged under ``distill/``."""
+    weighted by the disadvantage weights of ``xi = V_teacher - V_learner``; ``scale`` multiplies
+    the step's size (kickstarting's lambda: the distillation optimizer is Adam, which divides most
+    of a factor on the loss out of its steps). Returns the diagnostics that are logged under ``distill/``."""
     target, teacher_values = best_targets(learner, answers, len(states))
     weights = disadvantage_weights(teacher_values, learner.values_on(states), weighting, alpha)
     stats = {
@@ -95,6 +96,6 @@ def distill_step(
         "weight_mean": weights.raw_mean,
         "weight_max": weights.raw_max,
     }
-    if weights.weights.sum() > 0:  # the hard mask may select no state at all
-        stats["loss"] = learner.distill_update(states, target, weights.weights * scale)
+    if weights.weights.sum() > 0 and scale > 0:  # the hard mask may select no state at all
+        stats["loss"] = learner.distill_update(states, target, weights.weights, scale)
     return stats

@@ -485,14 +485,18 @@ class Learner(ABC):
             values = self.normalized_values(self.normalize(raw_obs)).cpu().numpy().reshape(-1)
         return self.to_raw_return(values)
 
-    def distill_update(self, raw_obs: np.ndarray, target: PolicyOutput, weights: np.ndarray) -> float:
-        """One gradient step of the weighted distillation loss towards ``target``."""
+    def distill_update(self, raw_obs: np.ndarray, target: PolicyOutput, weights: np.ndarray, step_scale: float = 1.0) -> float:
+        """One gradient step of the weighted distillation loss towards ``target``, its size
+        ``step_scale`` times ``distill.lr``. A weight on the step is a factor on the learning rate,
+        not on the loss: Adam divides most of a loss's scale out of its steps."""
         student = self.action_distribution(self.normalize(raw_obs))
         target = with_temperature(on_device(target, self.device), self.distill_config.temperature)
         loss = self.distill_loss(student, target, torch.as_tensor(weights, dtype=torch.float32, device=self.device))
         self.distill_optimizer.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(self.actor_parameters(), self.distill_config.max_grad_norm)
+        for group in self.distill_optimizer.param_groups:
+            group["lr"] = self.distill_config.lr * step_scale
         self.distill_optimizer.step()
         return float(loss.item())
 

@@ -24,7 +24,9 @@ Modes (who samples the states, Czarnecki et al. 2019):
 - ``offline``: the teacher acts and the student regresses on the teacher's states (Rusu et al.);
 - ``online``: the student acts without RL updates and the teacher labels its states (DAgger-like);
 - ``kickstart``: the student's own RL plus ``lambda`` times distillation on its own states, lambda
-  annealed (Schmitt et al.); the two losses take alternate gradient steps rather than one summed step;
+  annealed (Schmitt et al.); the two losses take alternate gradient steps rather than one summed
+  step, so lambda scales the distillation steps' learning rate (on the loss, Adam would divide
+  most of it out);
 - ``gated``: ``online`` weighted by the disadvantage weight of ``xi = V_teacher - V_student``
   (DPD's rule in teacher-student form; with ``distill.weighting=hard`` it is Czarnecki et al.'s
   value-gated loss); the student's critic trains (its actor frozen) so that ``V_student`` values

@@ -376,7 +376,11 @@ class TeacherConfig:
         "beta_i = p**(i-1)",
     )
     ppd_lambda: float = setting(1.0, "ppd: lambda, the weight of the distillation term beside PPO's loss (ours)")
-    kickstart_lambda: float = setting(1.0, "kickstart: lambda, the weight of distillation, at the start of training")
+    kickstart_lambda: float = setting(
+        1.0,
+        "kickstart: lambda at the start of training; a distillation step's learning rate is `lambda * distill.lr` (a "
+        "weight on the loss would be mostly divided out by Adam)",
+    )
     kickstart_schedule: str = setting("linear", "kickstart: lambda is `constant`, `linear` (to 0 at the end) or `exponential`")
     kickstart_half_life: float = setting(0.1, "exponential: the fraction of training over which lambda halves")
     agreement_tolerance: float = setting(

@@ -57,6 +57,25 @@ def test_distillation_moves_the_student_towards_the_target():
     assert learner.model.num_timesteps == 256  # distillation takes no env steps
 
 
+def test_a_step_scale_shrinks_the_distillation_step_where_a_weight_on_the_loss_would_not():
+    """Kickstarting's lambda scales the step: Adam divides most of a factor on the loss out of its
+    steps (all but where gradients are as small as its eps), so lambda = 0.01 as a loss weight
+    would move the student far more than a hundredth as far as lambda = 1."""
+
+    def moved(step_scale: float, weight: float) -> float:
+        (learner,) = tiny_learners(start=True, total_steps=512, seed=3)
+        raw = np.random.default_rng(0).normal(size=(64, learner.env.observation_space.shape[0])).astype(np.float32)
+        target = learner.policy_on(raw)
+        target = type(target)(target.mean + 0.5, target.log_std)
+        before = [p.detach().clone() for p in learner.actor_parameters()]
+        learner.distill_update(raw, target, np.full(64, weight / 64, dtype=np.float32), step_scale)
+        return float(sum((p.detach() - b).abs().sum() for p, b in zip(learner.actor_parameters(), before)))
+
+    full = moved(1.0, 1.0)
+    assert moved(1.0, 0.01) > 0.2 * full  # a weight on the loss: most of the step
+    assert moved(0.01, 1.0) == pytest.approx(0.01 * full, rel=0.05)  # a step scale: a hundredth of it
+
+
 def test_learner_alone_beats_a_random_policy(random_return):
     (learner,) = tiny_learners(start=True, total_steps=6144)
     train_to_budget(learner)

@@ -60,7 +60,7 @@ class StubPeer:
         mean = torch.full((len(raw), 1), self.action)
         return PolicyOutput(mean, torch.zeros_like(mean))
 
-    def distill_update(self, raw, target, weights):
+    def distill_update(self, raw, target, weights, step_scale=1.0):
         self.updates.append((raw, target, weights))
         return 0.0
 
