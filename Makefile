@@ -5,9 +5,14 @@ BIN := $(VENV)/bin
 # Every dependency at the version the tests passed with (`make lock` refreshes it).
 LOCK := requirements.lock
 # PyTorch is installed first, at the lock's version: where no GPU is present its CPU build
-# (TORCH_CPU), because a bare `torch` requirement would pull a multi-GB CUDA build.
+# (TORCH_CPU), because a bare `torch` requirement would pull a multi-GB CUDA build. PyPI's own
+# torch for Linux is the CUDA build: there, give PyTorch's CPU index as TORCH_INDEX
+# (make setup TORCH_INDEX=https://download.pytorch.org/whl/cpu); an index that serves the CPU
+# build under the plain name (as this project's machines have) needs none.
 TORCH_PIN := $(or $(shell grep -m1 '^torch==' $(LOCK) 2>/dev/null),torch)
 TORCH_CPU ?= $(TORCH_PIN)
+TORCH_INDEX ?=
+TORCH_FROM := $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX),)
 DEMO_DIR ?= runs/demo-$(shell date +%Y%m%d-%H%M%S)
 LOCK_VENV := .venv-lock
 
@@ -19,7 +24,7 @@ $(VENV)/.installed: pyproject.toml $(LOCK)
 	$(PYTHON) -m venv $(VENV)
 	@if ! $(BIN)/python -c "import torch" 2>/dev/null; then \
 		if command -v nvidia-smi >/dev/null 2>&1; then $(BIN)/pip install --quiet "$(TORCH_PIN)"; \
-		else $(BIN)/pip install --quiet "$(TORCH_CPU)"; fi; \
+		else $(BIN)/pip install --quiet $(TORCH_FROM) "$(TORCH_CPU)"; fi; \
 	fi
 	$(BIN)/pip install --quiet -r $(LOCK)
 	$(BIN)/pip install --quiet --no-deps -e .
@@ -32,7 +37,7 @@ $(VENV)/.installed: pyproject.toml $(LOCK)
 lock:
 	rm -rf $(LOCK_VENV)
 	$(PYTHON) -m venv $(LOCK_VENV)
-	$(LOCK_VENV)/bin/pip install --quiet "$(TORCH_CPU)"
+	$(LOCK_VENV)/bin/pip install --quiet $(TORCH_FROM) "$(TORCH_CPU)"
 	$(LOCK_VENV)/bin/pip install --quiet -e ".[test,ray,export]"
 	@{ echo "# Exact versions of every dependency: make setup installs them; make lock refreshes them (then make test)."; \
 	   echo "# Python $$($(LOCK_VENV)/bin/python -c 'import platform; print(platform.python_version())')."; \
