@@ -1,10 +1,9 @@
 """The house's layers: imports run one way, from the face down to the core, and form no circle.
 
 Layers, top to bottom (README, "Architecture"): the face (``dpd.cli``, ``dpd.api``, ``dpd.bench``) →
-``dpd.agents`` and, beside it, ``dpd.kd`` → ``dpd.envs`` → the core (``dpd.config``,
-``dpd.losses``, ``dpd.weighting``, ``dpd.fidelity``, ``dpd.errors``, ``dpd.rundir``, ``dpd.processes``, ``dpd.zoo``,
-``dpd.pyexpr``, ``dpd.provenance``). A module may
-import its own layer and those below; ``dpd.kd`` uses only the core.
+``dpd.agents`` and, beside it, ``dpd.kd`` → ``dpd.envs`` → the core (``CORE`` below). A module
+may import its own layer and those below; ``dpd.kd`` uses only the core. Every module is placed
+by name (a new one fails until it is), and the scripts of ``benchmarks/`` sit above them all.
 """
 
 import ast
@@ -30,21 +29,40 @@ def modules() -> Dict[str, Path]:
     return found
 
 
+# Every module's layer: the packages by their folder, the core's modules by name. A module none
+# of these names has no layer, and test_every_module_has_a_layer fails until it is placed.
+PACKAGE_LAYERS = {
+    "dpd.cli": "face",
+    "dpd.api": "face",
+    "dpd.__main__": "face",
+    "dpd.bench": "face",
+    "dpd.agents": "agents",
+    "dpd.kd": "kd",
+    "dpd.envs": "envs",
+}
+CORE = (
+    "dpd.config",
+    "dpd.errors",
+    "dpd.registry",
+    "dpd.losses",
+    "dpd.weighting",
+    "dpd.fidelity",
+    "dpd.rundir",
+    "dpd.processes",
+    "dpd.zoo",
+    "dpd.zoo_export",
+    "dpd.pyexpr",
+    "dpd.provenance",
+)
+
+
 def layer(module: str) -> str:
     if module == "dpd":
         return "face"  # the package's own names: ``dpd.Peers``, ``dpd.Student`` (``dpd.api``)
-    for prefix, name in (
-        ("dpd.cli", "face"),
-        ("dpd.api", "face"),
-        ("dpd.__main__", "face"),
-        ("dpd.bench", "face"),
-        ("dpd.agents", "agents"),
-        ("dpd.kd", "kd"),
-        ("dpd.envs", "envs"),
-    ):
+    for prefix, name in [*PACKAGE_LAYERS.items(), *((core, "core") for core in CORE)]:
         if module == prefix or module.startswith(prefix + "."):
             return name
-    return "core"
+    return "unplaced"
 
 
 def imports(path: Path, known: Set[str], top_level_only: bool) -> Set[str]:
@@ -103,6 +121,26 @@ def test_modules_import_each_other_in_no_circle():
         if module not in state:
             visit(module, [module])
     assert circles == []
+
+
+def test_every_module_has_a_layer():
+    assert [module for module in modules() if layer(module) == "unplaced"] == []
+
+
+def test_benchmarks_use_dpd_from_above_and_dpd_never_imports_them():
+    """The scripts under benchmarks/ are users of dpd: they import modules that exist, and no
+    module of dpd imports them."""
+    known = modules()
+    for script in sorted((ROOT / "benchmarks").glob("*.py")):
+        tree = ast.parse(script.read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("dpd"):
+                assert node.module in known, f"{script.name} imports {node.module}, which is no module of dpd"
+    for module, path in known.items():
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, (ast.Import, ast.ImportFrom)):
+                names = [node.module or ""] if isinstance(node, ast.ImportFrom) else [a.name for a in node.names]
+                assert not any(name.split(".")[0] == "benchmarks" for name in names), module
 
 
 def test_the_layer_map_knows_every_folder():
