@@ -1,12 +1,14 @@
-"""One distillation step of a learner towards its teachers' answers, wherever they live.
+"""The distillation steps of a learner towards its teachers' answers, wherever they live: the
+one path for peers (``dpd.agents.peer``) and students (``dpd.agents.teacher_student``).
 
 A teacher (a peer, or the one teacher of a student) answers on given raw states with a
 ``TeacherAnswer``; the learner picks, per state, the teacher with the highest value, weights
-the states by the disadvantage weight of ``xi = V_teacher - V_learner`` and takes one step.
+the states by the disadvantage weight of ``xi = V_teacher - V_learner`` and takes one step
+(``distill_step``); ``distill_steps`` runs a sequence of them, checked and logged.
 """
 
 from dataclasses import dataclass
-from typing import Dict, Optional, Sequence, Tuple
+from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -99,3 +101,30 @@ def distill_step(
     if weights.weights.sum() > 0 and scale > 0:  # the hard mask may select no state at all
         stats["loss"] = learner.distill_update(states, target, weights.weights, scale)
     return stats
+
+
+def distill_steps(learner: Learner, batches: Iterable[DistillBatch], scale: float = 1.0) -> List[Dict[str, float]]:
+    """One ``distill_step`` per batch (``batches`` may be a generator: each is built when its step
+    runs), and for a batch marked ``critic`` (PIEKD) one step of the critics too, from an
+    optimizer fresh for this call; every loss checked finite, each step's diagnostics logged as
+    means under its batch's tag. Returns each step's diagnostics."""
+    config = learner.distill_config
+    critic_optimizer = None
+    all_stats = []
+    for batch in batches:
+        stats = distill_step(learner, batch.answers, batch.states, batch.weighting or config.weighting, config.alpha, scale)
+        if batch.critic:
+            from dpd.agents.off_policy import OffPolicyLearner  # imports this module
+
+            assert isinstance(learner, OffPolicyLearner) and batch.answers[0].critic is not None, "a critic step"
+            if critic_optimizer is None:
+                critic_optimizer = learner.critic_distill_optimizer()
+            stats["critic_loss"] = learner.distill_critic(batch.states, batch.answers[0].critic, critic_optimizer)
+        if not (np.isfinite(stats.get("loss", 0.0)) and np.isfinite(stats.get("critic_loss", 0.0))):
+            raise FloatingPointError(f"{learner.spec.name}: NaN or infinity in the distillation loss")
+        for key, value in stats.items():
+            learner.logger.record_mean(f"{batch.tag}/{key}", value)
+        all_stats.append(stats)
+    if critic_optimizer is not None:
+        learner.sync_critic_target()  # type: ignore[attr-defined]
+    return all_stats

@@ -18,7 +18,7 @@ from typing import Any, Dict, List, Optional, Sequence, Set, Tuple
 import numpy as np
 from stable_baselines3.common.callbacks import BaseCallback
 
-from dpd.agents.distillation import DistillBatch, TeacherAnswer, answer_on, distill_step
+from dpd.agents.distillation import DistillBatch, TeacherAnswer, answer_on, distill_steps
 from dpd.agents.guidance import Guide
 from dpd.agents.learner import Learner
 from dpd.agents.off_policy import OffPolicyLearner
@@ -143,27 +143,9 @@ class Peer:
         return states, self.answer(states, critic)
 
     def distill(self, batches: Sequence[DistillBatch]) -> List[Dict[str, float]]:
-        """One weighted gradient step per batch; the peer computes its own values and weights.
-        Returns each step's diagnostics."""
-        learner, config = self.learner, self.learner.distill_config
-        # PIEKD starts each distillation of the critics with a fresh optimizer.
-        critic_optimizer = self._off_policy().critic_distill_optimizer() if any(batch.critic for batch in batches) else None
-        all_stats = []
-        for batch in batches:
-            weighting = batch.weighting or config.weighting
-            stats = distill_step(learner, batch.answers, batch.states, weighting, config.alpha)
-            if batch.critic:
-                critic_target = batch.answers[0].critic
-                assert critic_target is not None and critic_optimizer is not None, "a critic step needs its target"
-                stats["critic_loss"] = self._off_policy().distill_critic(batch.states, critic_target, critic_optimizer)
-            if not (np.isfinite(stats.get("loss", 0.0)) and np.isfinite(stats.get("critic_loss", 0.0))):
-                raise FloatingPointError(f"{learner.spec.name}: NaN or infinity in the distillation loss")
-            for key, value in stats.items():
-                learner.logger.record_mean(f"{batch.tag}/{key}", value)
-            all_stats.append(stats)
-        if critic_optimizer is not None:
-            self._off_policy().sync_critic_target()
-        return all_stats
+        """One weighted gradient step per batch (``distill_steps``); the peer computes its own
+        values and weights. Returns each step's diagnostics."""
+        return distill_steps(self.learner, batches)
 
     # ----- shared experience (dpd.agents.sharing, .rollout_sharing) and guidance (.guidance) --
 

@@ -34,13 +34,13 @@ Modes (who samples the states, Czarnecki et al. 2019):
 """
 
 import math
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, Iterator, List, Optional
 
 import numpy as np
 import torch
 
 from dpd.agents.comparison import FIDELITY_STATES, fidelity, microseconds_per_action, rollout_states
-from dpd.agents.distillation import TeacherAnswer, answer_on, distill_step
+from dpd.agents.distillation import DistillBatch, TeacherAnswer, answer_on, distill_steps
 from dpd.agents.learner import Learner
 from dpd.agents.on_policy import OnPolicyLearner
 from dpd.agents.peer import PeerFailure, first_line
@@ -225,15 +225,15 @@ class TeacherStudent:
             weighting = config.weighting if mode == "gated" else "none"
             scale = kickstart_lambda(self.config, student.num_timesteps / student.spec.budget) if mode == "kickstart" else 1.0
             student.logger.record("distill/lambda", scale)
-            for _ in range(config.steps):
-                indices = self.rng.integers(0, len(source), size=config.batch)
-                states = source.at(indices)
-                answer = answer_on(self.teacher, states) if mode == "offline" else self.labels.answer_at(indices)
-                stats = distill_step(student, [answer], states, weighting, config.alpha, scale)
-                if not np.isfinite(stats.get("loss", 0.0)):
-                    raise FloatingPointError(f"{student.spec.name}: NaN or infinity in the distillation loss")
-                for key, value in stats.items():
-                    student.logger.record_mean(f"distill/{key}", value)
+
+            def batches() -> Iterator[DistillBatch]:
+                for _ in range(config.steps):
+                    indices = self.rng.integers(0, len(source), size=config.batch)
+                    states = source.at(indices)
+                    answer = answer_on(self.teacher, states) if mode == "offline" else self.labels.answer_at(indices)
+                    yield DistillBatch(states, (answer,), weighting)
+
+            distill_steps(student, batches(), scale)
             student.logger.record("distill/gradient_steps", config.steps)
         if not student.parameters_finite():
             raise FloatingPointError(f"{student.spec.name}: NaN or infinity in the policy after an update")
@@ -309,16 +309,16 @@ class TeacherStudent:
         steps = max(1, math.ceil(epochs * size / config.batch))
         if max_updates:
             steps = min(steps, max_updates)
-        order = np.empty(0, dtype=np.int64)
-        for _ in range(steps):
-            if len(order) < config.batch:
-                order = np.concatenate([order, self.rng.permutation(size)])
-            indices, order = order[: config.batch], order[config.batch :]
-            stats = distill_step(student, [self.labels.answer_at(indices)], student.states.at(indices), "none", config.alpha)
-            if not np.isfinite(stats.get("loss", 0.0)):
-                raise FloatingPointError(f"{student.spec.name}: NaN or infinity in the distillation loss")
-            for key, value in stats.items():
-                student.logger.record_mean(f"distill/{key}", value)
+
+        def batches() -> Iterator[DistillBatch]:
+            order = np.empty(0, dtype=np.int64)
+            for _ in range(steps):
+                if len(order) < config.batch:
+                    order = np.concatenate([order, self.rng.permutation(size)])
+                indices, order = order[: config.batch], order[config.batch :]
+                yield DistillBatch(student.states.at(indices), (self.labels.answer_at(indices),), "none")
+
+        distill_steps(student, batches())
         student.logger.record("distill/gradient_steps", steps)
 
     def _teacher_rollout(self, steps: int, buffer: Optional[RawStateBuffer] = None) -> int:

@@ -147,3 +147,20 @@ def test_the_layer_map_knows_every_folder():
     known = modules()
     assert {"dpd.agents.peer_group", "dpd.envs.tiny", "dpd.bench.runner", "dpd.config"} <= set(known)
     assert layer("dpd.agents.peer_group") == "agents" and layer("dpd.cli") == "face" and layer("dpd.weighting") == "core"
+
+
+def test_peers_and_students_take_their_distillation_steps_through_one_function():
+    """One distillation path: ``distill_steps`` (dpd.agents.distillation) is where a peer's and a
+    student's steps are taken, checked and logged; nothing else calls the single step."""
+    callers = {
+        path.name: path.read_text().count("distill_steps(")
+        for path in (ROOT / "agents").glob("*.py")
+        if path.name != "distillation.py"
+    }
+    assert callers["peer.py"] >= 1 and callers["teacher_student.py"] >= 1
+    single = [
+        path.name
+        for path in (ROOT / "agents").glob("*.py")
+        if "distill_step(" in path.read_text().replace("def distill_step(", "")
+    ]
+    assert single == ["distillation.py"]
