@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Sequence
 
 from dpd.bench.report import markdown_table, plot_curves
-from dpd.bench.runner import RESULT_FILE, load_result
+from dpd.bench.results import RESULT_FILE, load_result
 
 
 def labelled(row: Dict[str, Any], same: Sequence[str] = ()) -> Dict[str, Any]:

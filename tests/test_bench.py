@@ -165,7 +165,7 @@ def test_a_killed_run_continues_from_its_checkpoint_with_its_whole_curve(tmp_pat
 
 
 def test_a_rerun_keeps_only_what_a_killed_run_continues_from(tmp_path):
-    from dpd.bench.runner import ERROR_FILE, RUN_DIR, clear_incomplete
+    from dpd.bench.results import ERROR_FILE, RUN_DIR, clear_incomplete
 
     for failed in (False, True):
         directory = tmp_path / str(failed)
@@ -223,7 +223,7 @@ def small_runs():
 
 def write_result(run: BenchRun, directory: Path) -> None:
     """A worker that records a result without training (what the grid does with it is tested)."""
-    from dpd.bench.runner import RESULT_FILE, run_fields
+    from dpd.bench.results import RESULT_FILE, run_fields
 
     directory.mkdir(parents=True, exist_ok=True)
     row = {**run_fields(run), "status": "ok", "score": 1.0, "peer_scores": [1.0], "curve": [[run.total_steps, 1.0]]}
@@ -232,7 +232,7 @@ def write_result(run: BenchRun, directory: Path) -> None:
 
 @pytest.mark.parametrize("content", ["{", "[]", "{}", '{"status": "ok"'])
 def test_a_malformed_result_is_an_incomplete_run(tmp_path, capsys, content):
-    from dpd.bench.runner import run_dir
+    from dpd.bench.results import run_dir
 
     complete, broken = small_runs()
     write_result(complete, run_dir(tmp_path, complete))
@@ -253,7 +253,7 @@ SWEEP = """
 import os, sys, time
 from pathlib import Path
 from dpd.bench.grid import BenchRun
-from dpd.bench.runner import ProcessPool
+from dpd.bench.pools import ProcessPool
 
 def train_forever(run, directory):
     (directory / "pid").write_text(str(os.getpid()))

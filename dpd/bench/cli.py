@@ -100,7 +100,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         raise UserError(f"--out {out} is a file; give a directory for the results")
     command = "dpd " + " ".join(args.argv)
     if args.report_only:
-        from dpd.bench.runner import completed_result
+        from dpd.bench.results import completed_result
 
         rows = [row for row in (completed_result(out, run) for run in runs) if row is not None]
         if not rows:

@@ -1,79 +1,40 @@
-"""Running one benchmark run, and a whole grid on a local process pool.
+"""Running one benchmark run (plain SB3 or a dpd group), and a whole grid on a pool.
 
-Each run lives in ``<out>/<env>/<algo>/<method>/seed<k>/``: its TensorBoard logs, its models,
-and ``result.json`` once it is complete (written last, atomically). A rerun with the same
-``--out`` skips complete runs, continues a killed run from its latest checkpoint
-(``CHECKPOINTS_PER_RUN`` of them per run) and restarts failed runs from scratch; a run that fails
-leaves ``error.txt`` and does not stop the others.
+A rerun with the same ``--out`` skips complete runs, continues a killed run from its latest
+checkpoint (``CHECKPOINTS_PER_RUN`` of them per run) and restarts failed runs from scratch; a run
+that fails leaves ``error.txt`` and does not stop the others. The run's files are
+``dpd.bench.results``'; the pools that run them, ``dpd.bench.pools``'.
 """
 
 import json
-import multiprocessing
-import os
 import shutil
 import sys
 import time
 import traceback
 from collections import defaultdict
-from dataclasses import asdict, dataclass, fields
-from multiprocessing.connection import wait
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence
 
 import numpy as np
 
 from dpd.bench.grid import PLAIN_SB3, SINGLE_LEARNER_METHODS, BenchRun
+from dpd.bench.pools import ProcessPool, RayPool
+from dpd.bench.results import (
+    ERROR_FILE,
+    RESULT_FILE,
+    RUN_DIR,
+    Curve,
+    clear_incomplete,
+    completed_result,
+    failure_row,
+    load_result,
+    run_dir,
+    run_fields,
+)
 from dpd.errors import UserError
-from dpd.processes import die_with_parent
 
-RESULT_FILE = "result.json"
 TRAINING_EPISODES = 10  # training episodes whose mean return picks a group's deployable peer
-ERROR_FILE = "error.txt"
-Curve = List[List[float]]  # [total env steps, score] pairs
-
-
-def run_dir(out: Path, run: BenchRun) -> Path:
-    return out / run.key
-
-
-def run_fields(run: BenchRun) -> Dict[str, Any]:
-    """The run's settings as they appear in its result row (JSON types)."""
-    return {**asdict(run), "overrides": list(run.overrides)}
-
-
-# What every result row holds: the run's settings and its scores.
-RESULT_KEYS = (*(f.name for f in fields(BenchRun)), "status", "score", "peer_scores", "curve")
-
-
-def load_result(directory: Path) -> Optional[Dict[str, Any]]:
-    """The run's result row, or None where it has none. A truncated or malformed ``result.json``
-    (a copy cut short, an edit gone wrong) makes the run incomplete, said in one line: it is run
-    again, never a traceback."""
-    path = directory / RESULT_FILE
-    if not path.exists():
-        return None
-    try:
-        row = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        problem = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
-    else:
-        if isinstance(row, dict) and all(key in row for key in RESULT_KEYS):
-            return row
-        problem = "not a result row" if isinstance(row, dict) else f"a JSON {type(row).__name__}, not a result row"
-    print(f"dpd bench: {path} is truncated or malformed ({problem}); the run counts as incomplete", file=sys.stderr)
-    return None
-
-
-def completed_result(out: Path, run: BenchRun) -> Optional[Dict[str, Any]]:
-    """The run's result if it is complete; one made with other settings is a user error, not a skip."""
-    row = load_result(run_dir(out, run))
-    if row is None:
-        return None
-    differing = [key for key, value in run_fields(run).items() if row.get(key) != value]
-    if differing:
-        changes = ", ".join(f"{key} {row.get(key)!r} there, {run_fields(run)[key]!r} now" for key in differing)
-        raise UserError(f"{run_dir(out, run)} holds a run with other settings ({changes}); choose another --out")
-    return row
 
 
 # --- one run, inside a worker process ------------------------------------------------------
@@ -147,11 +108,6 @@ def deployable_index(training_returns: Sequence[float]) -> int:
     episodes, which then score it without a selection bias); the first on a tie or all NaN."""
     finite = [(value, -index) for index, value in enumerate(training_returns) if value == value]
     return -max(finite)[1] if finite else 0
-
-
-# Inside a run's directory, what a rerun continues from: a group's dpd run directory, or the
-# checkpoints of a plain SB3 run (removed once it is complete).
-RUN_DIR = "run"
 
 
 def resumable(run_path: Path, cfg: Any) -> bool:
@@ -309,13 +265,6 @@ def run_in_process(run: BenchRun, directory: Path) -> None:
 # --- the grid --------------------------------------------------------------------------------
 
 
-def failure_row(run: BenchRun, directory: Path, exit_detail: str) -> Dict[str, Any]:
-    error_file = directory / ERROR_FILE
-    lines = error_file.read_text().strip().splitlines() if error_file.exists() else []
-    error = lines[-1] if lines else f"{exit_detail} and left no error (killed?)"
-    return {**run_fields(run), "status": "failed", "error": error}
-
-
 def run_grid(
     runs: Sequence[BenchRun],
     out: Path,
@@ -339,7 +288,7 @@ def run_grid(
             on_event("skipped", run, done)
         else:
             pending.append(run)
-    pool = RayPool(workers, address) if backend == "ray" else ProcessPool(workers, target)
+    pool = RayPool(workers, address, execute_and_record) if backend == "ray" else ProcessPool(workers, target)
     try:
         while pending or pool.busy:
             while pending and pool.has_room:
@@ -358,104 +307,3 @@ def run_grid(
     finally:
         pool.close()  # interrupted: no worker outlives the sweep
     return [rows[run.key] for run in runs]
-
-
-def clear_incomplete(directory: Path) -> None:
-    """Remove what an earlier, incomplete attempt left, except what a killed attempt leaves to
-    continue from: its run directory of checkpoints and (a plain run's) TensorBoard logs. A run
-    that failed (``error.txt``) starts again from scratch."""
-    directory.mkdir(parents=True, exist_ok=True)
-    killed = (directory / RUN_DIR).is_dir() and not (directory / ERROR_FILE).exists()
-    for entry in directory.iterdir():
-        if killed and entry.name in (RUN_DIR, "tb"):
-            continue
-        if entry.is_dir():
-            shutil.rmtree(entry)
-        else:
-            entry.unlink()
-
-
-class RunPool:
-    """At most ``workers`` runs at once; ``active`` maps a run's handle to the run."""
-
-    def __init__(self, workers: int) -> None:
-        self.workers = workers
-        self.active: Dict[Any, BenchRun] = {}
-
-    @property
-    def busy(self) -> bool:
-        return bool(self.active)
-
-    @property
-    def has_room(self) -> bool:
-        return len(self.active) < self.workers
-
-
-def _worker(target: Callable[[BenchRun, Path], None], run: BenchRun, directory: Path, parent: int) -> None:
-    """A pool worker: tied to the sweep's life, then ``target(run, directory)``."""
-    die_with_parent(parent)
-    target(run, directory)
-
-
-class ProcessPool(RunPool):
-    """Each run in a fresh process (a crash takes one run only)."""
-
-    def __init__(self, workers: int, target: Callable[[BenchRun, Path], None]) -> None:
-        super().__init__(workers)
-        self.target = target
-        self.context = multiprocessing.get_context("spawn")
-
-    def start(self, run: BenchRun, directory: Path) -> None:
-        process = self.context.Process(
-            target=_worker, args=(self.target, run, directory, os.getpid()), name=f"dpd-bench {run.key}"
-        )
-        process.start()
-        self.active[process] = run
-
-    def wait_finished(self) -> List[Tuple[BenchRun, str]]:
-        finished = []
-        for sentinel in wait([process.sentinel for process in self.active]):
-            process = next(p for p in self.active if p.sentinel == sentinel)
-            process.join()
-            finished.append((self.active.pop(process), f"worker exited with code {process.exitcode}"))
-        return finished
-
-    def close(self) -> None:
-        for process in self.active:
-            process.terminate()
-        for process in self.active:
-            process.join()
-
-
-class RayPool(RunPool):
-    """Each run a Ray task (one CPU), on a local instance or the cluster at ``address``."""
-
-    def __init__(self, workers: int, address: str) -> None:
-        from dpd.agents.ray_backend import connect, import_ray
-
-        super().__init__(workers)
-        self.ray = import_ray()
-        self._local_ray = connect(address, cpus_needed=1)
-        self.task = self.ray.remote(num_cpus=1, max_retries=0)(execute_and_record)
-
-    def start(self, run: BenchRun, directory: Path) -> None:
-        self.active[self.task.remote(run, directory)] = run
-
-    def wait_finished(self) -> List[Tuple[BenchRun, str]]:
-        ready, _ = self.ray.wait(list(self.active), num_returns=1)
-        finished = []
-        for reference in ready:
-            run = self.active.pop(reference)
-            try:
-                self.ray.get(reference)
-                detail = "the run left no result"
-            except Exception as exc:  # the worker died: no error.txt was written
-                detail = f"Ray task failed: {type(exc).__name__}"
-            finished.append((run, detail))
-        return finished
-
-    def close(self) -> None:
-        for reference in self.active:
-            self.ray.cancel(reference, force=True)
-        if self._local_ray is not None:
-            self._local_ray.stop()
