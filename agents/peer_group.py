@@ -336,5 +336,9 @@ class PeerGroup:
                 offset += size
         return answers
 
+    def evaluation_metrics(self, learner: Any, mean_return: float, episodes: int, final: bool) -> Dict[str, float]:
+        """Peers log their evaluation return alone (``Trainer``)."""
+        return {}
+
     def close(self) -> None:
         self.backend.close()

@@ -341,7 +341,12 @@ class TeacherStudent:
             self.student.env.obs_rms.update(states)
         return len(states)
 
-    def evaluation_metrics(self, learner: Learner) -> Dict[str, float]:
+    def evaluation_metrics(self, learner: Learner, mean_return: float, episodes: int, final: bool) -> Dict[str, float]:
+        """What the loop logs beside the student's evaluation: its fidelity, and at the end the
+        return ratio and the cost of an action (``final_metrics``)."""
+        return self.final_metrics(learner, mean_return, episodes) if final else self.fidelity_metrics(learner)
+
+    def fidelity_metrics(self, learner: Learner) -> Dict[str, float]:
         """Fidelity on held-out states from the teacher's and the student's distributions."""
         if self._teacher_states is None:
             self._teacher_states = rollout_states(self.teacher, FIDELITY_STATES)
@@ -359,9 +364,9 @@ class TeacherStudent:
         """Fidelity plus the return ratio student / teacher from deterministic episodes."""
         if self._teacher_return is None:
             self._teacher_return, _ = self.teacher.evaluate(episodes)
-        metrics = self.evaluation_metrics(learner)
+        metrics = self.fidelity_metrics(learner)
         metrics["fidelity/teacher_return"] = self._teacher_return
-        assert self._teacher_states is not None, "evaluation_metrics rolled the teacher's states out"
+        assert self._teacher_states is not None, "fidelity_metrics rolled the teacher's states out"
         for name, policy in (("teacher", self.teacher), ("student", learner)):
             metrics[f"fidelity/{name}_us_per_action"] = microseconds_per_action(policy, self._teacher_states)
         metrics["fidelity/return_ratio"] = student_return / self._teacher_return if self._teacher_return else math.nan

@@ -17,7 +17,6 @@ from tqdm import tqdm
 
 from dpd.agents.learner import LearnerSpec
 from dpd.agents.peer import PeerFailure
-from dpd.agents.teacher_student import TeacherStudent
 from dpd.config import RunConfig
 from dpd.rundir import RunDirectory
 
@@ -92,6 +91,11 @@ class TrainableAgent(Protocol):
     ) -> None:
         """Train to the budget; ``after_turn(index, steps_taken)`` and ``after_round()`` let the
         loop evaluate and checkpoint."""
+        ...
+
+    def evaluation_metrics(self, learner: Any, mean_return: float, episodes: int, final: bool) -> Dict[str, float]:
+        """Metrics logged beside a learner's evaluation (a student's fidelity to its teacher; a
+        peer's: none)."""
         ...
 
     def close(self) -> None: ...
@@ -176,10 +180,7 @@ class Trainer:
 
     def _evaluate(self, learner: TrainedLearner, episodes: int, final: bool = False) -> EvalResult:
         mean, std = learner.evaluate(episodes)
-        metrics: Dict[str, float] = {}
-        if isinstance(self.group, TeacherStudent):  # its one learner is the student
-            student = self.group.student
-            metrics = self.group.final_metrics(student, mean, episodes) if final else self.group.evaluation_metrics(student)
+        metrics = self.group.evaluation_metrics(learner, mean, episodes, final)
         learner.log(
             {"eval/mean_reward": mean, "eval/std_reward": std, "time/run_total_steps": self.group.run_steps, **metrics},
             learner.num_timesteps,

@@ -164,3 +164,10 @@ def test_peers_and_students_take_their_distillation_steps_through_one_function()
         if "distill_step(" in path.read_text().replace("def distill_step(", "")
     ]
     assert single == ["distillation.py"]
+
+
+def test_the_trainer_drives_a_protocol_and_nothing_else():
+    """``Trainer`` knows the agent it trains only as ``TrainableAgent``: it imports neither kind."""
+    trained = imports(ROOT / "agents" / "trainer.py", set(modules()), top_level_only=False)
+    assert not trained & {"dpd.agents.teacher_student", "dpd.agents.peer_group"}
+    assert "isinstance(self.group" not in (ROOT / "agents" / "trainer.py").read_text()
