@@ -94,6 +94,11 @@ class _Run:
         return self.run_dir
 
 
+def _given(**values: Any) -> Dict[str, Any]:
+    """The arguments a caller gave (not None): the config's declarations supply the rest."""
+    return {key: value for key, value in values.items() if value is not None}
+
+
 class Peers(_Run):
     """Two or more SB3 learners of one task that learn from each other.
 
@@ -104,14 +109,15 @@ class Peers(_Run):
 
     def __init__(
         self,
-        algo: str = "ppo",
-        env: str = "HalfCheetah-v5",
-        peers: int = 2,
-        seed: int = 0,
+        algo: Optional[str] = None,
+        env: Optional[str] = None,
+        peers: Optional[int] = None,
+        seed: Optional[int] = None,
         run_dir: Optional[PathLike] = None,
         **settings: Any,
     ) -> None:
-        super().__init__({"algo": algo, "env": env, "peers": peers, "seed": seed}, settings, run_dir)
+        """Arguments left at None take the config's defaults (``dpd config``), as ``dpd train``'s flags do."""
+        super().__init__(_given(algo=algo, env=env, peers=peers, seed=seed), settings, run_dir)
 
     @classmethod
     def load(cls, run_dir: PathLike) -> "Peers":
@@ -132,17 +138,17 @@ class Student(_Run):
         self,
         teacher: PathLike,
         env: str,
-        algo: str = "ppo",
+        algo: Optional[str] = None,
         mode: Optional[str] = None,
-        seed: int = 0,
+        seed: Optional[int] = None,
         run_dir: Optional[PathLike] = None,
         **settings: Any,
     ) -> None:
-        """``mode``: one of ``dpd distill --mode``'s; None takes the config's default (``teacher.mode``),
-        the one ``dpd distill`` takes without ``--mode``."""
-        teacher_settings = {"path": str(teacher), **({} if mode is None else {"mode": mode}), **settings.pop("teacher", {})}
+        """``mode``: one of ``dpd distill --mode``'s. Arguments left at None take the config's
+        defaults (``dpd config``; ``teacher.mode`` for ``mode``), as ``dpd distill`` without the flag."""
+        teacher_settings = {"path": str(teacher), **_given(mode=mode), **settings.pop("teacher", {})}
         super().__init__(
-            {"algo": algo, "env": env, "peers": 1, "seed": seed}, {**settings, "teacher": teacher_settings}, run_dir
+            {**_given(algo=algo, seed=seed), "env": env, "peers": 1}, {**settings, "teacher": teacher_settings}, run_dir
         )
 
     @classmethod

@@ -167,6 +167,17 @@ def test_bad_peers_fail_in_the_constructor(args, settings, message, tmp_path):
     assert not (tmp_path / "run").exists()
 
 
+def test_the_python_faces_take_their_defaults_from_the_config_declarations():
+    import inspect
+
+    from dpd import Peers, Student
+
+    assert Peers()._layer == {}  # nothing of its own: build_config supplies RunConfig's defaults
+    for face in (Peers, Student):
+        defaults = {name: p.default for name, p in inspect.signature(face).parameters.items() if name != "settings"}
+        assert all(value is None for name, value in defaults.items() if name not in ("teacher", "env")), defaults
+
+
 def test_the_readme_plain_sb3_example_runs_a_saved_student(tmp_path, monkeypatch):
     """The README's snippet loads a dpd checkpoint with SB3 and VecNormalize alone."""
     from dpd import Peers
