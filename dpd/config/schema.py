@@ -33,13 +33,21 @@ def comma_list(text: str) -> Tuple[str, ...]:
 
 
 def setting(
-    default: Any = dataclasses.MISSING, doc: str = "", *, factory: Optional[Callable[[], Any]] = None, shown: str = ""
+    default: Any = dataclasses.MISSING,
+    doc: str = "",
+    *,
+    factory: Optional[Callable[[], Any]] = None,
+    shown: str = "",
+    allowed: Optional[str] = None,
+    parse: Optional[Callable[[str], Any]] = None,
 ) -> Any:
-    """A config field with its documentation. ``doc``: its meaning, unit and the source of its
-    default, one line of markdown (``config_table``). ``shown``: the default as the docs show it,
-    where the value alone says too little (``None``, resolved later; ``{}``, merged over env defaults).
-    ``factory``: a default factory, for mutable defaults."""
-    metadata = {"doc": doc, "shown": shown}
+    """A config field with its documentation, for the run config and ``dpd kd``'s options alike.
+    ``doc``: its meaning, unit and the source of its default, one line of markdown (``config_table``,
+    a flag's help). ``shown``: the default as the docs show it, where the value alone says too
+    little (``None``, resolved later; ``{}``, merged over env defaults). ``factory``: a default
+    factory, for mutable defaults. ``allowed``: a numeric option's range as its error names it;
+    ``parse``: how its flag's text becomes a value (``dpd kd``)."""
+    metadata = {"doc": doc, "shown": shown, "allowed": allowed, "parse": parse}
     if factory is not None:
         return field(default_factory=factory, metadata=metadata)
     return field(default=default, metadata=metadata)

@@ -106,7 +106,7 @@ def add_kd_parser(subparsers: Any) -> None:
             f"--{option.name.replace('_', '-')}",
             dest=f"option_{option.name}",
             type=parse,
-            help=f"{option.metadata['help']} (default {_shown(option.default)})",
+            help=f"{option.metadata['doc']} (default {_shown(option.default)})",
         )
     kd.set_defaults(handler=cmd_kd)
 

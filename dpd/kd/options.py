@@ -1,9 +1,10 @@
 """The settings of a ``dpd kd`` run, importable without torch so that building the command line
 stays fast: datasets, method names, method options, and the run's whole configuration."""
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 from typing import Any, Callable, Dict, Optional, Tuple
 
+from dpd.config.schema import setting
 from dpd.errors import UserError, unknown_choice
 
 # The registry in dpd.kd.methods holds the implementations; tests pin that the two lists agree.
@@ -71,8 +72,9 @@ RANGES: Dict[str, Callable[[float], bool]] = {
 
 
 def _option(default: Any, help: str, allowed: Optional[str] = None, parse: Optional[Callable[[str], Any]] = None) -> Any:
-    """A method option; the command line makes a flag of it (``--name-with-dashes``)."""
-    return field(default=default, metadata={"help": help, "allowed": allowed, "parse": parse})
+    """A method option, declared as every config key is (``dpd.config.setting``); the command
+    line makes a flag of it (``--name-with-dashes``)."""
+    return setting(default, help, allowed=allowed, parse=parse)
 
 
 @dataclass(frozen=True)
