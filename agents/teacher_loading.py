@@ -8,15 +8,17 @@ needs no teacher-student run.
 
 import dataclasses
 from pathlib import Path
-from typing import Any, Dict
+from typing import Any, Dict, Tuple
 
 from stable_baselines3.common.vec_env import VecNormalize
 
 from dpd.agents.algorithms import ALGORITHMS
-from dpd.agents.learner import Learner, LearnerSpec
+from dpd.agents.learner import MODEL_FILE, NORM_FILE, Learner, LearnerSpec
 from dpd.agents.model_zip import detect_algo
-from dpd.config import DistillConfig, RunConfig
+from dpd.config import DistillConfig, RunConfig, TeacherConfig
 from dpd.errors import UserError, unknown_choice
+from dpd.rundir import RunDirectory
+from dpd.zoo_export import pick_learner
 
 TEACHER_SEED_SHIFT = 20_000  # a teacher acts in its own env, seeded away from the student's
 # Distillation defaults for a student: every iteration, 128 steps of 256 states at lr 1e-3 (ours,
@@ -29,11 +31,26 @@ UNTRAINED = DistillConfig(loss="mse", alpha=0.0, every=1, steps=1, batch=1, lr=1
 STUDENT_DISTILL_DEFAULTS = {"every": 1, "steps": 128, "batch": 256, "lr": 1e-3, "buffer_size": 100_000}
 
 
+def teacher_files(teacher: TeacherConfig) -> Tuple[Path, str]:
+    """The teacher's zip and its VecNormalize statistics (empty: beside the zip, if any). A dpd
+    run directory as ``teacher.path`` teaches with its best learner (the best final evaluation,
+    else the first, as ``dpd export`` picks) from its latest checkpoint."""
+    path = Path(teacher.path)
+    if not path.is_dir():
+        return path, teacher.norm
+    run = RunDirectory.open(path)
+    checkpoint = run.checkpoint_dir
+    if checkpoint is None:
+        raise UserError(f"teacher run {path} has no checkpoint yet")
+    files = checkpoint / pick_learner(run.manifest, None)["name"]
+    return files / MODEL_FILE, teacher.norm or str(files / NORM_FILE)
+
+
 def student_distill_defaults(cfg: RunConfig, student_algo: str) -> Dict[str, Any]:
     """A student's distillation defaults; the loss is KL where student and teacher are Gaussians
     of one kind (it matches the spread as well as the mean: a student that acts on its own
     states needs the teacher's exploration noise, not its own initial one), MSE otherwise."""
-    path = Path(cfg.teacher.path)
+    path, _ = teacher_files(cfg.teacher)
     if not path.is_file():
         raise UserError(f"teacher model not found: {path}")
     teacher_algo = cfg.teacher.algo or detect_algo(path)
@@ -95,10 +112,11 @@ def load_saved_learner(
 def load_teacher(cfg: RunConfig, distill: DistillConfig) -> Learner:
     """The run's teacher, evaluated on the student's episodes."""
     teacher = cfg.teacher
+    path, norm = teacher_files(teacher)
     return load_saved_learner(
         "teacher",
-        Path(teacher.path),
-        teacher.norm,
+        path,
+        norm,
         teacher.algo,
         cfg.env,
         cfg.seed,

@@ -403,7 +403,11 @@ def build_parser() -> argparse.ArgumentParser:
     distill = sub.add_parser(
         "distill", help="distill a trained SB3 model (the teacher) into a student", epilog=_config_keys_epilog()
     )
-    distill.add_argument("--teacher", required=True, help="the teacher's SB3 zip (from dpd, plain SB3 or the RL zoo)")
+    distill.add_argument(
+        "--teacher",
+        required=True,
+        help="the teacher's SB3 zip (from dpd, plain SB3 or the RL zoo), or a dpd run directory (its best learner)",
+    )
     distill.add_argument(
         "--teacher-norm", help="its VecNormalize statistics (default: vecnormalize.pkl beside the zip, if any)"
     )

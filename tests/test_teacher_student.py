@@ -382,3 +382,27 @@ def test_dagger_trains_its_epochs_after_each_round_up_to_its_cap(sb3_teacher, mo
     agent.train_iteration()
     assert updates[0] == 16 + 5  # the cap: 5 of the 32 steps two passes over 1024 states would take
     agent.close()
+
+
+def test_a_dpd_run_directory_teaches_with_its_best_learner(tmp_path, capsys):
+    from dpd.agents.teacher_loading import teacher_files
+    from dpd.config import TeacherConfig
+
+    peers = tmp_path / "peers"
+    args = ["train", "--env", TINY, "--total-steps", "1024", "--no-progress", "--set", "eval.final_episodes=2"]
+    assert main([*args, "--run-dir", str(peers)]) == 0
+    manifest = read_manifest(peers)
+    best = max(manifest["progress"]["final_eval"], key=lambda result: result["mean_return"])["learner"]
+    files = peers / manifest["progress"]["checkpoint"] / best
+    assert teacher_files(TeacherConfig(path=str(peers))) == (files / "model.zip", str(files / "vecnormalize.pkl"))
+    run_dir = tmp_path / "student"
+    assert distill(peers, run_dir, "dagger", "--total-steps", "1024") == 0
+    assert read_manifest(run_dir)["progress"]["finished"]
+    from dpd.rundir import RunDirectory
+
+    empty = tmp_path / "empty"  # a run created, never checkpointed
+    RunDirectory.create(empty, {"config": {}, "progress": {"run_steps": 0, "finished": False, "checkpoint": None}}).unlock()
+    assert "has no checkpoint yet" in expect_cli_error(
+        ["distill", "--teacher", str(empty), "--env", TINY, "--run-dir", str(tmp_path / "s2"), "--no-progress"], capsys
+    )
+    assert not (tmp_path / "s2").exists()

@@ -319,7 +319,11 @@ class TeacherConfig:
     teacher, on its own rollouts).
     """
 
-    path: str = setting("", "the teacher's SB3 zip (from dpd, plain SB3 or the RL zoo); empty: no teacher (a peer group)")
+    path: str = setting(
+        "",
+        "the teacher's SB3 zip (from dpd, plain SB3 or the RL zoo), or a dpd run directory (its best learner by final "
+        "evaluation, else its first, from the latest checkpoint); empty: no teacher (a peer group)",
+    )
     norm: str = setting("", "its VecNormalize statistics; empty: `vecnormalize.pkl` beside the zip, if any")
     algo: str = setting("", "its algorithm; empty: detected from the zip")
     mode: str = setting(
