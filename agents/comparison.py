@@ -2,15 +2,14 @@
 episodes, shared by a teacher-student run's evaluations and by ``dpd fidelity`` on two saved models."""
 
 import time
-from pathlib import Path
 from typing import Dict, Optional
 
 import numpy as np
 import torch
 
 from dpd.agents.learner import Learner, copy_obs_statistics, make_eval_env
-from dpd.agents.teacher_loading import UNTRAINED, load_saved_learner
-from dpd.config import comma_list
+from dpd.agents.teacher_loading import UNTRAINED, load_saved_learner, teacher_files
+from dpd.config import TeacherConfig, comma_list
 from dpd.envs import check_env_id
 from dpd.errors import UserError
 from dpd.fidelity import policy_fidelity
@@ -83,7 +82,8 @@ def compare_models(
     check_env_id(env_id, comma_list(gym_packages))
 
     def load(name: str, path: str, norm: Optional[str]) -> Learner:
-        return load_saved_learner(name, Path(path), norm or "", "", env_id, 0, {}, UNTRAINED, gym_packages=gym_packages)
+        model, statistics = teacher_files(TeacherConfig(path=path, norm=norm or ""))  # a zip, or a run's best learner
+        return load_saved_learner(name, model, statistics, "", env_id, 0, {}, UNTRAINED, gym_packages=gym_packages)
 
     teacher, student = load("teacher", teacher_path, teacher_norm), load("student", student_path, student_norm)
     try:

@@ -419,8 +419,8 @@ def build_parser() -> argparse.ArgumentParser:
     distill.set_defaults(handler=cmd_distill, resume=None)
 
     fidelity = sub.add_parser("fidelity", help="how closely one saved model matches another")
-    fidelity.add_argument("teacher", help="SB3 zip")
-    fidelity.add_argument("student", help="SB3 zip")
+    fidelity.add_argument("teacher", help="SB3 zip, or a dpd run directory (its best learner)")
+    fidelity.add_argument("student", help="SB3 zip, or a dpd run directory (its best learner)")
     fidelity.add_argument("--env", required=True, help="Gymnasium env id, or module:EnvClass")
     fidelity.add_argument("--gym-packages", nargs="+", metavar="PKG", help="modules to import before the env id is looked up")
     fidelity.add_argument("--teacher-norm", help="default: vecnormalize.pkl beside the zip, if any")

@@ -1,5 +1,7 @@
 """Teacher-student distillation on the tiny env, with a teacher trained by plain SB3."""
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -406,3 +408,13 @@ def test_a_dpd_run_directory_teaches_with_its_best_learner(tmp_path, capsys):
         ["distill", "--teacher", str(empty), "--env", TINY, "--run-dir", str(tmp_path / "s2"), "--no-progress"], capsys
     )
     assert not (tmp_path / "s2").exists()
+
+
+def test_dpd_fidelity_takes_run_directories(sb3_teacher, tmp_path, capsys):
+    run_dir = tmp_path / "student"
+    assert distill(sb3_teacher, run_dir, "dagger", "--total-steps", "1024") == 0
+    capsys.readouterr()
+    args = ["fidelity", str(sb3_teacher), str(run_dir), "--env", TINY, "--episodes", "2", "--states", "50", "--json"]
+    assert main(args) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert 0 <= report["teacher_states/agreement"] <= 1 and report["student_return"] is not None
