@@ -134,9 +134,11 @@ def cmd_train(args: argparse.Namespace, config_layers: Callable[[argparse.Namesp
         run_dir = Path(args.run_dir or _default_run_dir(cfg.env, cfg.algo, cfg.peers, cfg.seed))
         trainer = new_run(run_dir, cfg)
         if cfg.teacher.path:
+            from dpd.agents.teacher_loading import teacher_files
+
             sizes = trainer.run.manifest["policy_parameters"]
             print(
-                f"{cfg.algo} student of {cfg.teacher.path} on {cfg.env}, {cfg.total_steps} env steps "
+                f"{cfg.algo} student of {teacher_files(cfg.teacher)[0]} on {cfg.env}, {cfg.total_steps} env steps "
                 f"({cfg.teacher.mode}), run dir {run_dir}\n"
                 f"policy parameters: teacher {sizes['teacher']}, student {sizes['student']} "
                 f"({sizes['teacher'] / sizes['student']:.1f}x fewer)"

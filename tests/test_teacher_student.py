@@ -398,7 +398,9 @@ def test_a_dpd_run_directory_teaches_with_its_best_learner(tmp_path, capsys):
     files = peers / manifest["progress"]["checkpoint"] / best
     assert teacher_files(TeacherConfig(path=str(peers))) == (files / "model.zip", str(files / "vecnormalize.pkl"))
     run_dir = tmp_path / "student"
+    capsys.readouterr()
     assert distill(peers, run_dir, "dagger", "--total-steps", "1024") == 0
+    assert f"ppo student of {files / 'model.zip'} on {TINY}" in capsys.readouterr().out  # the file it picked
     assert read_manifest(run_dir)["progress"]["finished"]
     from dpd.rundir import RunDirectory
 
