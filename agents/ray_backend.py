@@ -88,7 +88,11 @@ def connect(address: str, cpus_needed: int) -> Optional[LocalRay]:
         return None
     options = {"include_dashboard": False, "log_to_driver": False, "configure_logging": False}
     if address:
-        ray.init(address=address, **options)
+        # A cluster on this machine's loopback (a simulated one): Ray would otherwise look for it
+        # at the machine's network address (see ``LocalRay``) and not find it.
+        on_loopback = address.rpartition(":")[0] in ("127.0.0.1", "localhost")
+        with loopback_node(ray) if on_loopback else contextlib.nullcontext():
+            ray.init(address=address, **options)
         return None
     return LocalRay(max(os.cpu_count() or 1, cpus_needed), options)
 

@@ -177,3 +177,20 @@ def test_reaper_leaves_alone_what_its_owner_stopped_it_for(tmp_path):
     finally:
         owner.kill()
         kill_all([grandchild])
+
+
+@pytest.mark.parametrize("address, loopback", [("127.0.0.1:6379", True), ("localhost:6379", True), ("10.0.0.5:6379", False)])
+def test_a_cluster_on_the_loopback_is_joined_as_one(address, loopback, monkeypatch):
+    """Joining ``--address 127.0.0.1:PORT`` (a cluster simulated on this machine) keeps Ray's node
+    on the loopback, as the local instance does; any other address is joined as Ray does."""
+    import importlib
+
+    from dpd.agents import ray_backend
+
+    ray = pytest.importorskip("ray")
+    constants = importlib.import_module("ray._private.ray_constants")
+    seen = {}
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "init", lambda **kwargs: seen.update(kwargs, cluster=constants.ENABLE_RAY_CLUSTER))
+    assert ray_backend.connect(address, 1) is None
+    assert seen["address"] == address and seen["cluster"] is not loopback
