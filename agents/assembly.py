@@ -15,7 +15,7 @@ from dpd.agents.checks import check_config, check_group
 from dpd.agents.learner import Learner
 from dpd.agents.peer_group import PeerGroup
 from dpd.agents.peer_setup import PeerSetup
-from dpd.agents.teacher_loading import load_teacher
+from dpd.agents.teacher_loading import load_teachers
 from dpd.agents.teacher_student import TeacherStudent
 from dpd.agents.trainer import TrainableAgent
 from dpd.config import RunConfig
@@ -57,12 +57,16 @@ def assemble(cfg: RunConfig, setups: List[PeerSetup], factories: List[LearnerFac
             guide=cfg.guide,
         )
     student = factories[0]()
+    teachers: List[Learner] = []
     try:
-        teacher = _checked_teacher(setups[0], load_teacher(cfg, setups[0].distill), cfg.teacher.mode)
+        teachers = load_teachers(cfg, setups[0].distill)
+        for teacher in teachers:
+            _checked_teacher(setups[0], teacher, cfg.teacher.mode)
     except BaseException:
-        student.close()
+        for learner in [student, *teachers]:
+            learner.close()
         raise
-    return TeacherStudent(teacher, student, cfg.teacher, seed=cfg.seed)
+    return TeacherStudent(teachers, student, cfg.teacher, seed=cfg.seed)
 
 
 def _checked_teacher(student: PeerSetup, teacher: Learner, mode: str) -> Learner:
@@ -72,8 +76,7 @@ def _checked_teacher(student: PeerSetup, teacher: Learner, mode: str) -> Learner
     try:
         check_group([student, teacher_setup], compares_values=mode == "gated")
     except UserError as exc:
-        teacher.close()
-        raise UserError(f"teacher and student: {exc}") from None
+        raise UserError(f"teacher and student: {exc}") from None  # the caller closes them
     return teacher
 
 

@@ -82,7 +82,7 @@ def compare_models(
     check_env_id(env_id, comma_list(gym_packages))
 
     def load(name: str, path: str, norm: Optional[str]) -> Learner:
-        model, statistics = teacher_files(TeacherConfig(path=path, norm=norm or ""))  # a zip, or a run's best learner
+        ((model, statistics),) = teacher_files(TeacherConfig(path=path, norm=norm or ""))  # a zip, or a run's best learner
         return load_saved_learner(name, model, statistics, "", env_id, 0, {}, UNTRAINED, gym_packages=gym_packages)
 
     teacher, student = load("teacher", teacher_path, teacher_norm), load("student", student_path, student_norm)

@@ -8,7 +8,7 @@ needs no teacher-student run.
 
 import dataclasses
 from pathlib import Path
-from typing import Any, Dict, Tuple
+from typing import Any, Dict, List, Tuple
 
 from stable_baselines3.common.vec_env import VecNormalize
 
@@ -31,32 +31,42 @@ UNTRAINED = DistillConfig(loss="mse", alpha=0.0, every=1, steps=1, batch=1, lr=1
 STUDENT_DISTILL_DEFAULTS = {"every": 1, "steps": 128, "batch": 256, "lr": 1e-3, "buffer_size": 100_000}
 
 
-def teacher_files(teacher: TeacherConfig) -> Tuple[Path, str]:
-    """The teacher's zip and its VecNormalize statistics (empty: beside the zip, if any). A dpd
-    run directory as ``teacher.path`` teaches with its best learner (the best final evaluation,
-    else the first, as ``dpd export`` picks) from its latest checkpoint."""
+def teacher_files(teacher: TeacherConfig) -> List[Tuple[Path, str]]:
+    """Each teacher's zip and its VecNormalize statistics (empty: beside the zip, if any), the
+    one that acts first. A dpd run directory as ``teacher.path`` teaches with its learners from
+    its latest checkpoint: the one with the best final evaluation (else the first, as ``dpd
+    export`` picks) and, with ``teacher.learners=all``, the others after it."""
     path = Path(teacher.path)
     if not path.is_dir():
-        return path, teacher.norm
+        if teacher.learners == "all":
+            raise UserError(f"teacher.learners=all takes the learners of a dpd run directory; {path} is no directory")
+        return [(path, teacher.norm)]
     run = RunDirectory.open(path)
     checkpoint = run.checkpoint_dir
     if checkpoint is None:
         raise UserError(f"teacher run {path} has no checkpoint yet")
-    files = checkpoint / pick_learner(run.manifest, None)["name"]
-    return files / MODEL_FILE, teacher.norm or str(files / NORM_FILE)
+    best = pick_learner(run.manifest, None)["name"]
+    names = [best]
+    if teacher.learners == "all":
+        names += [spec["name"] for spec in run.manifest["learners"] if spec["name"] != best]
+    files = [(checkpoint / name / MODEL_FILE, str(checkpoint / name / NORM_FILE)) for name in names]
+    if teacher.norm:  # --teacher-norm: the statistics of the one that acts
+        files[0] = (files[0][0], teacher.norm)
+    return files
 
 
 def student_distill_defaults(cfg: RunConfig, student_algo: str) -> Dict[str, Any]:
     """A student's distillation defaults; the loss is KL where student and teacher are Gaussians
     of one kind (it matches the spread as well as the mean: a student that acts on its own
     states needs the teacher's exploration noise, not its own initial one), MSE otherwise."""
-    path, _ = teacher_files(cfg.teacher)
-    if not path.is_file():
-        raise UserError(f"teacher model not found: {path}")
-    teacher_algo = cfg.teacher.algo or detect_algo(path)
-    if teacher_algo not in ALGORITHMS:
-        raise unknown_choice("teacher algorithm", teacher_algo, ALGORITHMS)
-    kinds = {ALGORITHMS[teacher_algo].distribution_kind, ALGORITHMS[student_algo].distribution_kind}
+    kinds = {ALGORITHMS[student_algo].distribution_kind}
+    for path, _ in teacher_files(cfg.teacher):
+        if not path.is_file():
+            raise UserError(f"teacher model not found: {path}")
+        teacher_algo = cfg.teacher.algo or detect_algo(path)
+        if teacher_algo not in ALGORITHMS:
+            raise unknown_choice("teacher algorithm", teacher_algo, ALGORITHMS)
+        kinds.add(ALGORITHMS[teacher_algo].distribution_kind)
     same_gaussian = len(kinds) == 1 and "deterministic" not in kinds
     return dict(STUDENT_DISTILL_DEFAULTS, loss="kl" if same_gaussian else "mse")
 
@@ -109,19 +119,30 @@ def load_saved_learner(
     return ALGORITHMS[algo](dataclasses.replace(spec, normalize_obs=bool(env.norm_obs)), model, distill)
 
 
-def load_teacher(cfg: RunConfig, distill: DistillConfig) -> Learner:
-    """The run's teacher, evaluated on the student's episodes."""
+def load_teachers(cfg: RunConfig, distill: DistillConfig) -> List[Learner]:
+    """The run's teachers (``teacher_files``; the one that acts first), evaluated on the student's episodes."""
     teacher = cfg.teacher
-    path, norm = teacher_files(teacher)
-    return load_saved_learner(
-        "teacher",
-        path,
-        norm,
-        teacher.algo,
-        cfg.env,
-        cfg.seed,
-        cfg.env_kwargs,
-        distill,
-        gym_packages=cfg.gym_packages,
-        device=cfg.device,
-    )
+    files = teacher_files(teacher)
+    teachers: List[Learner] = []
+    try:
+        for path, norm in files:
+            name = "teacher" if len(files) == 1 else f"teacher {path.parent.name}"
+            teachers.append(
+                load_saved_learner(
+                    name,
+                    path,
+                    norm,
+                    teacher.algo,
+                    cfg.env,
+                    cfg.seed,
+                    cfg.env_kwargs,
+                    distill,
+                    gym_packages=cfg.gym_packages,
+                    device=cfg.device,
+                )
+            )
+    except BaseException:
+        for loaded in teachers:
+            loaded.close()
+        raise
+    return teachers

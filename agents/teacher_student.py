@@ -34,13 +34,13 @@ Modes (who samples the states, Czarnecki et al. 2019):
 """
 
 import math
-from typing import Any, Callable, Dict, Iterator, List, Optional
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
 
 from dpd.agents.comparison import FIDELITY_STATES, fidelity, microseconds_per_action, rollout_states
-from dpd.agents.distillation import DistillBatch, TeacherAnswer, answer_on, distill_steps
+from dpd.agents.distillation import DistillBatch, TeacherAnswer, answer_on, best_targets, distill_steps
 from dpd.agents.learner import Learner
 from dpd.agents.on_policy import OnPolicyLearner
 from dpd.agents.peer import PeerFailure, first_line
@@ -58,20 +58,21 @@ DATASET_MODES = ("bc", "dagger")
 
 
 class TeacherLabels:
-    """The teacher's answer on every state of a state buffer, computed once per state.
+    """The teachers' answers on every state of a state buffer, computed once per state.
 
-    The teacher is fixed, so a state's label never changes: labelling each state as it enters
+    A teacher is fixed, so a state's label never changes: labelling each state as it enters
     the buffer, rather than each time it is sampled, saves a teacher forward pass per gradient
     step. The labels follow the buffer's ring (a label sits at its state's index); a resumed run
-    labels its reloaded buffer again (``label_all``)."""
+    labels its reloaded buffer again (``label_all``). With several teachers (the learners of a
+    dpd run, ``teacher.learners=all``) each labels every state; the distillation step takes, per
+    state, the one that values it highest (``best_targets``)."""
 
-    def __init__(self, teacher: Learner, buffer: RawStateBuffer) -> None:
-        self.teacher = teacher
+    def __init__(self, teachers: Sequence[Learner], buffer: RawStateBuffer) -> None:
+        self.teachers = list(teachers)
         self.buffer = buffer
         self.labelled = 0  # states labelled so far, over the buffer's whole life
-        self._fields: Optional[Dict[str, Optional[torch.Tensor]]] = None
-        self._values = np.zeros(buffer.capacity, dtype=np.float64)
-        self._kind = teacher.distribution_kind
+        self._fields: List[Optional[Dict[str, Optional[torch.Tensor]]]] = [None] * len(self.teachers)
+        self._values = np.zeros((len(self.teachers), buffer.capacity), dtype=np.float64)
 
     def label_newest(self, count: int) -> None:
         """Label the ``count`` states most recently added to the buffer."""
@@ -80,29 +81,37 @@ class TeacherLabels:
         capacity = self.buffer.capacity
         end = self.buffer.position  # the next free slot: the newest state sits just before it, ring-wise
         indices = (np.arange(end - count, end) % capacity).astype(np.int64)
-        answer = answer_on(self.teacher, self.buffer.at(indices))
-        if self._fields is None:
-            self._fields = {
-                name: None if tensor is None else torch.zeros((capacity, *tensor.shape[1:]), dtype=tensor.dtype)
-                for name, tensor in answer.output._asdict().items()
-            }
-        rows = torch.as_tensor(indices)
-        for name, tensor in answer.output._asdict().items():
-            stored = self._fields[name]
-            if stored is not None and tensor is not None:
-                stored[rows] = tensor.expand(len(indices), *stored.shape[1:])
-        self._values[indices] = answer.values
+        states, rows = self.buffer.at(indices), torch.as_tensor(indices)
+        for k, teacher in enumerate(self.teachers):
+            answer = answer_on(teacher, states)
+            if self._fields[k] is None:
+                self._fields[k] = {
+                    name: None if tensor is None else torch.zeros((capacity, *tensor.shape[1:]), dtype=tensor.dtype)
+                    for name, tensor in answer.output._asdict().items()
+                }
+            fields = self._fields[k]
+            assert fields is not None
+            for name, tensor in answer.output._asdict().items():
+                stored = fields[name]
+                if stored is not None and tensor is not None:
+                    stored[rows] = tensor.expand(len(indices), *stored.shape[1:])
+            self._values[k, indices] = answer.values
         self.labelled += count
 
     def label_all(self) -> None:
         """Label every state the buffer holds (a resumed run's reloaded buffer)."""
         self.label_newest(len(self.buffer))
 
-    def answer_at(self, indices: np.ndarray) -> TeacherAnswer:
-        assert self._fields is not None, "no state is labelled yet"
+    def answers_at(self, indices: np.ndarray) -> Tuple[TeacherAnswer, ...]:
+        """Every teacher's answer on the buffered states at ``indices``."""
         rows = torch.as_tensor(indices)
-        output = PolicyOutput(**{name: None if t is None else t[rows] for name, t in self._fields.items()})
-        return TeacherAnswer(output, self._values[indices], self._kind)
+        answers = []
+        for k, teacher in enumerate(self.teachers):
+            fields = self._fields[k]
+            assert fields is not None, "no state is labelled yet"
+            output = PolicyOutput(**{name: None if t is None else t[rows] for name, t in fields.items()})
+            answers.append(TeacherAnswer(output, self._values[k, indices], teacher.distribution_kind))
+        return tuple(answers)
 
 
 def dagger_beta(config: TeacherConfig, round_index: int) -> float:
@@ -120,12 +129,17 @@ def kickstart_lambda(config: TeacherConfig, progress: float) -> float:
 
 
 class TeacherStudent:
-    """One student distilling from one teacher; trained by the same loop as a peer group."""
+    """One student distilling from its teachers; trained by the same loop as a peer group.
 
-    def __init__(self, teacher: Learner, student: Learner, config: TeacherConfig, seed: int) -> None:
+    ``teachers``: one trained model, or the learners of a dpd run (``teacher.learners=all``).
+    The first acts where a teacher acts (``bc``, ``offline``, DAgger's mixture) and is the one
+    the student is measured against; every teacher labels every state."""
+
+    def __init__(self, teachers: Sequence[Learner], student: Learner, config: TeacherConfig, seed: int) -> None:
         if config.mode not in MODES:
             raise unknown_choice("distillation mode", config.mode, MODES)
-        self.teacher = teacher
+        self.teachers = list(teachers)
+        self.teacher = self.teachers[0]
         self.student = student
         self.config = config
         self.learners: List[Learner] = [student]  # what the loop trains, evaluates and saves
@@ -133,7 +147,7 @@ class TeacherStudent:
         self._teacher_obs: Optional[np.ndarray] = None
         self._teacher_states: Optional[np.ndarray] = None
         self._teacher_return: Optional[float] = None
-        self.labels = TeacherLabels(teacher, student.states)
+        self.labels = TeacherLabels(self.teachers, student.states)
         if config.mode not in ("offline", "ppd") and len(student.states):  # the modes that sample the labels
             self.labels.label_all()  # a resumed run: its states came back with the student
         self.dataset_steps = config.dataset_steps or student.spec.budget  # bc's data set
@@ -184,7 +198,8 @@ class TeacherStudent:
 
     def close(self) -> None:
         self.student.close()
-        self.teacher.close()
+        for teacher in self.teachers:
+            teacher.close()
 
     def policy_parameters(self) -> Dict[str, int]:
         """Parameters of the teacher's and the student's action distributions (what acts when deployed)."""
@@ -230,8 +245,11 @@ class TeacherStudent:
                 for _ in range(config.steps):
                     indices = self.rng.integers(0, len(source), size=config.batch)
                     states = source.at(indices)
-                    answer = answer_on(self.teacher, states) if mode == "offline" else self.labels.answer_at(indices)
-                    yield DistillBatch(states, (answer,), weighting)
+                    if mode == "offline":
+                        answers = tuple(answer_on(teacher, states) for teacher in self.teachers)
+                    else:
+                        answers = self.labels.answers_at(indices)
+                    yield DistillBatch(states, answers, weighting)
 
             distill_steps(student, batches(), scale)
             student.logger.record("distill/gradient_steps", config.steps)
@@ -248,8 +266,9 @@ class TeacherStudent:
         taken = student.train_iteration(self.run_steps, update="none")
         if student.stopped:  # a callback stopped it mid-rollout: no update on a partial buffer
             return taken
-        answer = answer_on(self.teacher, flat_order(student.recorder.take().observations))
-        stats = ppd_update(student, student.express_target(answer.output, answer.kind), self.config.ppd_lambda)
+        states = flat_order(student.recorder.take().observations)
+        target, _ = best_targets(student, [answer_on(teacher, states) for teacher in self.teachers], len(states))
+        stats = ppd_update(student, target, self.config.ppd_lambda)
         if not np.isfinite(stats["loss"]) or not student.parameters_finite():
             raise FloatingPointError(f"{student.spec.name}: NaN or infinity in the PPD update")
         for key, value in stats.items():
@@ -316,7 +335,7 @@ class TeacherStudent:
                 if len(order) < config.batch:
                     order = np.concatenate([order, self.rng.permutation(size)])
                 indices, order = order[: config.batch], order[config.batch :]
-                yield DistillBatch(student.states.at(indices), (self.labels.answer_at(indices),), "none")
+                yield DistillBatch(student.states.at(indices), self.labels.answers_at(indices), "none")
 
         distill_steps(student, batches())
         student.logger.record("distill/gradient_steps", steps)

@@ -138,7 +138,8 @@ def cmd_train(args: argparse.Namespace, config_layers: Callable[[argparse.Namesp
 
             sizes = trainer.run.manifest["policy_parameters"]
             print(
-                f"{cfg.algo} student of {teacher_files(cfg.teacher)[0]} on {cfg.env}, {cfg.total_steps} env steps "
+                f"{cfg.algo} student of {', '.join(str(path) for path, _ in teacher_files(cfg.teacher))} on {cfg.env}, "
+                f"{cfg.total_steps} env steps "
                 f"({cfg.teacher.mode}), run dir {run_dir}\n"
                 f"policy parameters: teacher {sizes['teacher']}, student {sizes['student']} "
                 f"({sizes['teacher'] / sizes['student']:.1f}x fewer)"

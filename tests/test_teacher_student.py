@@ -267,7 +267,7 @@ def test_a_dagger_round_labels_every_visited_state_once_and_grows_the_data_set_b
     assert sizes == [(300, 300, 300), (300, 600, 600), (100, 700, 700)]
     assert agent.student.num_timesteps == 700
     states = agent.student.states.at(np.arange(700))
-    stored = agent.labels.answer_at(np.arange(700))
+    (stored,) = agent.labels.answers_at(np.arange(700))
     assert torch.allclose(stored.output.mean, agent.teacher.policy_on(states).mean)  # the teacher's own answer
     agent.close()
 
@@ -396,12 +396,26 @@ def test_a_dpd_run_directory_teaches_with_its_best_learner(tmp_path, capsys):
     manifest = read_manifest(peers)
     best = max(manifest["progress"]["final_eval"], key=lambda result: result["mean_return"])["learner"]
     files = peers / manifest["progress"]["checkpoint"] / best
-    assert teacher_files(TeacherConfig(path=str(peers))) == (files / "model.zip", str(files / "vecnormalize.pkl"))
+    assert teacher_files(TeacherConfig(path=str(peers))) == [(files / "model.zip", str(files / "vecnormalize.pkl"))]
+    other = next(name for name in ("peer0", "peer1") if name != best)
+    everyone = teacher_files(TeacherConfig(path=str(peers), learners="all"))  # the best first, then the others
+    assert [path.parent.name for path, _ in everyone] == [best, other]
     run_dir = tmp_path / "student"
     capsys.readouterr()
     assert distill(peers, run_dir, "dagger", "--total-steps", "1024") == 0
     assert f"ppo student of {files / 'model.zip'} on {TINY}" in capsys.readouterr().out  # the file it picked
     assert read_manifest(run_dir)["progress"]["finished"]
+    group = tmp_path / "group-student"  # both peers teach; per state the one that values it highest
+    assert distill(peers, group, "dagger", "--total-steps", "1024", "--set", "teacher.learners=all") == 0
+    assert f"{files / 'model.zip'}, {everyone[1][0]} on {TINY}" in capsys.readouterr().out
+    assert read_manifest(group)["progress"]["finished"]
+    assert "teacher.learners=all takes the learners of a dpd run directory" in expect_cli_error(
+        ["distill", "--teacher", str(files / "model.zip"), "--env", TINY, "--set", "teacher.learners=all",
+         "--run-dir", str(tmp_path / "s3"), "--no-progress"], capsys
+    )  # fmt: skip
+    some = ["distill", "--teacher", str(peers), "--env", TINY, "--set", "teacher.learners=some"]
+    assert "unknown teacher.learners 'some'" in expect_cli_error([*some, "--run-dir", str(tmp_path / "s4")], capsys)
+    assert not (tmp_path / "s3").exists() and not (tmp_path / "s4").exists()
     from dpd.rundir import RunDirectory
 
     empty = tmp_path / "empty"  # a run created, never checkpointed
@@ -420,3 +434,22 @@ def test_dpd_fidelity_takes_run_directories(sb3_teacher, tmp_path, capsys):
     assert main(args) == 0
     report = json.loads(capsys.readouterr().out)
     assert 0 <= report["teacher_states/agreement"] <= 1 and report["student_return"] is not None
+
+
+def test_several_teachers_each_label_every_state_once():
+    from dpd.agents.state_buffer import RawStateBuffer
+    from dpd.agents.teacher_student import TeacherLabels
+
+    teachers = tiny_learners(peers=2, start=True)
+    obs_dim = teachers[0].env.observation_space.shape[0]
+    buffer = RawStateBuffer(64, obs_dim)
+    buffer.add(np.random.default_rng(0).normal(size=(40, obs_dim)).astype(np.float32))
+    labels = TeacherLabels(teachers, buffer)
+    labels.label_all()
+    indices = np.arange(40)
+    answers = labels.answers_at(indices)
+    assert len(answers) == 2 and labels.labelled == 40
+    for teacher, answer in zip(teachers, answers):
+        assert torch.allclose(answer.output.mean, teacher.policy_on(buffer.at(indices)).mean)
+        np.testing.assert_allclose(answer.values, teacher.values_on(buffer.at(indices)))
+    assert not torch.allclose(answers[0].output.mean, answers[1].output.mean)  # two different teachers

@@ -24,6 +24,7 @@ GATES = ("none", "return")
 # Teacher-student modes and kickstarting's schedules of lambda (``dpd.agents.teacher_student``).
 MODES = ("bc", "dagger", "offline", "online", "kickstart", "gated", "ppd")
 SCHEDULES = ("constant", "linear", "exponential")
+TEACHER_LEARNERS = ("best", "all")  # which learners of a dpd run directory teach
 
 
 def comma_list(text: str) -> Tuple[str, ...]:
@@ -321,8 +322,14 @@ class TeacherConfig:
 
     path: str = setting(
         "",
-        "the teacher's SB3 zip (from dpd, plain SB3 or the RL zoo), or a dpd run directory (its best learner by final "
-        "evaluation, else its first, from the latest checkpoint); empty: no teacher (a peer group)",
+        "the teacher's SB3 zip (from dpd, plain SB3 or the RL zoo), or a dpd run directory (its learners from the latest "
+        "checkpoint, `teacher.learners`); empty: no teacher (a peer group)",
+    )
+    learners: str = setting(
+        "best",
+        "a dpd run directory as the teacher: `best` (its learner with the best final evaluation, else its first) or "
+        "`all` (every learner labels every state; per state the one whose critic values it highest, in raw return "
+        "units, is the target, as peers combine; the best one acts and is measured)",
     )
     norm: str = setting("", "its VecNormalize statistics; empty: `vecnormalize.pkl` beside the zip, if any")
     algo: str = setting("", "its algorithm; empty: detected from the zip")
@@ -375,6 +382,8 @@ class TeacherConfig:
             return
         if self.mode not in MODES:
             raise unknown_choice("distillation mode", self.mode, MODES)
+        if self.learners not in TEACHER_LEARNERS:
+            raise unknown_choice("teacher.learners", self.learners, TEACHER_LEARNERS)
         if self.kickstart_schedule not in SCHEDULES:
             raise unknown_choice("kickstart schedule", self.kickstart_schedule, SCHEDULES)
         if self.dataset_steps < 0 or self.max_round_updates < 0:
