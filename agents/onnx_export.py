@@ -42,8 +42,7 @@ from dpd.agents.teacher_loading import UNTRAINED, load_saved_learner
 from dpd.config import comma_list
 from dpd.envs import check_env_id
 from dpd.errors import UserError, unknown_choice
-from dpd.rundir import RunDirectory
-from dpd.zoo_export import pick_learner
+from dpd.rundir import learner_files
 
 TOLERANCE = 1e-5  # the largest |action difference| to SB3 an export may have, in the env's action units
 CHECK_STATES = 10_000  # observations the check runs; 10,000 is the number the check's guarantee is quoted at
@@ -269,12 +268,7 @@ def export_source(
     if states <= 0:
         raise UserError(f"--states must be positive, got {states}")
     if source.is_dir():
-        run = RunDirectory.open(source)
-        checkpoint = run.checkpoint_dir
-        if checkpoint is None:
-            raise UserError(f"run {source} has no checkpoint yet; nothing to export")
-        spec = pick_learner(run.manifest, learner)
-        files = checkpoint / spec["name"]
+        _, spec, files = learner_files(source, learner)
         model_path, norm = files / MODEL_FILE, norm or files / NORM_FILE
         env_id, env_kwargs = env_id or spec["env_id"], spec.get("env_kwargs", {})
         gym_packages = gym_packages or spec.get("gym_packages", "")

@@ -17,8 +17,7 @@ from dpd.agents.learner import MODEL_FILE, NORM_FILE, Learner, LearnerSpec
 from dpd.agents.model_zip import detect_algo
 from dpd.config import DistillConfig, RunConfig, TeacherConfig
 from dpd.errors import UserError, unknown_choice
-from dpd.rundir import RunDirectory
-from dpd.zoo_export import pick_learner
+from dpd.rundir import learner_files
 
 TEACHER_SEED_SHIFT = 20_000  # a teacher acts in its own env, seeded away from the student's
 # Distillation defaults for a student: every iteration, 128 steps of 256 states at lr 1e-3 (ours,
@@ -41,15 +40,11 @@ def teacher_files(teacher: TeacherConfig) -> List[Tuple[Path, str]]:
         if teacher.learners == "all":
             raise UserError(f"teacher.learners=all takes the learners of a dpd run directory; {path} is no directory")
         return [(path, teacher.norm)]
-    run = RunDirectory.open(path)
-    checkpoint = run.checkpoint_dir
-    if checkpoint is None:
-        raise UserError(f"teacher run {path} has no checkpoint yet")
-    best = pick_learner(run.manifest, None)["name"]
-    names = [best]
+    manifest, best, folder = learner_files(path)
+    folders = [folder]
     if teacher.learners == "all":
-        names += [spec["name"] for spec in run.manifest["learners"] if spec["name"] != best]
-    files = [(checkpoint / name / MODEL_FILE, str(checkpoint / name / NORM_FILE)) for name in names]
+        folders += [folder.parent / spec["name"] for spec in manifest["learners"] if spec["name"] != best["name"]]
+    files = [(learner / MODEL_FILE, str(learner / NORM_FILE)) for learner in folders]
     if teacher.norm:  # --teacher-norm: the statistics of the one that acts
         files[0] = (files[0][0], teacher.norm)
     return files

@@ -21,11 +21,11 @@ import json
 import os
 import shutil
 from pathlib import Path
-from typing import Any, Callable, Dict, Mapping, Optional
+from typing import Any, Callable, Dict, List, Mapping, NamedTuple, Optional
 
 import yaml
 
-from dpd.errors import UserError
+from dpd.errors import UserError, unknown_choice
 
 MANIFEST = "manifest.json"
 LOCK = "lock"
@@ -254,3 +254,36 @@ def make_directory(path: Path, what: str) -> Optional[Path]:
             shutil.rmtree(missing[-1], ignore_errors=True)
         raise UserError(f"cannot create {what} {path}: {exc}") from None
     return missing[-1] if missing else None
+
+
+def pick_learner(manifest: Mapping[str, Any], name: Optional[str]) -> Dict[str, Any]:
+    """The learner ``name``, else the one with the best final evaluation, else the first."""
+    learners: List[Dict[str, Any]] = list(manifest["learners"])
+    by_name = {learner["name"]: learner for learner in learners}
+    if name is not None:
+        if name not in by_name:
+            raise unknown_choice("learner", name, by_name)
+        return by_name[name]
+    final = [result for result in manifest["progress"].get("final_eval") or [] if result.get("learner") in by_name]
+    if final:
+        return by_name[max(final, key=lambda result: result["mean_return"])["learner"]]
+    return learners[0]
+
+
+class LearnerFiles(NamedTuple):
+    """One learner of a dpd run, as its latest checkpoint holds it."""
+
+    manifest: Dict[str, Any]  # the run's manifest
+    spec: Dict[str, Any]  # the learner's entry in ``manifest["learners"]``
+    folder: Path  # its files in the latest checkpoint (model.zip, vecnormalize.pkl, ...)
+
+
+def learner_files(run_path: Path, learner: Optional[str] = None) -> LearnerFiles:
+    """The learner ``learner`` of the run at ``run_path`` (``pick_learner``: by default the best
+    final evaluation, else the first) in the run's latest checkpoint; a run without one is a user error."""
+    run = RunDirectory.open(run_path)
+    checkpoint = run.checkpoint_dir
+    if checkpoint is None:
+        raise UserError(f"run {run_path} has no checkpoint yet")
+    spec = pick_learner(run.manifest, learner)
+    return LearnerFiles(run.manifest, spec, checkpoint / spec["name"])

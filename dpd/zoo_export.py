@@ -24,9 +24,9 @@ from typing import Any, Dict, List, Mapping, NamedTuple, Optional, Sequence
 import yaml
 
 from dpd.config import comma_list
-from dpd.errors import UserError, unknown_choice
+from dpd.errors import UserError
 from dpd.pyexpr import format_python_value
-from dpd.rundir import RunDirectory, make_directory
+from dpd.rundir import learner_files, make_directory
 
 MODEL_FILE = "model.zip"  # a dpd checkpoint's files (dpd.agents.learner)
 NORM_FILE = "vecnormalize.pkl"
@@ -57,20 +57,6 @@ def latest_run_id(algo_dir: Path, env_id: str) -> int:
     pattern = re.compile(re.escape(env_id) + r"_(\d+)")
     ids = [int(match.group(1)) for path in algo_dir.glob(f"{env_id}_*") if (match := pattern.fullmatch(path.name))]
     return max(ids, default=0)
-
-
-def pick_learner(manifest: Mapping[str, Any], name: Optional[str]) -> Dict[str, Any]:
-    """The learner ``name``, else the one with the best final evaluation, else the first."""
-    learners: List[Dict[str, Any]] = list(manifest["learners"])
-    by_name = {learner["name"]: learner for learner in learners}
-    if name is not None:
-        if name not in by_name:
-            raise unknown_choice("learner", name, by_name)
-        return by_name[name]
-    final = [result for result in manifest["progress"].get("final_eval") or [] if result.get("learner") in by_name]
-    if final:
-        return by_name[max(final, key=lambda result: result["mean_return"])["learner"]]
-    return learners[0]
 
 
 def normalize_entry(spec: Mapping[str, Any]) -> Any:
@@ -132,15 +118,10 @@ class ZooExport(NamedTuple):
 
 def export_zoo(run_path: Path, out_dir: Path, learner: Optional[str] = None) -> ZooExport:
     """Write one learner of the run at ``run_path`` as a new zoo experiment under ``out_dir``."""
-    run = RunDirectory.open(run_path)
-    checkpoint = run.checkpoint_dir
-    if checkpoint is None:
-        raise UserError(f"run {run_path} has no checkpoint yet; nothing to export")
-    spec = pick_learner(run.manifest, learner)
-    source = checkpoint / spec["name"]
+    manifest, spec, source = learner_files(run_path, learner)
     if not (source / MODEL_FILE).is_file() or not (source / NORM_FILE).is_file():
         raise UserError(f"checkpoint {source} is incomplete: missing {MODEL_FILE} or {NORM_FILE}")
-    resolved = {peer["name"]: peer["algo_kwargs"] for peer in run.manifest.get("resolved_peers", [])}
+    resolved = {peer["name"]: peer["algo_kwargs"] for peer in manifest.get("resolved_peers", [])}
     algo, env_id = spec["algo"], spec["env_id"]
     if ":" in env_id:  # the zoo looks envs up by registered id, and a ``:`` in a folder name breaks its paths
         raise UserError(
