@@ -1,13 +1,18 @@
-"""Proximal policy distillation (PPD; Spigler, "Proximal Policy Distillation", TMLR 2025).
+"""PPO's update with a distillation term: proximal policy distillation, and kickstarting a PPO student.
 
 The student learns by PPO on its own rollouts and, in the same gradient step, towards its
-teacher on the same minibatch:
+teacher on the same minibatch. Two weightings of the term:
 
-    loss = L_PPO + lambda * mean(max(ratio, 1 - eps) * KL(teacher || student))
-
-with ``ratio = pi(a|s) / pi_old(a|s)`` and ``eps`` PPO's clip range. The ratio weights the
-distillation term as PPO's surrogate weights the advantage, and its floor at ``1 - eps`` keeps a
-state from dropping out of distillation once the policy moves away from the rollout's action.
+- ``ratio``: PPD (Spigler, "Proximal Policy Distillation", TMLR 2025),
+  ``loss = L_PPO + lambda * mean(max(ratio, 1 - eps) * KL(teacher || student))`` with
+  ``ratio = pi(a|s) / pi_old(a|s)`` and ``eps`` PPO's clip range. The ratio weights the
+  distillation term as PPO's surrogate weights the advantage, and its floor at ``1 - eps`` keeps a
+  state from dropping out of distillation once the policy moves away from the rollout's action;
+- ``none``: kickstarting (Schmitt et al., "Kickstarting Deep Reinforcement Learning", 2018),
+  ``loss = L_RL + lambda_k * mean(KL(teacher || student))``, one summed loss through the RL
+  optimizer, with ``lambda_k`` annealed by the caller. Summing matters: the distillation pull is
+  then weighed against PPO's own gradient at PPO's learning rate, so a small ``lambda_k`` frees
+  the student to improve on its teacher.
 
 The update below is SB3's ``PPO.train`` (stable-baselines3 2.x), step for step, with the term
 added: same minibatches (``RolloutBuffer.get``'s permutation of NumPy's global generator), same
@@ -38,12 +43,18 @@ def flat_order(raw: np.ndarray) -> np.ndarray:
     return raw.swapaxes(0, 1).reshape(-1, raw.shape[-1])
 
 
-def ppd_update(student: Learner, target: PolicyOutput, lam: float) -> Dict[str, float]:
-    """One PPO update of ``student`` on its full rollout buffer with PPD's distillation term.
+# How the distillation term weights each state: PPD's ``max(ratio, 1 - eps)``, or kickstarting's 1.
+TERM_WEIGHTINGS = ("ratio", "none")
+
+
+def ppd_update(student: Learner, target: PolicyOutput, lam: float, weighting: str = "ratio") -> Dict[str, float]:
+    """One PPO update of ``student`` on its full rollout buffer with ``lam`` times the distillation
+    term (``weighting``: ``ratio`` for PPD, ``none`` for kickstarting) added to its loss.
 
     ``target``: the teacher's output on each row of the buffer, in its flat order (``flat_order``),
     expressed in the student's distribution space. Returns the mean distillation term and the
-    mean ratio weight, logged under ``distill/``."""
+    mean weight, logged under ``distill/``."""
+    assert weighting in TERM_WEIGHTINGS, weighting
     model = student.model
     assert isinstance(model, PPO), "PPD distils into a PPO student"
     policy, buffer = model.policy, model.rollout_buffer
@@ -91,10 +102,10 @@ def ppd_update(student: Learner, target: PolicyOutput, lam: float) -> Dict[str, 
             entropy_loss = -torch.mean(-log_prob) if entropy is None else -torch.mean(entropy)
             entropy_losses.append(entropy_loss.item())
 
-            # PPD's term: the teacher's divergence from the student on this minibatch, weighted by max(ratio, 1 - eps).
+            # The term: the teacher's divergence from the student on this minibatch, per state weighted.
             rows_target = PolicyOutput(*(None if t is None else t[torch.as_tensor(batch)] for t in target))
             divergence = student.distill_loss.per_sample(student.action_distribution(data.observations), rows_target)
-            weight = torch.clamp(ratio, min=1 - clip_range)
+            weight = torch.clamp(ratio, min=1 - clip_range) if weighting == "ratio" else torch.ones_like(ratio)
             distill_term = (weight * divergence).mean()
             distill_terms.append(distill_term.item())
             weights.append(weight.mean().item())
@@ -124,4 +135,4 @@ def ppd_update(student: Learner, target: PolicyOutput, lam: float) -> Dict[str, 
     logger.record("train/explained_variance", explained_variance(buffer.values.flatten(), buffer.returns.flatten()))
     logger.record("train/n_updates", model._n_updates, exclude="tensorboard")
     logger.record("train/clip_range", clip_range)
-    return {"loss": float(np.mean(distill_terms)), "ratio_weight": float(np.mean(weights))}
+    return {"loss": float(np.mean(distill_terms)), "term_weight": float(np.mean(weights))}

@@ -24,8 +24,10 @@ Modes (who samples the states, Czarnecki et al. 2019):
 - ``offline``: the teacher acts and the student regresses on the teacher's states (Rusu et al.);
 - ``online``: the student acts without RL updates and the teacher labels its states (DAgger-like);
 - ``kickstart``: the student's own RL plus ``lambda`` times distillation on its own states, lambda
-  annealed (Schmitt et al.); the two losses take alternate gradient steps rather than one summed
-  step, so lambda scales the distillation steps' learning rate (on the loss, Adam would divide
+  annealed (Schmitt et al.). A PPO student sums the two losses in PPO's own update, as the paper
+  does (``dpd.agents.ppd``: the pull to the teacher is weighed against PPO's gradient at PPO's
+  learning rate). Changed from the paper for other students: the losses take alternate gradient
+  steps, and lambda scales the distillation steps' learning rate (on the loss, Adam would divide
   most of it out);
 - ``gated``: ``online`` weighted by the disadvantage weight of ``xi = V_teacher - V_student``
   (DPD's rule in teacher-student form; with ``distill.weighting=hard`` it is Czarnecki et al.'s
@@ -50,8 +52,8 @@ from dpd.config import MODES, TeacherConfig
 from dpd.errors import UserError, unknown_choice
 from dpd.losses import PolicyOutput
 
-# What a student's own algorithm updates in each mode where the student acts: kickstarting keeps
-# its RL; gating needs the student's critic to value its current policy, so only the critic learns.
+# What a student's own algorithm updates in each mode where the student acts: kickstarting (a
+# student other than PPO) keeps its RL; gating needs the student's critic to value its current policy, so only the critic learns.
 STUDENT_UPDATES = {"online": "none", "kickstart": "rl", "gated": "critic"}
 # Modes that train on a data set labelled once per state (``TeacherLabels``), in passes over it.
 DATASET_MODES = ("bc", "dagger")
@@ -148,13 +150,16 @@ class TeacherStudent:
         self._teacher_states: Optional[np.ndarray] = None
         self._teacher_return: Optional[float] = None
         self.labels = TeacherLabels(self.teachers, student.states)
-        if config.mode not in ("offline", "ppd") and len(student.states):  # the modes that sample the labels
+        is_ppo = student.spec.algo == "ppo" and isinstance(student, OnPolicyLearner)
+        if config.mode == "ppd" and not is_ppo:
+            raise UserError(f"mode ppd distils into a PPO student (its loss is PPO's), not {student.spec.algo}")
+        # PPD, and kickstarting a PPO student: the term rides in PPO's update (``dpd.agents.ppd``).
+        self.term_weighting = {"ppd": "ratio", "kickstart": "none"}.get(config.mode) if is_ppo else None
+        if self.term_weighting is not None:
+            student.recorder.recording = True  # the raw states of each rollout, in the buffer's order
+        elif config.mode != "offline" and len(student.states):  # the modes that sample the labels
             self.labels.label_all()  # a resumed run: its states came back with the student
         self.dataset_steps = config.dataset_steps or student.spec.budget  # bc's data set
-        if config.mode == "ppd":
-            if student.spec.algo != "ppo" or not isinstance(student, OnPolicyLearner):
-                raise UserError(f"mode ppd distils into a PPO student (its loss is PPO's), not {student.spec.algo}")
-            student.recorder.recording = True  # the raw states of each rollout, in the buffer's order
         if config.mode == "bc" and self.dataset_steps > student.spec.budget:
             raise UserError(
                 f"teacher.dataset_steps={self.dataset_steps} is more than the run's {student.spec.budget} env steps; "
@@ -224,8 +229,8 @@ class TeacherStudent:
             if not student.parameters_finite():
                 raise FloatingPointError(f"{student.spec.name}: NaN or infinity in the policy after an update")
             return taken
-        if mode == "ppd":
-            return self._ppd_iteration()
+        if self.term_weighting is not None:
+            return self._term_iteration(self.term_weighting)
         if mode == "offline":
             taken = self._teacher_rollout(student.steps_per_iteration)
             student.model.num_timesteps += taken  # env steps the student has learned from
@@ -259,8 +264,9 @@ class TeacherStudent:
             student.logger.dump(step=student.num_timesteps)  # no SB3 rollout dumps the records
         return taken
 
-    def _ppd_iteration(self) -> int:
-        """Collect a rollout, label its states once, then PPO with PPD's term on it."""
+    def _term_iteration(self, weighting: str) -> int:
+        """Collect a rollout, label its states once, then PPO with the distillation term on it
+        (PPD's ratio-weighted term at ``teacher.ppd_lambda``, or kickstarting's at its schedule)."""
         student = self.student
         assert isinstance(student, OnPolicyLearner)
         taken = student.train_iteration(self.run_steps, update="none")
@@ -268,9 +274,14 @@ class TeacherStudent:
             return taken
         states = flat_order(student.recorder.take().observations)
         target, _ = best_targets(student, [answer_on(teacher, states) for teacher in self.teachers], len(states))
-        stats = ppd_update(student, target, self.config.ppd_lambda)
+        if weighting == "ratio":
+            lam = self.config.ppd_lambda
+        else:
+            lam = kickstart_lambda(self.config, student.num_timesteps / student.spec.budget)
+        stats = ppd_update(student, target, lam, weighting)
         if not np.isfinite(stats["loss"]) or not student.parameters_finite():
-            raise FloatingPointError(f"{student.spec.name}: NaN or infinity in the PPD update")
+            raise FloatingPointError(f"{student.spec.name}: NaN or infinity in the {self.config.mode} update")
+        student.logger.record("distill/lambda", lam)
         for key, value in stats.items():
             student.logger.record(f"distill/{key}", value)
         return taken

@@ -298,15 +298,17 @@ def test_bc_never_steps_the_env_after_its_data_set_is_collected(sb3_teacher, mon
     agent.close()
 
 
-def test_ppd_with_lambda_zero_is_ppo_step_for_step_and_its_term_moves_the_student(sb3_teacher):
-    """PPD's update with lambda 0 lands on SB3's own PPO update, parameter for parameter; with
-    lambda > 0 it moves the student towards the teacher."""
+@pytest.mark.parametrize("mode, weighting", [("ppd", "ratio"), ("kickstart", "none")])
+def test_ppo_with_a_zero_term_is_ppo_step_for_step_and_the_term_moves_the_student(sb3_teacher, mode, weighting):
+    """PPO's update with PPD's or kickstarting's term at lambda 0 lands on SB3's own PPO update,
+    parameter for parameter; with lambda > 0 it moves the student towards the teacher."""
     import copy
 
     from dpd.agents.distillation import answer_on
     from dpd.agents.ppd import flat_order, ppd_update
 
-    agent = student_of(sb3_teacher, "ppd", total_steps=4096)
+    agent = student_of(sb3_teacher, mode, total_steps=4096)
+    assert agent.term_weighting == weighting  # a PPO student: the term rides in PPO's update
     student = agent.student
     student.train_iteration(0, update="none")  # a full rollout in the buffer, not yet learned from
     answer = answer_on(agent.teacher, flat_order(student.recorder.take().observations))
@@ -332,10 +334,10 @@ def test_ppd_with_lambda_zero_is_ppo_step_for_step_and_its_term_moves_the_studen
     sb3 = [p.detach().clone() for p in policy.parameters()]
     restore()
     before = kl_to_teacher()
-    ppd_update(student, target, lam=0.0)
+    ppd_update(student, target, 0.0, weighting)
     assert all(torch.equal(a, b) for a, b in zip(sb3, policy.parameters()))
     restore()
-    ppd_update(student, target, lam=10.0)
+    ppd_update(student, target, 10.0, weighting)
     assert kl_to_teacher() < before and not all(torch.equal(a, b) for a, b in zip(sb3, policy.parameters()))
     agent.close()
 

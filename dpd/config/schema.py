@@ -367,8 +367,8 @@ class TeacherConfig:
     ppd_lambda: float = setting(1.0, "ppd: lambda, the weight of the distillation term beside PPO's loss (ours)")
     kickstart_lambda: float = setting(
         1.0,
-        "kickstart: lambda at the start of training; a distillation step's learning rate is `lambda * distill.lr` (a "
-        "weight on the loss would be mostly divided out by Adam)",
+        "kickstart: lambda at the start of training; a PPO student adds `lambda * KL` to PPO's loss (Schmitt et al.), "
+        "another takes distillation steps at `lambda * distill.lr` (a weight on their loss would be mostly divided out by Adam)",
     )
     kickstart_schedule: str = setting("linear", "kickstart: lambda is `constant`, `linear` (to 0 at the end) or `exponential`")
     kickstart_half_life: float = setting(0.1, "exponential: the fraction of training over which lambda halves")
