@@ -30,7 +30,7 @@ $(VENV)/.installed: pyproject.toml $(LOCK)
 	$(BIN)/pip install --quiet --no-deps -e .
 	touch $@
 
-# Refresh the lock: resolve pyproject.toml's requirements (with the test, ray and export extras) afresh
+# Refresh the lock: resolve pyproject.toml's requirements (with the test, ray, export and minari extras) afresh
 # in a throwaway venv and freeze it. PyTorch stays at TORCH_CPU (`make lock TORCH_CPU=torch==X`
 # moves it); its local build label (+cpu) and the CUDA-only packages are left out, so that one
 # lock serves CPU and GPU machines.
@@ -38,7 +38,7 @@ lock:
 	rm -rf $(LOCK_VENV)
 	$(PYTHON) -m venv $(LOCK_VENV)
 	$(LOCK_VENV)/bin/pip install --quiet $(TORCH_FROM) "$(TORCH_CPU)"
-	$(LOCK_VENV)/bin/pip install --quiet -e ".[test,ray,export]"
+	$(LOCK_VENV)/bin/pip install --quiet -e ".[test,ray,export,minari]"
 	@{ echo "# Exact versions of every dependency: make setup installs them; make lock refreshes them (then make test)."; \
 	   echo "# Python $$($(LOCK_VENV)/bin/python -c 'import platform; print(platform.python_version())')."; \
 	   $(LOCK_VENV)/bin/pip freeze --exclude-editable | sed -E 's/^(torch==[^+]+)[+].*/\1/' | grep -vE '^(nvidia-|triton==)'; \

@@ -12,6 +12,7 @@ from typing import Callable, List
 from dpd.agents.algorithms import ALGORITHMS
 from dpd.agents.backend import make_backend
 from dpd.agents.checks import check_config, check_group
+from dpd.agents.demonstrations import dataset_id, load_demonstrations
 from dpd.agents.learner import Learner
 from dpd.agents.peer_group import PeerGroup
 from dpd.agents.peer_setup import PeerSetup
@@ -58,15 +59,23 @@ def assemble(cfg: RunConfig, setups: List[PeerSetup], factories: List[LearnerFac
         )
     student = factories[0]()
     teachers: List[Learner] = []
+    demonstrations = None
     try:
         teachers = load_teachers(cfg, setups[0].distill)
         for teacher in teachers:
             _checked_teacher(setups[0], teacher, cfg.teacher.mode)
+        recorded = dataset_id(cfg.teacher.path)
+        if recorded is not None:
+            steps = cfg.teacher.dataset_steps or student.spec.budget
+            space = student.env
+            demonstrations = load_demonstrations(
+                recorded, space.observation_space, space.action_space, steps, exact=bool(cfg.teacher.dataset_steps)
+            )
     except BaseException:
         for learner in [student, *teachers]:
             learner.close()
         raise
-    return TeacherStudent(teachers, student, cfg.teacher, seed=cfg.seed)
+    return TeacherStudent(teachers, student, cfg.teacher, seed=cfg.seed, demonstrations=demonstrations)
 
 
 def _checked_teacher(student: PeerSetup, teacher: Learner, mode: str) -> Learner:

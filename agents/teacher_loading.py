@@ -13,6 +13,7 @@ from typing import Any, Dict, List, Tuple
 from stable_baselines3.common.vec_env import VecNormalize
 
 from dpd.agents.algorithms import ALGORITHMS
+from dpd.agents.demonstrations import RECORDED_KIND, dataset_id
 from dpd.agents.learner import MODEL_FILE, NORM_FILE, Learner, LearnerSpec
 from dpd.agents.model_zip import detect_algo
 from dpd.config import DistillConfig, RunConfig, TeacherConfig
@@ -34,7 +35,9 @@ def teacher_files(teacher: TeacherConfig) -> List[Tuple[Path, str]]:
     """Each teacher's zip and its VecNormalize statistics (empty: beside the zip, if any), the
     one that acts first. A dpd run directory as ``teacher.path`` teaches with its learners from
     its latest checkpoint: the one with the best final evaluation (else the first, as ``dpd
-    export`` picks) and, with ``teacher.learners=all``, the others after it."""
+    export`` picks) and, with ``teacher.learners=all``, the others after it. A Minari dataset has none."""
+    if dataset_id(teacher.path) is not None:
+        return []  # recorded demonstrations: no model teaches
     path = Path(teacher.path)
     if not path.is_dir():
         if teacher.learners == "all":
@@ -55,6 +58,8 @@ def student_distill_defaults(cfg: RunConfig, student_algo: str) -> Dict[str, Any
     of one kind (it matches the spread as well as the mean: a student that acts on its own
     states needs the teacher's exploration noise, not its own initial one), MSE otherwise."""
     kinds = {ALGORITHMS[student_algo].distribution_kind}
+    if dataset_id(cfg.teacher.path) is not None:
+        kinds.add(RECORDED_KIND)  # actions alone
     for path, _ in teacher_files(cfg.teacher):
         if not path.is_file():
             raise UserError(f"teacher model not found: {path}")

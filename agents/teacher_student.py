@@ -10,7 +10,8 @@ Modes (who samples the states, Czarnecki et al. 2019):
   does) for ``teacher.dataset_steps`` env steps; the student then trains for ``teacher.epochs``
   passes over that fixed data set and never steps the env again. Changed from the textbook
   (Pomerleau; ``imitation``'s ``BC``): the target is the teacher's whole action distribution
-  (``distill.loss``), not its sampled action;
+  (``distill.loss``), not its sampled action. Recorded demonstrations (a Minari dataset,
+  ``dpd.agents.demonstrations``) replace the teacher's rollout: their actions are the targets;
 - ``dagger``: Ross et al. 2011. Round ``i`` runs ``teacher.round_steps`` env steps in the
   student's env with the mixture policy (the teacher's deterministic action with probability
   ``teacher.beta ** i``, else the student's); every visited state is labelled by the teacher once
@@ -42,6 +43,7 @@ import numpy as np
 import torch
 
 from dpd.agents.comparison import FIDELITY_STATES, fidelity, microseconds_per_action, rollout_states
+from dpd.agents.demonstrations import Demonstrations
 from dpd.agents.distillation import DistillBatch, TeacherAnswer, answer_on, best_targets, distill_steps
 from dpd.agents.learner import Learner
 from dpd.agents.on_policy import OnPolicyLearner
@@ -53,7 +55,8 @@ from dpd.errors import UserError, unknown_choice
 from dpd.losses import PolicyOutput
 
 # What a student's own algorithm updates in each mode where the student acts: kickstarting (a
-# student other than PPO) keeps its RL; gating needs the student's critic to value its current policy, so only the critic learns.
+# student other than PPO) keeps its RL; gating needs the student's critic to value its current
+# policy, so only the critic learns.
 STUDENT_UPDATES = {"online": "none", "kickstart": "rl", "gated": "critic"}
 # Modes that train on a data set labelled once per state (``TeacherLabels``), in passes over it.
 DATASET_MODES = ("bc", "dagger")
@@ -73,19 +76,29 @@ class TeacherLabels:
         self.teachers = list(teachers)
         self.buffer = buffer
         self.labelled = 0  # states labelled so far, over the buffer's whole life
-        self._fields: List[Optional[Dict[str, Optional[torch.Tensor]]]] = [None] * len(self.teachers)
-        self._values = np.zeros((len(self.teachers), buffer.capacity), dtype=np.float64)
+        labellers = max(1, len(self.teachers))  # recorded demonstrations: one labeller, no model
+        self._fields: List[Optional[Dict[str, Optional[torch.Tensor]]]] = [None] * labellers
+        self._kinds = [""] * labellers
+        self._values = np.zeros((labellers, buffer.capacity), dtype=np.float64)
 
     def label_newest(self, count: int) -> None:
         """Label the ``count`` states most recently added to the buffer."""
-        if count <= 0:
-            return
-        capacity = self.buffer.capacity
+        if count > 0:
+            states = self.buffer.at(self._newest(count))
+            self.record_newest(count, [answer_on(teacher, states) for teacher in self.teachers])
+
+    def _newest(self, count: int) -> np.ndarray:
         end = self.buffer.position  # the next free slot: the newest state sits just before it, ring-wise
-        indices = (np.arange(end - count, end) % capacity).astype(np.int64)
-        states, rows = self.buffer.at(indices), torch.as_tensor(indices)
-        for k, teacher in enumerate(self.teachers):
-            answer = answer_on(teacher, states)
+        return (np.arange(end - count, end) % self.buffer.capacity).astype(np.int64)
+
+    def record_newest(self, count: int, answers: Sequence[TeacherAnswer]) -> None:
+        """Keep each teacher's ``answers`` on the ``count`` newest states (recorded demonstrations
+        bring theirs: the recorded actions)."""
+        capacity = self.buffer.capacity
+        indices = self._newest(count)
+        rows = torch.as_tensor(indices)
+        for k, answer in enumerate(answers):
+            self._kinds[k] = answer.kind
             if self._fields[k] is None:
                 self._fields[k] = {
                     name: None if tensor is None else torch.zeros((capacity, *tensor.shape[1:]), dtype=tensor.dtype)
@@ -108,11 +121,10 @@ class TeacherLabels:
         """Every teacher's answer on the buffered states at ``indices``."""
         rows = torch.as_tensor(indices)
         answers = []
-        for k, teacher in enumerate(self.teachers):
-            fields = self._fields[k]
+        for k, fields in enumerate(self._fields):
             assert fields is not None, "no state is labelled yet"
             output = PolicyOutput(**{name: None if t is None else t[rows] for name, t in fields.items()})
-            answers.append(TeacherAnswer(output, self._values[k, indices], teacher.distribution_kind))
+            answers.append(TeacherAnswer(output, self._values[k, indices], self._kinds[k]))
         return tuple(answers)
 
 
@@ -135,13 +147,23 @@ class TeacherStudent:
 
     ``teachers``: one trained model, or the learners of a dpd run (``teacher.learners=all``).
     The first acts where a teacher acts (``bc``, ``offline``, DAgger's mixture) and is the one
-    the student is measured against; every teacher labels every state."""
+    the student is measured against; every teacher labels every state. Or, for ``bc`` alone,
+    no teacher and ``demonstrations``: recorded steps, their actions the labels."""
 
-    def __init__(self, teachers: Sequence[Learner], student: Learner, config: TeacherConfig, seed: int) -> None:
+    def __init__(
+        self,
+        teachers: Sequence[Learner],
+        student: Learner,
+        config: TeacherConfig,
+        seed: int,
+        demonstrations: Optional[Demonstrations] = None,
+    ) -> None:
         if config.mode not in MODES:
             raise unknown_choice("distillation mode", config.mode, MODES)
+        assert bool(teachers) != (demonstrations is not None and config.mode == "bc"), "a teacher, or bc's recording"
         self.teachers = list(teachers)
-        self.teacher = self.teachers[0]
+        self.demonstrations = demonstrations
+        self.teacher: Optional[Learner] = self.teachers[0] if self.teachers else None
         self.student = student
         self.config = config
         self.learners: List[Learner] = [student]  # what the loop trains, evaluates and saves
@@ -159,7 +181,9 @@ class TeacherStudent:
             student.recorder.recording = True  # the raw states of each rollout, in the buffer's order
         elif config.mode != "offline" and len(student.states):  # the modes that sample the labels
             self.labels.label_all()  # a resumed run: its states came back with the student
-        self.dataset_steps = config.dataset_steps or student.spec.budget  # bc's data set
+        # bc's data set: the recording as loaded (``teacher.dataset_steps`` or the budget, at most), else as asked
+        asked = config.dataset_steps or student.spec.budget
+        self.dataset_steps = len(demonstrations.observations) if demonstrations else asked
         if config.mode == "bc" and self.dataset_steps > student.spec.budget:
             raise UserError(
                 f"teacher.dataset_steps={self.dataset_steps} is more than the run's {student.spec.budget} env steps; "
@@ -211,6 +235,7 @@ class TeacherStudent:
         return {
             name: sum(parameter.numel() for parameter in learner.actor_parameters())
             for name, learner in (("teacher", self.teacher), ("student", self.student))
+            if learner is not None
         }
 
     @property
@@ -235,7 +260,7 @@ class TeacherStudent:
             taken = self._teacher_rollout(student.steps_per_iteration)
             student.model.num_timesteps += taken  # env steps the student has learned from
             student.iterations += 1
-            source = self.teacher.states
+            source = self.acting_teacher.states
         else:
             taken = student.train_iteration(self.run_steps, update=STUDENT_UPDATES[mode])
             self.labels.label_newest(taken)
@@ -289,12 +314,32 @@ class TeacherStudent:
     def _bc_iteration(self) -> int:
         """Collect the whole data set with the teacher acting, then train on it: the one iteration of ``bc``."""
         student = self.student
-        taken = self._teacher_rollout(self.dataset_steps - student.num_timesteps, student.states)
+        if self.demonstrations is None:
+            taken = self._teacher_rollout(self.dataset_steps - student.num_timesteps, student.states)
+            self.labels.label_newest(taken)
+        else:
+            taken = self._recorded_steps()
         student.model.num_timesteps += taken
-        self.labels.label_newest(taken)
         student.iterations += 1
         self.fit(self.config.epochs)
         return taken
+
+    def _recorded_steps(self) -> int:
+        """The recorded steps into the student's data set, their actions as the labels."""
+        recorded, student = self.demonstrations, self.student
+        assert recorded is not None
+        taken = len(recorded.observations)
+        student.states.add(recorded.observations)
+        self.labels.record_newest(taken, [recorded.answers(0, taken)])
+        if student.env.norm_obs:
+            student.env.obs_rms.update(recorded.observations)
+        return taken
+
+    @property
+    def acting_teacher(self) -> Learner:
+        """The teacher that acts and is measured against (a model: not recorded demonstrations)."""
+        assert self.teacher is not None, "recorded demonstrations do not act"
+        return self.teacher
 
     def _dagger_round(self) -> int:
         """One DAgger round: act with the mixture policy, label and aggregate, train on everything."""
@@ -313,7 +358,7 @@ class TeacherStudent:
         """``steps`` env steps of the student's env: per step and env, the teacher's deterministic
         action with probability ``beta``, else the student's; each raw state reached before acting
         is added to the student's data set."""
-        student, teacher = self.student, self.teacher
+        student, teacher = self.student, self.acting_teacher
         env, model = student.env, student.model
         if model._last_obs is None:  # type: ignore[has-type]
             model._last_obs = env.reset()  # type: ignore[assignment]
@@ -357,16 +402,17 @@ class TeacherStudent:
 
         The student learns on these states alone, so its observation statistics follow them.
         """
-        env = self.teacher.env
+        teacher = self.acting_teacher
+        env = teacher.env
         if self._teacher_obs is None:
             self._teacher_obs = env.reset()
         visited = []
         for _ in range(max(1, steps // env.num_envs)):
-            action, _ = self.teacher.model.predict(self._teacher_obs, deterministic=False)
+            action, _ = teacher.model.predict(self._teacher_obs, deterministic=False)
             self._teacher_obs, _, _, _ = env.step(action)
             visited.append(env.get_original_obs())
         states = np.concatenate(visited)
-        (self.teacher.states if buffer is None else buffer).add(states)
+        (teacher.states if buffer is None else buffer).add(states)
         if self.student.env.norm_obs:
             self.student.env.obs_rms.update(states)
         return len(states)
@@ -377,27 +423,35 @@ class TeacherStudent:
         return self.final_metrics(learner, mean_return, episodes) if final else self.fidelity_metrics(learner)
 
     def fidelity_metrics(self, learner: Learner) -> Dict[str, float]:
-        """Fidelity on held-out states from the teacher's and the student's distributions."""
+        """Fidelity on held-out states from the teacher's and the student's distributions (with
+        recorded demonstrations, on recorded states against the recorded actions)."""
+        if self.demonstrations is not None:
+            fidelity_on_recording = self.demonstrations.fidelity(learner, self.config.agreement_tolerance, FIDELITY_STATES)
+            return {f"fidelity/recorded_states/{key}": value for key, value in fidelity_on_recording.items()}
         if self._teacher_states is None:
-            self._teacher_states = rollout_states(self.teacher, FIDELITY_STATES)
+            self._teacher_states = rollout_states(self.acting_teacher, FIDELITY_STATES)
         metrics: Dict[str, float] = {}
         for source, states in (
             ("teacher_states", self._teacher_states),
             ("student_states", rollout_states(learner, FIDELITY_STATES)),
         ):
-            for key, value in fidelity(self.teacher, learner, states, self.config.agreement_tolerance).items():
+            for key, value in fidelity(self.acting_teacher, learner, states, self.config.agreement_tolerance).items():
                 if value is not None:
                     metrics[f"fidelity/{source}/{key}"] = value
         return metrics
 
     def final_metrics(self, learner: Learner, student_return: float, episodes: int) -> Dict[str, float]:
-        """Fidelity plus the return ratio student / teacher from deterministic episodes."""
+        """Fidelity plus the return ratio student / teacher from deterministic episodes (recorded
+        demonstrations: their mean return), and the cost of an action."""
         if self._teacher_return is None:
-            self._teacher_return, _ = self.teacher.evaluate(episodes)
+            recorded = self.demonstrations
+            self._teacher_return = recorded.mean_return if recorded else self.acting_teacher.evaluate(episodes)[0]
         metrics = self.fidelity_metrics(learner)
         metrics["fidelity/teacher_return"] = self._teacher_return
-        assert self._teacher_states is not None, "fidelity_metrics rolled the teacher's states out"
+        states = self.demonstrations.observations[:FIDELITY_STATES] if self.demonstrations else self._teacher_states
+        assert states is not None, "fidelity_metrics rolled the teacher's states out"
         for name, policy in (("teacher", self.teacher), ("student", learner)):
-            metrics[f"fidelity/{name}_us_per_action"] = microseconds_per_action(policy, self._teacher_states)
+            if policy is not None:
+                metrics[f"fidelity/{name}_us_per_action"] = microseconds_per_action(policy, states)
         metrics["fidelity/return_ratio"] = student_return / self._teacher_return if self._teacher_return else math.nan
         return metrics

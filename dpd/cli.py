@@ -137,12 +137,15 @@ def cmd_train(args: argparse.Namespace, config_layers: Callable[[argparse.Namesp
             from dpd.agents.teacher_loading import teacher_files
 
             sizes = trainer.run.manifest["policy_parameters"]
+            teachers = ", ".join(str(path) for path, _ in teacher_files(cfg.teacher)) or cfg.teacher.path
+            if "teacher" in sizes:
+                fewer = sizes["teacher"] / sizes["student"]
+                parameters = f"teacher {sizes['teacher']}, student {sizes['student']} ({fewer:.1f}x fewer)"
+            else:  # recorded demonstrations
+                parameters = f"student {sizes['student']}"
             print(
-                f"{cfg.algo} student of {', '.join(str(path) for path, _ in teacher_files(cfg.teacher))} on {cfg.env}, "
-                f"{cfg.total_steps} env steps "
-                f"({cfg.teacher.mode}), run dir {run_dir}\n"
-                f"policy parameters: teacher {sizes['teacher']}, student {sizes['student']} "
-                f"({sizes['teacher'] / sizes['student']:.1f}x fewer)"
+                f"{cfg.algo} student of {teachers} on {cfg.env}, {cfg.total_steps} env steps ({cfg.teacher.mode}), "
+                f"run dir {run_dir}\npolicy parameters: {parameters}"
             )
         else:
             mode = "DPD" if cfg.distill.enabled and cfg.peers > 1 else "no distillation"
@@ -409,7 +412,8 @@ def build_parser() -> argparse.ArgumentParser:
     distill.add_argument(
         "--teacher",
         required=True,
-        help="the teacher's SB3 zip (from dpd, plain SB3 or the RL zoo), or a dpd run directory (its best learner)",
+        help="the teacher's SB3 zip (from dpd, plain SB3 or the RL zoo), a dpd run directory (its best learner), or "
+        "minari:DATASET_ID, recorded demonstrations in Minari's local store (--mode bc)",
     )
     distill.add_argument(
         "--teacher-norm", help="its VecNormalize statistics (default: vecnormalize.pkl beside the zip, if any)"

@@ -35,6 +35,7 @@ from dpd.config.loading import (
 )
 from dpd.config.schema import (
     COMBINE_RULES,
+    DATASET_PREFIX,
     DEVICES,
     GATES,
     LOG_FORMATS,
@@ -61,6 +62,7 @@ __all__ = [
     "GATES",
     "LOG_FORMATS",
     "MAX_PEERS",
+    "DATASET_PREFIX",
     "MODES",
     "PER_ALGORITHM",
     "SCHEDULES",

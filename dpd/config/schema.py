@@ -25,6 +25,7 @@ GATES = ("none", "return")
 MODES = ("bc", "dagger", "offline", "online", "kickstart", "gated", "ppd")
 SCHEDULES = ("constant", "linear", "exponential")
 TEACHER_LEARNERS = ("best", "all")  # which learners of a dpd run directory teach
+DATASET_PREFIX = "minari:"  # teacher.path naming recorded demonstrations (``dpd.agents.demonstrations``)
 
 
 def comma_list(text: str) -> Tuple[str, ...]:
@@ -322,8 +323,9 @@ class TeacherConfig:
 
     path: str = setting(
         "",
-        "the teacher's SB3 zip (from dpd, plain SB3 or the RL zoo), or a dpd run directory (its learners from the latest "
-        "checkpoint, `teacher.learners`); empty: no teacher (a peer group)",
+        "the teacher's SB3 zip (from dpd, plain SB3 or the RL zoo), a dpd run directory (its learners from the latest "
+        "checkpoint, `teacher.learners`), or `minari:DATASET_ID`, recorded demonstrations in Minari's local store (mode "
+        "`bc` only); empty: no teacher (a peer group)",
     )
     learners: str = setting(
         "best",
@@ -368,7 +370,7 @@ class TeacherConfig:
     kickstart_lambda: float = setting(
         1.0,
         "kickstart: lambda at the start of training; a PPO student adds `lambda * KL` to PPO's loss (Schmitt et al.), "
-        "another takes distillation steps at `lambda * distill.lr` (a weight on their loss would be mostly divided out by Adam)",
+        "another takes distillation steps at `lambda * distill.lr` (Adam would divide most of a weight on their loss out)",
     )
     kickstart_schedule: str = setting("linear", "kickstart: lambda is `constant`, `linear` (to 0 at the end) or `exponential`")
     kickstart_half_life: float = setting(0.1, "exponential: the fraction of training over which lambda halves")
@@ -386,6 +388,12 @@ class TeacherConfig:
             raise unknown_choice("teacher.learners", self.learners, TEACHER_LEARNERS)
         if self.kickstart_schedule not in SCHEDULES:
             raise unknown_choice("kickstart schedule", self.kickstart_schedule, SCHEDULES)
+        if self.path.startswith(DATASET_PREFIX) and (self.mode != "bc" or self.learners != "best"):
+            raise UserError(
+                f"a Minari dataset ({self.path}) has no teacher to ask: it is cloned by mode bc alone, got mode {self.mode}"
+            )
+        if self.path.startswith(DATASET_PREFIX) and not self.path[len(DATASET_PREFIX) :]:
+            raise UserError("teacher.path minari: names no dataset; give minari:DATASET_ID")
         if self.dataset_steps < 0 or self.max_round_updates < 0:
             raise UserError(
                 "teacher.dataset_steps and teacher.max_round_updates must not be negative, got "
