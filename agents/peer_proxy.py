@@ -38,6 +38,13 @@ class PeerProxy:
     def done(self) -> bool:
         return self.status.done
 
+    @property
+    def gradient_updates(self) -> int:
+        return self.status.gradient_updates
+
+    def episode_returns(self) -> Tuple[float, ...]:
+        return self.status.episode_returns
+
     def start(self, tensorboard_dir: Any, callback: Any = None) -> None:
         self.status = self.backend.ask_one(self.index, Peer.start, tensorboard_dir, callback)
 

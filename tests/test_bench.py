@@ -304,3 +304,51 @@ def test_bench_workers_die_with_the_sweep(tmp_path):
         sweep.kill()
         if worker is not None:
             os.kill(worker, signal.SIGKILL)
+
+
+def killed_in_the_students_part(run: BenchRun, directory: Path) -> None:
+    """The worker dies at the student's first checkpoint, after its group has finished."""
+    import os
+
+    from dpd.bench.results import GROUP_FILE
+    from dpd.rundir import RunDirectory
+
+    save_checkpoint = RunDirectory.save_checkpoint
+
+    def save_then_die(self, *args, **kwargs):
+        save_checkpoint(self, *args, **kwargs)
+        if (directory / GROUP_FILE).exists():
+            os._exit(9)
+
+    RunDirectory.save_checkpoint = save_then_die
+    run_in_process(run, directory)
+
+
+def test_dpd_distilled_is_a_group_then_its_student_in_one_budget(tmp_path):
+    """The group trains on the budget less the student's steps, its student on the rest; a kill
+    in the student's part goes on from the finished group."""
+    grid = Grid(
+        envs=(TINY,),
+        algos=("ppo",),
+        methods=("dpd-distilled",),
+        seeds=(0,),
+        total_steps=2048,
+        eval_every=1024,
+        eval_episodes=1,
+        final_episodes=2,
+        overrides=("turn_steps=256", "algo_kwargs.n_steps=256"),
+    )
+    (run,) = expand(grid)
+    assert run.config()["total_steps"] == 1536 and run.student_config("g")["total_steps"] == 512  # a quarter
+    assert run.student_config("g")["teacher"] == {"path": "g", "learners": "all"}
+    (killed,) = run_grid([run], tmp_path / "killed", 1, target=killed_in_the_students_part)
+    assert killed["status"] == "failed" and "code 9" in killed["error"]
+    (resumed,) = run_grid([run], tmp_path / "killed", 1)
+    (whole,) = run_grid([run], tmp_path / "whole", 1)
+    assert len(whole["peer_scores"]) == 1 and len(whole["teacher_scores"]) == 2
+    assert whole["best_peer"] == max(whole["teacher_scores"]) and whole["score"] == whole["peer_scores"][0]
+    assert resumed["teacher_scores"] == whole["teacher_scores"]  # the group was not trained again
+    group_steps = max(step for step, _ in whole["curve"] if step <= 1536 + 1)
+    assert resumed["resumed_from"] > group_steps and whole["resumed_from"] == 0
+    assert [step for step, _ in resumed["curve"]] == [step for step, _ in whole["curve"]]
+    assert whole["curve"][-1][0] >= 2048 and whole["curve"][-1][1] == pytest.approx(whole["score"])

@@ -53,12 +53,27 @@ METHODS: Dict[str, Dict[str, Any]] = {
         "share": {"enabled": True, "updates": "per_peer"},
         "guide": {"mode": "best"},
     },
+    # A DPD group on the budget less ``student_steps``, then one student of the group's learners
+    # on those steps (BenchRun.student_config): a single deployable policy at sb3's env steps.
+    "dpd-distilled": {},
 }
 PLAIN_SB3 = "sb3"
 # One SB3 learner at the update-to-data ratio of a group whose peers update as if alone
 # (``share.updates=per_peer``): ``gradient_steps`` (PPO: ``n_epochs``) times the number of peers.
 PLAIN_SB3_UTD = "sb3-utd"
 SINGLE_LEARNER_METHODS = (PLAIN_SB3, PLAIN_SB3_UTD)
+DISTILLED = "dpd-distilled"
+# The student's share of a dpd-distilled run's env steps: dpd's DAgger reaches 0.99 of a zoo
+# teacher within 8k env steps on the three MuJoCo tasks (benchmarks/RESULTS.md), so 25k, and at
+# most a quarter of a short run's budget.
+DISTILLED_STUDENT_STEPS = 25_000
+
+
+def student_steps(total_steps: int) -> int:
+    """The env steps a dpd-distilled run leaves its student."""
+    return min(DISTILLED_STUDENT_STEPS, total_steps // 4)
+
+
 # Checkpoints a run writes over its budget: a kill (a session's end) loses at most
 # 1/CHECKPOINTS_PER_RUN of the run, for writing every learner (and its replay buffer) as often.
 CHECKPOINTS_PER_RUN = 10
@@ -145,14 +160,15 @@ class BenchRun:
         from dpd.config import merge, parse_overrides
 
         learners = 1 if self.method in SINGLE_LEARNER_METHODS else self.peers
+        budget = self.total_steps - student_steps(self.total_steps) if self.method == DISTILLED else self.total_steps
         layer: Dict[str, Any] = {
             "env": self.env,
             "algo": self.algo,
             "seed": self.seed,
-            "total_steps": self.total_steps,
+            "total_steps": budget,
             "peers": learners,
             # After a kill, a rerun continues the run from its latest checkpoint.
-            "checkpoint_every": -(-self.total_steps // CHECKPOINTS_PER_RUN),
+            "checkpoint_every": -(-budget // CHECKPOINTS_PER_RUN),
             # Each learner evaluates at its own steps; peers share the budget, so a group is
             # evaluated every ``eval_every`` total steps, like the single learner.
             "eval": {
@@ -164,6 +180,22 @@ class BenchRun:
         layer = merge(merge(layer, parse_overrides(list(self.overrides))), METHODS[self.method])
         if self.method == PLAIN_SB3_UTD:
             layer = merge(layer, {"algo_kwargs": updates_times(self.algo, self.env, layer.get("algo_kwargs", {}), self.peers)})
+        return layer
+
+    def student_config(self, group_run: str) -> Dict[str, Any]:
+        """A dpd-distilled run's student: the group's algorithm and hyperparameters, taught by
+        every learner of the finished group at ``group_run`` (``teacher.learners=all``: per state
+        the one whose critic values it highest) with dpd's default mode, on the run's last
+        ``student_steps``; evaluated five times on the way."""
+        steps = student_steps(self.total_steps)
+        layer = {key: value for key, value in self.config().items() if key not in ("distill", "share", "guide")}
+        layer.update(
+            peers=1,
+            total_steps=steps,
+            checkpoint_every=-(-steps // CHECKPOINTS_PER_RUN),
+            teacher={"path": group_run, "learners": "all"},
+        )
+        layer["eval"] = {**layer["eval"], "every": max(1, steps // 5)}
         return layer
 
 

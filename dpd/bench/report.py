@@ -8,8 +8,9 @@ A result row is a dict written by the runner, one per (env, algo, method, seed):
 
 ``score`` of a multi-peer run is the mean over its peers, so that it is compared with a single
 SB3 learner on the same total environment steps; ``best_peer`` (None for single learners) is a
-selection effect and only fair against the best of the independent peers. Rows whose status is
-not "ok" are left out of the statistics and listed as failed runs.
+selection effect and only fair against the best of the independent peers. A ``dpd-distilled``
+row's score is its student's (one policy), and its ``best_peer`` the best peer of the group that
+taught it. Rows whose status is not "ok" are left out of the statistics and listed as failed runs.
 """
 
 import csv
@@ -52,7 +53,8 @@ EXPLANATION = (
     "The score of a multi-peer run is the mean over its peers, so it is compared with one SB3 "
     "learner on the same total environment steps. The best peer is a selection effect (the best "
     "of several peers is an optimistic pick); it is shown for comparison with the best of the "
-    "independent peers, not with sb3. The deployable peer is the one a user would keep, picked by "
+    "independent peers, not with sb3 (for dpd-distilled, whose score is its student's, it is the best "
+    "peer of the group that taught the student). The deployable peer is the one a user would keep, picked by "
     "its training returns only, so its evaluation score has no selection bias. IQM is the "
     "interquartile mean over seeds; intervals are 95% stratified bootstrap intervals over seeds; "
     "P(> sb3) is the probability that a run of the method scores above a run of one SB3 learner at "

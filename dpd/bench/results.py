@@ -22,6 +22,10 @@ Curve = List[List[float]]  # [total env steps, score] pairs
 # Inside a run's directory, what a rerun continues from: a group's dpd run directory, or the
 # checkpoints of a plain SB3 run (removed once it is complete).
 RUN_DIR = "run"
+# A dpd-distilled run's second part: its student's run directory (beside the group's ``RUN_DIR``),
+# and the finished group's summary, kept for a rerun after a kill in the student's part.
+STUDENT_DIR = "student"
+GROUP_FILE = "group.json"
 
 
 def run_dir(out: Path, run: BenchRun) -> Path:
@@ -82,7 +86,7 @@ def clear_incomplete(directory: Path) -> None:
     directory.mkdir(parents=True, exist_ok=True)
     killed = (directory / RUN_DIR).is_dir() and not (directory / ERROR_FILE).exists()
     for entry in directory.iterdir():
-        if killed and entry.name in (RUN_DIR, "tb"):
+        if killed and entry.name in (RUN_DIR, "tb", STUDENT_DIR, GROUP_FILE):
             continue
         if entry.is_dir():
             shutil.rmtree(entry)

@@ -6,6 +6,7 @@ that fails leaves ``error.txt`` and does not stop the others. The run's files ar
 ``dpd.bench.results``'; the pools that run them, ``dpd.bench.pools``'.
 """
 
+import dataclasses
 import json
 import shutil
 import sys
@@ -18,12 +19,14 @@ from typing import Any, Callable, Dict, List, Optional, Sequence
 
 import numpy as np
 
-from dpd.bench.grid import PLAIN_SB3, SINGLE_LEARNER_METHODS, BenchRun
+from dpd.bench.grid import DISTILLED, PLAIN_SB3, SINGLE_LEARNER_METHODS, BenchRun
 from dpd.bench.pools import ProcessPool, RayPool
 from dpd.bench.results import (
     ERROR_FILE,
+    GROUP_FILE,
     RESULT_FILE,
     RUN_DIR,
+    STUDENT_DIR,
     Curve,
     clear_incomplete,
     completed_result,
@@ -101,6 +104,7 @@ class Trained:
     curve: Curve
     seconds_before: float = 0.0  # training seconds of earlier processes, for a resumed run
     resumed_from: int = 0  # the total env steps this process resumed the run at (0: from scratch)
+    teacher_scores: Optional[List[float]] = None  # dpd-distilled: the final scores of the group that taught
 
 
 def deployable_index(training_returns: Sequence[float]) -> int:
@@ -198,15 +202,44 @@ def _train_group(run: BenchRun, directory: Path, cfg: Any) -> Trained:
         trainer.close()
     curve = group_curve(trainer.history, cfg.peers)
     scores = [result.mean_return for result in final]
-    statuses = [learner.status for learner in trainer.group.learners]
-    recent = [
-        float(np.mean(status.episode_returns[-TRAINING_EPISODES:])) if status.episode_returns else float("nan")
-        for status in statuses
-    ]
-    updates = sum(status.gradient_updates for status in statuses)
+    learners = trainer.group.learners
+    returns = [learner.episode_returns()[-TRAINING_EPISODES:] for learner in learners]
+    recent = [float(np.mean(last)) if last else float("nan") for last in returns]
+    updates = sum(learner.gradient_updates for learner in learners)
     steps = sum(result.env_steps for result in final)
     curve = with_final_point(curve, steps, sum(scores) / len(scores))
     return Trained(scores, recent, updates, curve, trainer.seconds_before, resumed_from)
+
+
+def _train_distilled(run: BenchRun, directory: Path, cfg: Any) -> Trained:
+    """A DPD group, then its student (``BenchRun.student_config``). The finished group's summary
+    is kept (``GROUP_FILE``, with its whole training time), so a rerun after a kill in the
+    student's part goes on from it. The student's curve follows the group's at the group's total
+    env steps; updates are both parts'."""
+    from dpd.config import build_config
+    from dpd.rundir import atomic_write_text
+
+    summary = directory / GROUP_FILE
+    earlier = summary.is_file()  # the group finished in an earlier process
+    if earlier:
+        group = Trained(**json.loads(summary.read_text()))
+    else:
+        started = time.perf_counter()
+        group = _train_group(run, directory, cfg)
+        whole = dataclasses.replace(group, seconds_before=group.seconds_before + time.perf_counter() - started)
+        atomic_write_text(summary, json.dumps(dataclasses.asdict(whole)))
+    group_steps = int(group.curve[-1][0])
+    student = _train_group(run, directory / STUDENT_DIR, build_config(run.student_config(str(directory / RUN_DIR))))
+    return Trained(
+        student.peer_scores,
+        student.training_returns,
+        group.gradient_updates + student.gradient_updates,
+        group.curve + [[group_steps + step, score] for step, score in student.curve],
+        # seconds of earlier processes (``execute`` adds this one's, the group's part included)
+        group.seconds_before + student.seconds_before,
+        group_steps + student.resumed_from if earlier else group.resumed_from,
+        teacher_scores=group.peer_scores,
+    )
 
 
 def with_final_point(curve: Curve, env_steps: int, score: float) -> Curve:
@@ -221,15 +254,19 @@ def execute(run: BenchRun, directory: Path) -> Dict[str, Any]:
 
     cfg = build_config(run.config())
     start = time.perf_counter()
-    train = _train_plain_sb3 if run.method in SINGLE_LEARNER_METHODS else _train_group
-    trained = train(run, directory, cfg)
+    if run.method in SINGLE_LEARNER_METHODS:
+        trained = _train_plain_sb3(run, directory, cfg)
+    else:
+        trained = (_train_distilled if run.method == DISTILLED else _train_group)(run, directory, cfg)
     peer_scores = trained.peer_scores
     return {
         **run_fields(run),
         "status": "ok",
         "score": sum(peer_scores) / len(peer_scores),
         "peer_scores": peer_scores,
-        "best_peer": max(peer_scores) if run.method not in SINGLE_LEARNER_METHODS else None,
+        # dpd-distilled: the best peer of the group that taught its student
+        "best_peer": None if run.method in SINGLE_LEARNER_METHODS else max(trained.teacher_scores or peer_scores),
+        "teacher_scores": trained.teacher_scores,
         "deployable": peer_scores[deployable_index(trained.training_returns)],
         "training_returns": trained.training_returns,
         "gradient_updates": trained.gradient_updates,
