@@ -57,6 +57,7 @@ class DistillBatch:
     weighting: Optional[str] = None
     tag: str = "distill"  # TensorBoard prefix of the step's diagnostics
     critic: bool = False  # also one step of the critics towards ``answers[0].critic`` (PIEKD)
+    combine: str = "best"  # several answers per state: the best-valued one's, or their mean (``combined_targets``)
 
 
 def answer_on(teacher: Learner, states: np.ndarray, critic: bool = False) -> TeacherAnswer:
@@ -83,14 +84,48 @@ def best_targets(learner: Learner, answers: Sequence[TeacherAnswer], states_coun
     return target, values[best.numpy(), np.arange(states_count)]
 
 
+def mean_targets(learner: Learner, answers: Sequence[TeacherAnswer], states_count: int) -> Tuple[PolicyOutput, np.ndarray]:
+    """Per state, the teachers' outputs (in ``learner``'s distribution space) averaged, and their
+    mean raw value. Gaussians are averaged as the equal mixture's mean and variance (moment
+    matching: ``var = mean(var_k + mu_k**2) - mu**2``), so teachers that disagree give a wider
+    target rather than a confident average; deterministic outputs are averaged."""
+    outputs = [learner.express_target(answer.output, answer.kind) for answer in answers]
+    means = torch.stack([output.mean.expand(states_count, *output.mean.shape[1:]) for output in outputs])
+    mean = means.mean(dim=0)
+    log_std = None
+    if all(output.log_std is not None for output in outputs):
+        variances = torch.stack([torch.exp(2 * o.log_std).expand_as(mean) for o in outputs])  # type: ignore[arg-type]
+        log_std = 0.5 * torch.log((variances + means**2).mean(dim=0) - mean**2).clamp(min=-20.0)
+    env_action = torch.stack([output.env_action.expand_as(outputs[0].env_action) for output in outputs]).mean(dim=0)
+    values = np.mean(np.stack([answer.values for answer in answers]), axis=0)
+    return PolicyOutput(mean, log_std, env_action), values
+
+
+# How a learner's target is made from several teachers' answers on the same states.
+COMBINED_TARGETS = {"best": best_targets, "mean": mean_targets}
+
+
+def combined_targets(
+    learner: Learner, answers: Sequence[TeacherAnswer], states_count: int, combine: str = "best"
+) -> Tuple[PolicyOutput, np.ndarray]:
+    """The target and the teachers' raw values on each state, by rule ``combine``."""
+    return COMBINED_TARGETS[combine](learner, answers, states_count)
+
+
 def distill_step(
-    learner: Learner, answers: Sequence[TeacherAnswer], states: np.ndarray, weighting: str, alpha: float, scale: float = 1.0
+    learner: Learner,
+    answers: Sequence[TeacherAnswer],
+    states: np.ndarray,
+    weighting: str,
+    alpha: float,
+    scale: float = 1.0,
+    combine: str = "best",
 ) -> Dict[str, float]:
     """One distillation step of ``learner`` towards the teachers' ``answers`` on raw ``states``,
     weighted by the disadvantage weights of ``xi = V_teacher - V_learner``; ``scale`` multiplies
     the step's size (kickstarting's lambda: the distillation optimizer is Adam, which divides most
     of a factor on the loss out of its steps). Returns the diagnostics that are logged under ``distill/``."""
-    target, teacher_values = best_targets(learner, answers, len(states))
+    target, teacher_values = combined_targets(learner, answers, len(states), combine)
     weights = disadvantage_weights(teacher_values, learner.values_on(states), weighting, alpha)
     stats = {
         "peer_gap": weights.peer_gap,
@@ -112,7 +147,8 @@ def distill_steps(learner: Learner, batches: Iterable[DistillBatch], scale: floa
     critic_optimizer = None
     all_stats = []
     for batch in batches:
-        stats = distill_step(learner, batch.answers, batch.states, batch.weighting or config.weighting, config.alpha, scale)
+        weighting = batch.weighting or config.weighting
+        stats = distill_step(learner, batch.answers, batch.states, weighting, config.alpha, scale, batch.combine)
         if batch.critic:
             from dpd.agents.off_policy import OffPolicyLearner  # imports this module
 

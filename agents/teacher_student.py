@@ -44,7 +44,7 @@ import torch
 
 from dpd.agents.comparison import FIDELITY_STATES, fidelity, microseconds_per_action, rollout_states
 from dpd.agents.demonstrations import Demonstrations
-from dpd.agents.distillation import DistillBatch, TeacherAnswer, answer_on, best_targets, distill_steps
+from dpd.agents.distillation import DistillBatch, TeacherAnswer, answer_on, combined_targets, distill_steps
 from dpd.agents.learner import Learner
 from dpd.agents.on_policy import OnPolicyLearner
 from dpd.agents.peer import PeerFailure, first_line
@@ -70,7 +70,7 @@ class TeacherLabels:
     step. The labels follow the buffer's ring (a label sits at its state's index); a resumed run
     labels its reloaded buffer again (``label_all``). With several teachers (the learners of a
     dpd run, ``teacher.learners=all``) each labels every state; the distillation step takes, per
-    state, the one that values it highest (``best_targets``)."""
+    state, the one that values it highest, or their mean (``teacher.combine``, ``combined_targets``)."""
 
     def __init__(self, teachers: Sequence[Learner], buffer: RawStateBuffer) -> None:
         self.teachers = list(teachers)
@@ -279,7 +279,7 @@ class TeacherStudent:
                         answers = tuple(answer_on(teacher, states) for teacher in self.teachers)
                     else:
                         answers = self.labels.answers_at(indices)
-                    yield DistillBatch(states, answers, weighting)
+                    yield DistillBatch(states, answers, weighting, combine=self.config.combine)
 
             distill_steps(student, batches(), scale)
             student.logger.record("distill/gradient_steps", config.steps)
@@ -298,7 +298,8 @@ class TeacherStudent:
         if student.stopped:  # a callback stopped it mid-rollout: no update on a partial buffer
             return taken
         states = flat_order(student.recorder.take().observations)
-        target, _ = best_targets(student, [answer_on(teacher, states) for teacher in self.teachers], len(states))
+        answers = [answer_on(teacher, states) for teacher in self.teachers]
+        target, _ = combined_targets(student, answers, len(states), self.config.combine)
         if weighting == "ratio":
             lam = self.config.ppd_lambda
         else:
@@ -391,7 +392,9 @@ class TeacherStudent:
                 if len(order) < config.batch:
                     order = np.concatenate([order, self.rng.permutation(size)])
                 indices, order = order[: config.batch], order[config.batch :]
-                yield DistillBatch(student.states.at(indices), self.labels.answers_at(indices), "none")
+                yield DistillBatch(
+                    student.states.at(indices), self.labels.answers_at(indices), "none", combine=self.config.combine
+                )
 
         distill_steps(student, batches())
         student.logger.record("distill/gradient_steps", steps)

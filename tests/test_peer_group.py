@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from dpd.agents.distillation import answer_on, best_targets, distill_step
+from dpd.agents.distillation import answer_on, best_targets, distill_step, mean_targets
 from dpd.agents.local_backend import LocalPeers
 from dpd.agents.peer_group import PeerGroup
 from dpd.agents.state_buffer import RawStateBuffer
@@ -73,6 +73,17 @@ def test_best_rule_picks_the_highest_value_peer_per_state():
     target, values = best_targets(peer_a, [answer_on(peer_a, states), answer_on(peer_b, states)], len(states))
     np.testing.assert_array_equal(target.mean.numpy().reshape(-1), [-1.0, 1.0])
     np.testing.assert_array_equal(values, [5.0, 7.0])
+
+
+def test_mean_rule_is_the_mixtures_moments_and_the_mean_value():
+    states = np.array([[0.0], [1.0]], dtype=np.float32)
+    peer_a = StubPeer(lambda s: np.where(s[:, 0] == 0.0, 5.0, 1.0), action=-1.0, states=states)
+    peer_b = StubPeer(lambda s: np.where(s[:, 0] == 0.0, 2.0, 7.0), action=+1.0, states=states)
+    target, values = mean_targets(peer_a, [answer_on(peer_a, states), answer_on(peer_b, states)], len(states))
+    np.testing.assert_array_equal(target.mean.numpy().reshape(-1), [0.0, 0.0])
+    # two unit Gaussians at -1 and +1: the mixture's variance is 1 + 1 = 2
+    np.testing.assert_allclose(target.log_std.numpy().reshape(-1), [0.5 * np.log(2.0)] * 2, rtol=1e-6)
+    np.testing.assert_array_equal(values, [3.5, 4.0])
 
 
 def test_distill_step_weights_states_where_the_peer_is_better():

@@ -411,6 +411,14 @@ def test_a_dpd_run_directory_teaches_with_its_best_learner(tmp_path, capsys):
     assert distill(peers, group, "dagger", "--total-steps", "1024", "--set", "teacher.learners=all") == 0
     assert f"{files / 'model.zip'}, {everyone[1][0]} on {TINY}" in capsys.readouterr().out
     assert read_manifest(group)["progress"]["finished"]
+    mean = tmp_path / "mean-student"  # their mixture's moments
+    assert (
+        distill(
+            peers, mean, "dagger", "--total-steps", "1024", "--set", "teacher.learners=all", "--set", "teacher.combine=mean"
+        )
+        == 0
+    )
+    assert read_manifest(mean)["progress"]["finished"]
     assert "teacher.learners=all takes the learners of a dpd run directory" in expect_cli_error(
         ["distill", "--teacher", str(files / "model.zip"), "--env", TINY, "--set", "teacher.learners=all",
          "--run-dir", str(tmp_path / "s3"), "--no-progress"], capsys

@@ -25,6 +25,7 @@ GATES = ("none", "return")
 MODES = ("bc", "dagger", "offline", "online", "kickstart", "gated", "ppd")
 SCHEDULES = ("constant", "linear", "exponential")
 TEACHER_LEARNERS = ("best", "all")  # which learners of a dpd run directory teach
+TEACHER_COMBINE = ("best", "mean")  # how several teachers' answers on a state make one target
 DATASET_PREFIX = "minari:"  # teacher.path naming recorded demonstrations (``dpd.agents.demonstrations``)
 
 
@@ -331,7 +332,12 @@ class TeacherConfig:
         "best",
         "a dpd run directory as the teacher: `best` (its learner with the best final evaluation, else its first) or "
         "`all` (every learner labels every state; per state the one whose critic values it highest, in raw return "
-        "units, is the target, as peers combine; the best one acts and is measured)",
+        "units, is the target, as peers combine, or their mean: `teacher.combine`; the best one acts and is measured)",
+    )
+    combine: str = setting(
+        "best",
+        "`teacher.learners=all`: per state the target of the learner whose critic values it highest (`best`), or the "
+        "mean of all (`mean`: Gaussians as their equal mixture's mean and variance, actions averaged)",
     )
     norm: str = setting("", "its VecNormalize statistics; empty: `vecnormalize.pkl` beside the zip, if any")
     algo: str = setting("", "its algorithm; empty: detected from the zip")
@@ -386,6 +392,8 @@ class TeacherConfig:
             raise unknown_choice("distillation mode", self.mode, MODES)
         if self.learners not in TEACHER_LEARNERS:
             raise unknown_choice("teacher.learners", self.learners, TEACHER_LEARNERS)
+        if self.combine not in TEACHER_COMBINE:
+            raise unknown_choice("teacher.combine", self.combine, TEACHER_COMBINE)
         if self.kickstart_schedule not in SCHEDULES:
             raise unknown_choice("kickstart schedule", self.kickstart_schedule, SCHEDULES)
         if self.path.startswith(DATASET_PREFIX) and (self.mode != "bc" or self.learners != "best"):
