@@ -342,6 +342,17 @@ def test_ppo_with_a_zero_term_is_ppo_step_for_step_and_the_term_moves_the_studen
     agent.close()
 
 
+@pytest.mark.parametrize("student_algo, path_tag", [("ppo", "distill/term_weight"), ("a2c", "distill/gradient_steps")])
+def test_kickstart_sums_the_term_into_ppo_and_alternates_steps_otherwise(sb3_teacher, tmp_path, student_algo, path_tag):
+    """A PPO student's kickstarting term rides in PPO's update; another's takes its own steps."""
+    run_dir = tmp_path / student_algo
+    short = ["--total-steps", "1024", "--set", "distill.steps=4"]  # A2C iterates every 5 env steps
+    assert distill(sb3_teacher, run_dir, "kickstart", "--student-algo", student_algo, *short) == 0
+    tags = scalar_tags(run_dir / "tb" / "student").Tags()["scalars"]
+    assert "distill/lambda" in tags and path_tag in tags
+    assert ("distill/gradient_steps" in tags) == (student_algo != "ppo")
+
+
 def test_ppd_needs_a_ppo_student(sb3_teacher, tmp_path, capsys):
     run_dir = tmp_path / "never"
     args = ["distill", "--env", TINY, "--total-steps", "512", "--teacher", str(sb3_teacher), "--mode", "ppd"]
