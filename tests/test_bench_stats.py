@@ -151,6 +151,7 @@ def test_unknown_methods_come_after_known_ones_alphabetically():
         "shared-dpd-per-peer",
         "guided",
         "shared-guided-per-peer",
+        "dpd-distilled",
     ]
 
 
