@@ -438,7 +438,9 @@ class ObservationViewConfig:
 
     drop: CommaSeparated = setting(
         "",
-        "entries of the observation the student does not see, comma-separated: indices from 0, or named groups of the "
+        "a teacher's student (modes bc, dagger, online, kickstart, gated, ppd) sees the observation through drop, "
+        "noise, delay and stack, in that order; drop: the entries it does not see, comma-separated: indices from 0, "
+        "or named groups of the "
         "env's layout as Gymnasium's MuJoCo v5 envs publish it (`observation_structure`): `positions` and "
         "`velocities` (HalfCheetah-v5: 0-7 and 8-16), also by Gymnasium's names (`qpos`, `qvel`, `cfrc_ext`, ...); "
         "empty: none",
