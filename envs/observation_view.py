@@ -31,7 +31,7 @@ Reading the structure rather than a table of ours follows ``env_kwargs`` too
 """
 
 from collections import deque
-from typing import Any, Deque, Dict, Optional, Sequence, SupportsFloat, Tuple
+from typing import Any, Deque, Dict, List, Optional, Sequence, SupportsFloat, Tuple
 
 import gymnasium as gym
 import numpy as np
@@ -40,9 +40,6 @@ from gymnasium import spaces
 from dpd.config import ObservationViewConfig, comma_list
 from dpd.errors import UserError
 
-FULL_OBSERVATION = "full_observation"  # the ``StudentView`` attribute a VecEnv's ``get_attr`` reads
-VIEW = "view"  # the ``StudentView`` attribute holding its ``ObservationView``
-FULL_SPACE = "full_space"  # the ``StudentView`` attribute holding the full observation's space
 NOISE_STREAM = 27  # the noise's random stream: seeded by the env's seed, apart from the env's own stream
 # dpd's names for Gymnasium's parts (``observation_structure``), beside Gymnasium's own.
 GROUP_NAMES = {"qpos": "positions", "qvel": "velocities"}
@@ -185,24 +182,30 @@ class StudentView(gym.Wrapper):
         return self.view.step(full), reward, terminated, truncated, info
 
 
+def wrappers(venv: Any) -> List[StudentView]:
+    """The ``StudentView`` of each env of a dpd VecEnv (a DummyVecEnv, maybe VecNormalize-wrapped);
+    none where its learner sees the full observation. A look at its envs, not ``get_attr``: this
+    runs at every env step, and a missing attribute costs an exception per env."""
+    return [env for env in getattr(venv.unwrapped, "envs", []) if isinstance(env, StudentView)]
+
+
 def seen_and_full(venv: Any) -> Tuple[np.ndarray, np.ndarray]:
     """The raw observation of a VecNormalize-wrapped env's current step per env: as its learner
     sees it, and in full (the same array where the learner sees the full observation)."""
-    seen = venv.get_original_obs()
-    if not venv.has_attr(FULL_OBSERVATION):
-        return seen, seen
-    return seen, np.stack(venv.get_attr(FULL_OBSERVATION)).astype(np.float32)
+    seen, views = venv.get_original_obs(), wrappers(venv)
+    return seen, (np.stack([view.full_observation for view in views]).astype(np.float32) if views else seen)
 
 
 def full_size(venv: Any) -> int:
     """Entries of the full observation of a VecEnv's envs (that of its learner's view, if any)."""
-    space = venv.get_attr(FULL_SPACE)[0] if venv.has_attr(FULL_SPACE) else venv.observation_space
-    return int(np.prod(space.shape))
+    views = wrappers(venv)
+    return int(np.prod((views[0].full_space if views else venv.observation_space).shape))
 
 
 def student_view(venv: Any) -> Optional[ObservationView]:
     """The view a VecEnv's learner sees (that of its first env), or None where it sees the full observation."""
-    return venv.get_attr(VIEW)[0] if venv.has_attr(VIEW) else None
+    views = wrappers(venv)
+    return views[0].view if views else None
 
 
 class TrajectoryViews:
