@@ -483,11 +483,8 @@ class TeacherStudent:
             self._teacher_return = recorded.mean_return if recorded else self.acting_teacher.evaluate(episodes)[0]
         metrics = self.fidelity_metrics(learner)
         metrics["fidelity/teacher_return"] = self._teacher_return
-        if self.demonstrations:
-            recorded = self.demonstrations.observations[:FIDELITY_STATES]
-            states: Optional[VisitedStates] = VisitedStates(recorded, recorded)
-        else:
-            states = self._teacher_states
+        steps = self.demonstrations.observations[:FIDELITY_STATES] if self.demonstrations else None
+        states = VisitedStates(steps, steps) if steps is not None else self._teacher_states
         assert states is not None, "fidelity_metrics rolled the teacher's states out"
         for name, policy, seen in (("teacher", self.teacher, states.full), ("student", learner, states.seen)):
             if policy is not None:

@@ -105,7 +105,7 @@ class ObservationView:
         self.stack = stack
         # Each frame of the history, oldest first: the last ``delay + stack`` readings.
         self.history: Deque[np.ndarray] = deque(maxlen=delay + stack)
-        self.rng = np.random.default_rng()
+        self.rng = np.random.default_rng()  # a student's env reseeds it at its first, seeded, reset
         if seed is not None:
             self.seed(seed)
 
@@ -117,11 +117,6 @@ class ObservationView:
     def fresh(self, seed: int) -> "ObservationView":
         """The same view for another trajectory, its noise seeded by ``seed``."""
         return ObservationView(self.keep, self.noise, self.delay, self.stack, seed)
-
-    @property
-    def size(self) -> int:
-        """Entries of the view: the kept ones, ``stack`` times."""
-        return len(self.keep) * self.stack
 
     def seed(self, seed: int) -> None:
         """Seed the noise: the same seed gives the same noise, whatever the env's own stream."""
