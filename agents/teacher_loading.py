@@ -44,6 +44,11 @@ def teacher_files(teacher: TeacherConfig) -> List[Tuple[Path, str]]:
             raise UserError(f"teacher.learners=all takes the learners of a dpd run directory; {path} is no directory")
         return [(path, teacher.norm)]
     manifest, best, folder = learner_files(path)
+    if best.get("view"):  # its policy takes a stack of some entries: it cannot answer on an env's observation
+        raise UserError(
+            f"{path}'s {best['name']} sees a view of the observation (student.obs); a teacher, or a model dpd fidelity "
+            "compares, sees the whole observation"
+        )
     folders = [folder]
     if teacher.learners == "all":
         folders += [folder.parent / spec["name"] for spec in manifest["learners"] if spec["name"] != best["name"]]

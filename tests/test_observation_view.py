@@ -12,7 +12,7 @@ from dpd.cli import main
 from dpd.config import ObservationViewConfig
 from dpd.envs import make_env
 from dpd.envs.observation_view import ObservationView, observation_groups, seen_and_full
-from tests.conftest import TINY, interrupt, resume
+from tests.conftest import TINY, expect_cli_error, interrupt, resume
 
 # The tiny env's observation is (x, y, goal_x, goal_y) * 10: the student below loses goal_x and
 # sees its last two observations, so its view is (x, y, goal_y) of the step before, then of this one.
@@ -193,6 +193,8 @@ def test_a_run_with_a_view_resumes_evaluates_and_exports(teacher, tmp_path, monk
     capsys.readouterr()
     assert main(["eval", str(run_dir), "--episodes", "1"]) == 0
     assert "student" in capsys.readouterr().out
+    message = expect_cli_error(["fidelity", str(teacher), str(run_dir), "--env", TINY], capsys)
+    assert "sees a view of the observation (student.obs)" in message
     pytest.importorskip("onnxruntime")
     from dpd.agents.onnx_export import onnx_session
 
