@@ -15,7 +15,7 @@ import torch
 from dpd.agents.algorithms import ALGORITHMS
 from dpd.agents.backend import BACKENDS
 from dpd.agents.learner import ACTION_NOISES
-from dpd.agents.peer_setup import PeerSetup, peer_setups
+from dpd.agents.peer_setup import PeerSetup, peer_setups, student_view_config
 from dpd.config import DEVICES, RunConfig, check_values
 from dpd.envs import check_env, check_env_id
 from dpd.errors import UserError, unknown_choice
@@ -31,8 +31,8 @@ def check_config(cfg: RunConfig) -> List[PeerSetup]:
     check_env_id(cfg.env, cfg.gym_package_list)  # imports the gym packages first
     check_values(cfg)
     check_device(cfg.device)
-    # Its dependencies and its action space, before anything is written.
-    check_env(cfg.env, cfg.env_kwargs, cfg.gym_package_list)
+    # Its dependencies, its action space and what a student sees of its observation, before anything is written.
+    check_env(cfg.env, cfg.env_kwargs, cfg.gym_package_list, view=student_view_config(cfg))
     BACKENDS.get_or_refuse(cfg.backend)
     if cfg.teacher.path and cfg.teacher.algo and cfg.teacher.algo not in ALGORITHMS:
         raise unknown_choice("teacher algorithm", cfg.teacher.algo, ALGORITHMS)

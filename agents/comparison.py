@@ -2,7 +2,7 @@
 episodes, shared by a teacher-student run's evaluations and by ``dpd fidelity`` on two saved models."""
 
 import time
-from typing import Dict, Optional
+from typing import Dict, NamedTuple, Optional
 
 import numpy as np
 import torch
@@ -11,24 +11,38 @@ from dpd.agents.learner import Learner, copy_obs_statistics, make_eval_env
 from dpd.agents.teacher_loading import UNTRAINED, load_saved_learner, teacher_files
 from dpd.config import TeacherConfig, comma_list
 from dpd.envs import check_env_id
+from dpd.envs.observation_view import TrajectoryViews, seen_and_full
 from dpd.errors import UserError
 from dpd.fidelity import policy_fidelity
 
 FIDELITY_STATES = 1000
 
 
-def rollout_states(learner: Learner, steps: int) -> np.ndarray:
-    """Raw states of deterministic episodes of ``learner`` on a fresh evaluation env."""
+class VisitedStates(NamedTuple):
+    """Raw states of a rollout as a student sees them (``seen``) and in full, as its teacher sees
+    them: one array twice where the student sees the full observation."""
+
+    seen: np.ndarray
+    full: np.ndarray
+
+
+def rollout_states(learner: Learner, steps: int, views: Optional[TrajectoryViews] = None) -> VisitedStates:
+    """Raw states of deterministic episodes of ``learner`` on a fresh evaluation env. A student
+    that sees a view (``student.obs``) reads the full observations from its env; a learner that
+    sees them all (a teacher) gets a student's view of its own episodes from ``views``."""
     env = make_eval_env(learner.spec)
     copy_obs_statistics(learner.env, env)
-    states = np.zeros((steps, int(np.prod(env.observation_space.shape))), dtype=np.float32)
+    seen_rows, full_rows = [], []
     obs = env.reset()
-    for step in range(steps):
-        states[step] = env.get_original_obs()[0]
+    starts = np.ones(1, dtype=bool)
+    for _ in range(steps):
+        seen, full = seen_and_full(env)
+        seen_rows.append(seen[0] if views is None else views.observe(full, starts)[0])
+        full_rows.append(full[0])
         action, _ = learner.model.predict(obs, deterministic=True)
-        obs, _, _, _ = env.step(action)
+        obs, _, starts, _ = env.step(action)
     env.close()
-    return states
+    return VisitedStates(np.array(seen_rows, dtype=np.float32), np.array(full_rows, dtype=np.float32))
 
 
 def microseconds_per_action(learner: Learner, states: np.ndarray, repeats: int = 2000) -> float:
@@ -52,9 +66,13 @@ def microseconds_per_action(learner: Learner, states: np.ndarray, repeats: int =
         torch.set_num_threads(threads)
 
 
-def fidelity(teacher: Learner, student: Learner, states: np.ndarray, tolerance: float) -> Dict[str, Optional[float]]:
-    """Action MSE, agreement and KL(teacher || student) of ``student`` on raw ``states``."""
-    own, target = student.policy_on(states), teacher.policy_on(states)
+def fidelity(
+    teacher: Learner, student: Learner, states: np.ndarray, tolerance: float, teacher_states: Optional[np.ndarray] = None
+) -> Dict[str, Optional[float]]:
+    """Action MSE, agreement and KL(teacher || student) of ``student`` on raw ``states``; the
+    teacher answers on ``teacher_states``, the same states in full where the student sees a view
+    of them (default: ``states``)."""
+    own, target = student.policy_on(states), teacher.policy_on(states if teacher_states is None else teacher_states)
     return policy_fidelity(
         own,
         target,
@@ -93,12 +111,12 @@ def compare_models(
             )
         report: Dict[str, Optional[float]] = {}
         for source, learner in (("teacher_states", teacher), ("student_states", student)):
-            for key, value in fidelity(teacher, student, rollout_states(learner, n_states), tolerance).items():
+            for key, value in fidelity(teacher, student, rollout_states(learner, n_states).seen, tolerance).items():
                 report[f"{source}/{key}"] = value
         teacher_return, _ = teacher.evaluate(episodes)
         student_return, _ = student.evaluate(episodes)
         report.update(teacher_return=teacher_return, student_return=student_return)
-        states = rollout_states(teacher, 200)
+        states = rollout_states(teacher, 200).seen
         report.update(
             teacher_us_per_action=microseconds_per_action(teacher, states),
             student_us_per_action=microseconds_per_action(student, states),

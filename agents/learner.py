@@ -27,8 +27,9 @@ from stable_baselines3.common.vec_env import VecEnv, VecNormalize
 from dpd.agents.guidance import GuidanceHook, Guide, adapt_beta, make_guide, search_range
 from dpd.agents.sharing import Experience
 from dpd.agents.state_buffer import RawStateBuffer
-from dpd.config import DistillConfig, GuideConfig, ShareConfig, comma_list
+from dpd.config import DistillConfig, GuideConfig, ObservationViewConfig, ShareConfig, comma_list
 from dpd.envs import make_env
+from dpd.envs.observation_view import full_size, seen_and_full
 from dpd.errors import UserError
 from dpd.losses import PolicyOutput, get_loss, with_temperature
 from dpd.pyexpr import activation_class
@@ -59,13 +60,24 @@ class LearnerSpec:
     gym_packages: str = ""  # modules imported before the env is made, comma-separated (dpd.envs.custom)
     device: str = "cpu"  # torch device of the SB3 model
     verbose: int = 0  # SB3's verbose
+    view: Optional[ObservationViewConfig] = None  # a student's view of the observation (student.obs); None: all of it
 
     def make_env(self, seed: int, **kwargs: Any) -> VecEnv:
         """This learner's env (``dpd.envs.make_env``), importing its ``gym_packages`` first, in
-        whichever process builds it."""
+        whichever process builds it; a student sees its view there, in training and evaluation."""
         return make_env(
-            self.env_id, seed=seed, env_kwargs=self.env_kwargs, gym_packages=comma_list(self.gym_packages), **kwargs
+            self.env_id,
+            seed=seed,
+            env_kwargs=self.env_kwargs,
+            gym_packages=comma_list(self.gym_packages),
+            view=self.view,
+            **kwargs,
         )
+
+    @property
+    def sees_view(self) -> bool:
+        """Whether this learner sees less than the env's full observation (``student.obs``)."""
+        return self.view is not None and self.view.active
 
 
 def linear_schedule(value: Any) -> Any:
@@ -134,15 +146,15 @@ def evaluate_deterministic(
 
 
 class _RecordRawStates(BaseCallback):
-    """Stores each raw observation the learner reaches, as it collects its rollout."""
+    """Stores each raw observation the learner reaches, as it collects its rollout (with the
+    full observation beside it, where the learner sees a view: ``Learner.record_states``)."""
 
-    def __init__(self, env: VecNormalize, buffer: RawStateBuffer) -> None:
+    def __init__(self, record: Callable[[], None]) -> None:
         super().__init__()
-        self.env = env
-        self.buffer = buffer
+        self.record = record
 
     def _on_step(self) -> bool:
-        self.buffer.add(self.env.get_original_obs())
+        self.record()
         return True
 
 
@@ -165,7 +177,9 @@ class Learner(ABC):
         assert env is not None, "dpd learners train on VecNormalize-wrapped envs"
         self.env: VecNormalize = env
         obs_dim = int(np.prod(self.env.observation_space.shape))
-        self.states = RawStateBuffer(distill.buffer_size, obs_dim)
+        # A student that sees a view keeps the full observation of each state beside it, for its teacher.
+        full_dim = full_size(self.env) if spec.sees_view else 0
+        self.states = RawStateBuffer(distill.buffer_size, obs_dim, full_dim)
         self.distill_loss = get_loss(distill.loss, kind="policy")
         self.distill_optimizer = torch.optim.Adam(self.actor_parameters(), lr=distill.lr, eps=1e-5)
         self.iterations = 0
@@ -297,7 +311,7 @@ class Learner(ABC):
         self.model.set_logger(logger)
         remaining = max(self.spec.budget - self.model.num_timesteps, 0)
         user = [callback] if callback is not None else []
-        callbacks = CallbackList([_RecordRawStates(self.env, self.states), *self._extra_callbacks(), *user])
+        callbacks = CallbackList([_RecordRawStates(self.record_states), *self._extra_callbacks(), *user])
         _, callback = self.model._setup_learn(remaining, callbacks, reset_num_timesteps=self.model.num_timesteps == 0)
         callback.on_training_start(locals(), globals())
         self._callback = callback
@@ -394,6 +408,16 @@ class Learner(ABC):
             self.logger.dump(step=self.num_timesteps)
 
     # ----- what distillation needs, in raw units ------------------------------------------
+
+    def current_states(self) -> Tuple[np.ndarray, np.ndarray]:
+        """The raw observation of the env's current step, per env, as this learner sees it and in
+        full (one array where it sees the full observation): the student's state and what its
+        teacher labels."""
+        return seen_and_full(self.env)
+
+    def record_states(self) -> None:
+        """Add the current step's raw states to ``states`` (with the full ones where it keeps them)."""
+        self.states.add(*self.current_states())
 
     @property
     def device(self) -> torch.device:

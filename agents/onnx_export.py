@@ -16,6 +16,12 @@ batch axis is dynamic. The export checks its own output: it runs the graph with 
 ``states`` raw observations and compares with SB3's ``predict`` through the VecNormalize
 statistics; the file is renamed into place only when the largest difference is at most
 ``TOLERANCE``, so a failed export leaves nothing behind.
+
+A student that saw less than its teacher (``student.obs``, ``dpd.envs.observation_view``) takes
+its view as the graph's input, as its policy does: the kept entries of its last ``stack``
+observations (each ``delay`` steps old), oldest first. The graph holds no history: a runner keeps
+the last readings and concatenates them, as the student's env did. Noise is left out: a deployed
+student reads real sensors, whose noise it was trained to bear.
 """
 
 import contextlib
@@ -39,7 +45,7 @@ from dpd.agents.comparison import rollout_states
 from dpd.agents.learner import MODEL_FILE, NORM_FILE
 from dpd.agents.model_zip import detect_algo
 from dpd.agents.teacher_loading import UNTRAINED, load_saved_learner
-from dpd.config import comma_list
+from dpd.config import ObservationViewConfig, comma_list
 from dpd.envs import check_env_id
 from dpd.errors import UserError, unknown_choice
 from dpd.rundir import learner_files
@@ -272,7 +278,9 @@ def export_source(
         model_path, norm = files / MODEL_FILE, norm or files / NORM_FILE
         env_id, env_kwargs = env_id or spec["env_id"], spec.get("env_kwargs", {})
         gym_packages = gym_packages or spec.get("gym_packages", "")
+        view = ObservationViewConfig(**spec["view"]) if spec.get("view") else None  # a student that saw less
     else:
+        view = None
         if learner is not None:
             raise UserError("--learner picks a learner of a run; a model zip holds one")
         model_path, env_kwargs = source, {}
@@ -280,11 +288,14 @@ def export_source(
     if env_id:
         check_env_id(env_id, comma_list(gym_packages))
         saved = load_saved_learner(
-            "model", model_path, str(norm or ""), "", env_id, 0, dict(env_kwargs), UNTRAINED, gym_packages=gym_packages
+            "model", model_path, str(norm or ""), "", env_id, 0, dict(env_kwargs), UNTRAINED, gym_packages, view=view
         )
+        where = f"deterministic episodes on {env_id}"
+        if view is not None:
+            where += f" as the student saw them (student.obs: the kept entries of its last {view.stack} observations)"
         try:
-            raw = rollout_states(saved, states)
-            return export_onnx(saved.model, saved.env, out, raw, f"deterministic episodes on {env_id}")
+            raw = rollout_states(saved, states).seen
+            return export_onnx(saved.model, saved.env, out, raw, where)
         finally:
             saved.close()
     model, statistics = load_model(model_path, norm)

@@ -9,12 +9,12 @@ start from its answer.
 
 import inspect
 from dataclasses import asdict, dataclass
-from typing import Any, Dict, List, Mapping, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 from dpd.agents.algorithms import ALGORITHMS
 from dpd.agents.learner import LearnerSpec
 from dpd.agents.teacher_loading import student_distill_defaults
-from dpd.config import DistillConfig, RunConfig, build_distill_config, build_distill_settings, merge
+from dpd.config import DistillConfig, ObservationViewConfig, RunConfig, build_distill_config, build_distill_settings, merge
 from dpd.envs.defaults import env_defaults
 from dpd.errors import UserError, unknown_choice
 
@@ -59,9 +59,16 @@ def peer_setups(cfg: RunConfig) -> List[PeerSetup]:
             gym_packages=",".join(cfg.gym_package_list),
             device=cfg.device,
             verbose=cfg.verbose,
+            view=student_view_config(cfg),
         )
         setups.append(PeerSetup(spec, algo_kwargs, distill))
     return setups
+
+
+def student_view_config(cfg: RunConfig) -> Optional[ObservationViewConfig]:
+    """What the run's learner sees of the observation: a teacher's student its ``student.obs``
+    (where it sees less than everything), any other learner all of it."""
+    return cfg.student.obs if cfg.teacher.path and cfg.student.obs.active else None
 
 
 def _update_as_if_alone(algo: str, algo_kwargs: Dict[str, Any], peers: int) -> None:

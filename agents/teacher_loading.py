@@ -8,7 +8,7 @@ needs no teacher-student run.
 
 import dataclasses
 from pathlib import Path
-from typing import Any, Dict, List, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 from stable_baselines3.common.vec_env import VecNormalize
 
@@ -16,7 +16,7 @@ from dpd.agents.algorithms import ALGORITHMS
 from dpd.agents.demonstrations import RECORDED_KIND, dataset_id
 from dpd.agents.learner import MODEL_FILE, NORM_FILE, Learner, LearnerSpec
 from dpd.agents.model_zip import detect_algo
-from dpd.config import DistillConfig, RunConfig, TeacherConfig
+from dpd.config import DistillConfig, ObservationViewConfig, RunConfig, TeacherConfig
 from dpd.errors import UserError, unknown_choice
 from dpd.rundir import learner_files
 
@@ -44,6 +44,11 @@ def teacher_files(teacher: TeacherConfig) -> List[Tuple[Path, str]]:
             raise UserError(f"teacher.learners=all takes the learners of a dpd run directory; {path} is no directory")
         return [(path, teacher.norm)]
     manifest, best, folder = learner_files(path)
+    if best.get("view"):  # its policy takes a stack of some entries: it cannot answer on an env's observation
+        raise UserError(
+            f"{path}'s {best['name']} sees a view of the observation (student.obs); a teacher, or a model dpd fidelity "
+            "compares, sees the whole observation"
+        )
     folders = [folder]
     if teacher.learners == "all":
         folders += [folder.parent / spec["name"] for spec in manifest["learners"] if spec["name"] != best["name"]]
@@ -82,13 +87,15 @@ def load_saved_learner(
     distill: DistillConfig,
     gym_packages: str = "",
     device: str = "cpu",
+    view: Optional[ObservationViewConfig] = None,
 ) -> Learner:
     """Any saved SB3 model as a learner that is not trained: acting, values, targets on raw states.
 
     ``norm``: its VecNormalize statistics; empty means ``vecnormalize.pkl`` beside the zip, or no
     normalisation when there is none. ``seed`` seeds its evaluation episodes, so a teacher and a
     student with the same seed are scored on the same episodes; it acts in an env seeded apart.
-    ``gym_packages`` (comma-separated) and ``device`` as the run's config gives them.
+    ``gym_packages`` (comma-separated) and ``device`` as the run's config gives them; ``view``:
+    what it sees of the observation, a student's (``student.obs``) where it saw less than all.
     """
     path = Path(path)
     if not path.is_file():
@@ -100,7 +107,15 @@ def load_saved_learner(
     if norm and not norm_path.is_file():
         raise UserError(f"{name} normalisation file not found: {norm_path}")
     spec = LearnerSpec(
-        name, algo, env_id, seed, budget=0, env_kwargs=dict(env_kwargs), gym_packages=gym_packages, device=device
+        name,
+        algo,
+        env_id,
+        seed,
+        budget=0,
+        env_kwargs=dict(env_kwargs),
+        gym_packages=gym_packages,
+        device=device,
+        view=view,
     )
     venv = spec.make_env(seed + TEACHER_SEED_SHIFT, normalize=False)
     try:

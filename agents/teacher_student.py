@@ -42,15 +42,17 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tupl
 import numpy as np
 import torch
 
-from dpd.agents.comparison import FIDELITY_STATES, fidelity, microseconds_per_action, rollout_states
+from dpd.agents.comparison import FIDELITY_STATES, VisitedStates, fidelity, microseconds_per_action, rollout_states
 from dpd.agents.demonstrations import Demonstrations
 from dpd.agents.distillation import DistillBatch, TeacherAnswer, answer_on, combined_targets, distill_steps
-from dpd.agents.learner import Learner
+from dpd.agents.learner import EVAL_SEED_SHIFT, Learner
 from dpd.agents.on_policy import OnPolicyLearner
 from dpd.agents.peer import PeerFailure, first_line
 from dpd.agents.ppd import flat_order, ppd_update
 from dpd.agents.state_buffer import RawStateBuffer
+from dpd.agents.teacher_loading import TEACHER_SEED_SHIFT
 from dpd.config import MODES, TeacherConfig
+from dpd.envs.observation_view import TrajectoryViews, student_view
 from dpd.errors import UserError, unknown_choice
 from dpd.losses import PolicyOutput
 
@@ -82,20 +84,17 @@ class TeacherLabels:
         self._values = np.zeros((labellers, buffer.capacity), dtype=np.float64)
 
     def label_newest(self, count: int) -> None:
-        """Label the ``count`` states most recently added to the buffer."""
+        """Label the ``count`` states most recently added to the buffer, from their full
+        observations (a student that sees a view keeps them beside its states)."""
         if count > 0:
-            states = self.buffer.at(self._newest(count))
+            states = self.buffer.full_at(self.buffer.newest(count))
             self.record_newest(count, [answer_on(teacher, states) for teacher in self.teachers])
-
-    def _newest(self, count: int) -> np.ndarray:
-        end = self.buffer.position  # the next free slot: the newest state sits just before it, ring-wise
-        return (np.arange(end - count, end) % self.buffer.capacity).astype(np.int64)
 
     def record_newest(self, count: int, answers: Sequence[TeacherAnswer]) -> None:
         """Keep each teacher's ``answers`` on the ``count`` newest states (recorded demonstrations
         bring theirs: the recorded actions)."""
         capacity = self.buffer.capacity
-        indices = self._newest(count)
+        indices = self.buffer.newest(count)
         rows = torch.as_tensor(indices)
         for k, answer in enumerate(answers):
             self._kinds[k] = answer.kind
@@ -168,10 +167,15 @@ class TeacherStudent:
         self.config = config
         self.learners: List[Learner] = [student]  # what the loop trains, evaluates and saves
         self.rng = np.random.default_rng(seed)
+        self.seed = seed
         self._teacher_obs: Optional[np.ndarray] = None
-        self._teacher_states: Optional[np.ndarray] = None
+        self._teacher_states: Optional[VisitedStates] = None
         self._teacher_return: Optional[float] = None
         self.labels = TeacherLabels(self.teachers, student.states)
+        # What the student sees where it sees less than its teacher (``student.obs``; None: all of
+        # it). The teacher acts on and labels the full observation of the same step, always.
+        self.view = student_view(student.env)
+        self._teacher_views: Optional[TrajectoryViews] = None  # the student's view along the teacher's rollout
         is_ppo = student.spec.algo == "ppo" and isinstance(student, OnPolicyLearner)
         if config.mode == "ppd" and not is_ppo:
             raise UserError(f"mode ppd distils into a PPO student (its loss is PPO's), not {student.spec.algo}")
@@ -179,6 +183,11 @@ class TeacherStudent:
         self.term_weighting = {"ppd": "ratio", "kickstart": "none"}.get(config.mode) if is_ppo else None
         if self.term_weighting is not None:
             student.recorder.recording = True  # the raw states of each rollout, in the buffer's order
+            if self.view is not None and student.states.capacity < student.steps_per_iteration:
+                raise UserError(
+                    f"a student that sees a view keeps the full observations of a rollout in its state buffer; raise "
+                    f"distill.buffer_size={student.states.capacity} to at least {student.steps_per_iteration}"
+                )
         elif config.mode != "offline" and len(student.states):  # the modes that sample the labels
             self.labels.label_all()  # a resumed run: its states came back with the student
         # bc's data set: the recording as loaded (``teacher.dataset_steps`` or the budget, at most), else as asked
@@ -294,11 +303,13 @@ class TeacherStudent:
         (PPD's ratio-weighted term at ``teacher.ppd_lambda``, or kickstarting's at its schedule)."""
         student = self.student
         assert isinstance(student, OnPolicyLearner)
+        first = student.current_states()[1]  # the full observations the rollout's first actions are taken in
         taken = student.train_iteration(self.run_steps, update="none")
         if student.stopped:  # a callback stopped it mid-rollout: no update on a partial buffer
             return taken
         states = flat_order(student.recorder.take().observations)
-        answers = [answer_on(teacher, states) for teacher in self.teachers]
+        full = states if self.view is None else self._rollout_full(first, taken)
+        answers = [answer_on(teacher, full) for teacher in self.teachers]
         target, _ = combined_targets(student, answers, len(states), self.config.combine)
         if weighting == "ratio":
             lam = self.config.ppd_lambda
@@ -311,6 +322,14 @@ class TeacherStudent:
         for key, value in stats.items():
             student.logger.record(f"distill/{key}", value)
         return taken
+
+    def _rollout_full(self, first: np.ndarray, taken: int) -> np.ndarray:
+        """The full observations of the rollout just collected, in its buffer's flat order: those
+        its first actions were taken in, then those its steps reached but the last (the student
+        records each state it reaches with its full observation, ``Learner.record_states``)."""
+        buffer, envs = self.student.states, len(first)
+        reached = buffer.full_at(buffer.newest(taken)).reshape(taken // envs, envs, -1)
+        return flat_order(np.concatenate([first[None], reached[:-1]]))
 
     def _bc_iteration(self) -> int:
         """Collect the whole data set with the teacher acting, then train on it: the one iteration of ``bc``."""
@@ -365,13 +384,13 @@ class TeacherStudent:
             model._last_obs = env.reset()  # type: ignore[assignment]
         taken = 0
         while taken < steps:
-            raw = env.get_original_obs()
+            raw, full = student.current_states()  # the teacher acts on the full observation of the step
             action, _ = model.predict(model._last_obs, deterministic=True)  # type: ignore[arg-type]
             teacher_acts = self.rng.random(env.num_envs) < beta
             if teacher_acts.any():
-                teacher_action, _ = teacher.model.predict(teacher.env.normalize_obs(raw), deterministic=True)
+                teacher_action, _ = teacher.model.predict(teacher.env.normalize_obs(full), deterministic=True)
                 action = np.where(teacher_acts[:, None], teacher_action, action)
-            student.states.add(raw)
+            student.states.add(raw, full)
             model._last_obs, _, _, _ = env.step(action)
             taken += env.num_envs
         model.num_timesteps += taken
@@ -401,7 +420,7 @@ class TeacherStudent:
 
     def _teacher_rollout(self, steps: int, buffer: Optional[RawStateBuffer] = None) -> int:
         """The teacher acts (sampling from its policy) in its own env; its raw states are kept
-        (in ``buffer``, the teacher's own by default).
+        (in ``buffer``, the teacher's own by default), as the student sees them beside the full ones.
 
         The student learns on these states alone, so its observation statistics follow them.
         """
@@ -409,16 +428,27 @@ class TeacherStudent:
         env = teacher.env
         if self._teacher_obs is None:
             self._teacher_obs = env.reset()
-        visited = []
+            self._student_view_of(env.get_original_obs(), np.ones(env.num_envs, dtype=bool))  # the views start here
+        visited, seen = [], []
         for _ in range(max(1, steps // env.num_envs)):
             action, _ = teacher.model.predict(self._teacher_obs, deterministic=False)
-            self._teacher_obs, _, _, _ = env.step(action)
+            self._teacher_obs, _, dones, _ = env.step(action)
             visited.append(env.get_original_obs())
-        states = np.concatenate(visited)
-        (teacher.states if buffer is None else buffer).add(states)
+            seen.append(self._student_view_of(visited[-1], dones))
+        states, views = np.concatenate(visited), np.concatenate(seen)
+        (teacher.states if buffer is None else buffer).add(views, states)
         if self.student.env.norm_obs:
-            self.student.env.obs_rms.update(states)
+            self.student.env.obs_rms.update(views)
         return len(states)
+
+    def _student_view_of(self, full: np.ndarray, starts: np.ndarray) -> np.ndarray:
+        """The student's view of the teacher's newest full observations (``starts``: those that
+        begin an episode), the observations themselves where it sees them all."""
+        if self.view is None:
+            return full
+        if self._teacher_views is None:
+            self._teacher_views = TrajectoryViews(self.view, len(full), self.seed + TEACHER_SEED_SHIFT)
+        return self._teacher_views.observe(full, starts)
 
     def evaluation_metrics(self, learner: Learner, mean_return: float, episodes: int, final: bool) -> Dict[str, float]:
         """What the loop logs beside the student's evaluation: its fidelity, and at the end the
@@ -431,14 +461,16 @@ class TeacherStudent:
         if self.demonstrations is not None:
             fidelity_on_recording = self.demonstrations.fidelity(learner, self.config.agreement_tolerance, FIDELITY_STATES)
             return {f"fidelity/recorded_states/{key}": value for key, value in fidelity_on_recording.items()}
-        if self._teacher_states is None:
-            self._teacher_states = rollout_states(self.acting_teacher, FIDELITY_STATES)
+        if self._teacher_states is None:  # the student's view along the teacher's episodes, where it sees one
+            views = None if self.view is None else TrajectoryViews(self.view, 1, self.seed + EVAL_SEED_SHIFT)
+            self._teacher_states = rollout_states(self.acting_teacher, FIDELITY_STATES, views)
         metrics: Dict[str, float] = {}
-        for source, states in (
+        for source, (seen, full) in (
             ("teacher_states", self._teacher_states),
             ("student_states", rollout_states(learner, FIDELITY_STATES)),
         ):
-            for key, value in fidelity(self.acting_teacher, learner, states, self.config.agreement_tolerance).items():
+            tolerance = self.config.agreement_tolerance
+            for key, value in fidelity(self.acting_teacher, learner, seen, tolerance, teacher_states=full).items():
                 if value is not None:
                     metrics[f"fidelity/{source}/{key}"] = value
         return metrics
@@ -451,10 +483,11 @@ class TeacherStudent:
             self._teacher_return = recorded.mean_return if recorded else self.acting_teacher.evaluate(episodes)[0]
         metrics = self.fidelity_metrics(learner)
         metrics["fidelity/teacher_return"] = self._teacher_return
-        states = self.demonstrations.observations[:FIDELITY_STATES] if self.demonstrations else self._teacher_states
+        steps = self.demonstrations.observations[:FIDELITY_STATES] if self.demonstrations else None
+        states = VisitedStates(steps, steps) if steps is not None else self._teacher_states
         assert states is not None, "fidelity_metrics rolled the teacher's states out"
-        for name, policy in (("teacher", self.teacher), ("student", learner)):
+        for name, policy, seen in (("teacher", self.teacher, states.full), ("student", learner, states.seen)):
             if policy is not None:
-                metrics[f"fidelity/{name}_us_per_action"] = microseconds_per_action(policy, states)
+                metrics[f"fidelity/{name}_us_per_action"] = microseconds_per_action(policy, seen)
         metrics["fidelity/return_ratio"] = student_return / self._teacher_return if self._teacher_return else math.nan
         return metrics

@@ -119,6 +119,11 @@ class ZooExport(NamedTuple):
 def export_zoo(run_path: Path, out_dir: Path, learner: Optional[str] = None) -> ZooExport:
     """Write one learner of the run at ``run_path`` as a new zoo experiment under ``out_dir``."""
     manifest, spec, source = learner_files(run_path, learner)
+    if spec.get("view"):
+        raise UserError(
+            f"{spec['name']} sees a view of the observation (student.obs), which the RL zoo's enjoy would not build; "
+            "export it with --onnx"
+        )
     if not (source / MODEL_FILE).is_file() or not (source / NORM_FILE).is_file():
         raise UserError(f"checkpoint {source} is incomplete: missing {MODEL_FILE} or {NORM_FILE}")
     resolved = {peer["name"]: peer["algo_kwargs"] for peer in manifest.get("resolved_peers", [])}

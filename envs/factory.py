@@ -7,7 +7,9 @@ from gymnasium import spaces
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.vec_env import VecEnv, VecNormalize
 
+from dpd.config import ObservationViewConfig
 from dpd.envs.custom import resolve_env_id
+from dpd.envs.observation_view import StudentView
 from dpd.errors import UserError, unknown_choice
 
 TINY_ENV_ID = "DpdPointReach-v0"
@@ -42,6 +44,7 @@ def make_env(
     training: bool = True,
     env_kwargs: Optional[dict] = None,
     gym_packages: Sequence[str] = (),
+    view: Optional[ObservationViewConfig] = None,
 ) -> VecEnv:
     """A seeded ``DummyVecEnv`` of ``n_envs`` Monitor-wrapped copies, VecNormalize-wrapped if asked.
 
@@ -49,10 +52,15 @@ def make_env(
     the discounted return, and values are converted back to raw units with the same statistics.
     Evaluation envs pass ``training=False`` (frozen statistics, raw rewards). ``gym_packages``
     are imported first, and a ``module:EnvClass`` id registered, in whichever process builds it.
+    ``view``: what a student sees of each observation (``dpd.envs.observation_view``), inside
+    VecNormalize, so that it normalises the view; None (or a view that changes nothing): all of it.
     """
     resolved = check_env_id(env_id, gym_packages)
+    wrapper = {}
+    if view is not None and view.active:
+        wrapper = {"wrapper_class": StudentView, "wrapper_kwargs": {"config": view, "env_id": env_id}}
     try:
-        venv = make_vec_env(resolved, n_envs=n_envs, seed=seed, env_kwargs=env_kwargs)
+        venv = make_vec_env(resolved, n_envs=n_envs, seed=seed, env_kwargs=env_kwargs, **wrapper)
     except TypeError as exc:
         raise UserError(f"env {env_id!r} rejected env_kwargs {env_kwargs}: {exc}") from None
     except (gym.error.DependencyNotInstalled, ImportError) as exc:  # e.g. Box2D's or MuJoCo's package
@@ -74,8 +82,13 @@ def make_env(
     )
 
 
-def check_env(env_id: str, env_kwargs: Optional[dict] = None, gym_packages: Sequence[str] = ()) -> None:
+def check_env(
+    env_id: str,
+    env_kwargs: Optional[dict] = None,
+    gym_packages: Sequence[str] = (),
+    view: Optional[ObservationViewConfig] = None,
+) -> None:
     """Build the env once and close it: an unknown id, a package that does not import, a missing
-    dependency, rejected ``env_kwargs`` or actions that are not continuous fail here, before a
-    run writes anything."""
-    make_env(env_id, seed=0, normalize=False, env_kwargs=env_kwargs, gym_packages=gym_packages).close()
+    dependency, rejected ``env_kwargs``, actions that are not continuous or a ``view`` that does
+    not fit the observation fail here, before a run writes anything."""
+    make_env(env_id, seed=0, normalize=False, env_kwargs=env_kwargs, gym_packages=gym_packages, view=view).close()

@@ -139,6 +139,32 @@ CASES = [
     ([*DISTILL_MISSING, "--set", "teacher.kickstart_schedule=cosine"], "unknown kickstart schedule 'cosine'"),
     ([*DISTILL_MISSING, "--set", "teacher.kickstart_lambda=nan"], "expected a finite number, got nan"),
     ([*DISTILL, "--teacher", "{file}", "--env", "NoSuchEnv-v9"], "unknown env id 'NoSuchEnv-v9'"),
+    # distill: what the student sees (student.obs), checked before the teacher is looked for
+    ([*DISTILL_MISSING, "--set", "student.obs.drop=4"], "index 4 is out of range for DpdPointReach-v0's 4 observations"),
+    ([*DISTILL_MISSING, "--set", "student.obs.drop=1,-1"], "index -1 is out of range"),
+    ([*DISTILL_MISSING, "--set", "student.obs.drop=0,1,2,3"], "the student would see nothing"),
+    ([*DISTILL_MISSING, "--set", "student.obs.stack=0"], "student.obs.stack must be at least 1"),
+    ([*DISTILL_MISSING, "--set", "student.obs.stack=-2"], "student.obs.stack must be at least 1"),
+    ([*DISTILL_MISSING, "--set", "student.obs.delay=-1"], "student.obs.delay must not be negative"),
+    ([*DISTILL_MISSING, "--set", "student.obs.noise=-0.1"], "student.obs.noise must not be negative"),
+    ([*DISTILL_MISSING, "--set", "student.obs.drop=true"], "student.obs.drop: expected a comma-separated list"),
+    (
+        [*DISTILL_MISSING, "--env", "HalfCheetah-v5", "--set", "student.obs.drop=velocity"],
+        "unknown student.obs.drop group 'velocity' for HalfCheetah-v5; its groups: positions, qpos, qvel, velocities",
+    ),
+    (
+        [*DISTILL_MISSING, "--set", "student.obs.drop=velocities"],
+        "'velocities' names a group, but dpd knows no observation layout for DpdPointReach-v0",
+    ),
+    (
+        [*DISTILL_MISSING, "--mode", "offline", "--set", "student.obs.stack=2"],
+        "student.obs works with modes bc, dagger, online, kickstart, gated, ppd; mode offline",
+    ),
+    ([*TRAIN, "--set", "student.obs.stack=2"], "a peer group has no student"),
+    (
+        [*DISTILL[:-2], "--teacher", "minari:some/data-v0", "--mode", "bc", "--set", "student.obs.noise=0.1"],
+        "student.obs needs a teacher to label the full observations; minari:some/data-v0 is a recording",
+    ),
     # fidelity
     ([*FIDELITY, "--tolerance", "-1"], "--tolerance must be a positive number"),
     ([*FIDELITY, "--tolerance", "nan"], "--tolerance must be a positive number"),

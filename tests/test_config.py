@@ -61,6 +61,15 @@ def test_bad_keys_and_values(layer, message):
         build_config(layer)
 
 
+@pytest.mark.parametrize("given, expected", [(3, "3"), ("0,3", "0,3"), ([0, 3], "0,3"), ([1, "velocities"], "1,velocities")])
+def test_a_student_drop_is_one_comma_separated_string_however_yaml_reads_it(given, expected):
+    """``--set student.obs.drop=3`` is a number to YAML, ``0,3`` a string, ``[0, 3]`` a list."""
+    layer = {"peers": 1, "teacher": {"path": "t.zip"}, "student": {"obs": {"drop": given}}}
+    assert build_config(layer).student.obs.drop == expected
+    from_flag = build_config(parse_overrides([f"student.obs.drop={expected}"]), {"peers": 1, "teacher": {"path": "t"}})
+    assert from_flag.student.obs.drop == expected
+
+
 def test_bad_override_syntax():
     with pytest.raises(UserError, match="key=value"):
         parse_overrides(["distill.alpha"])

@@ -19,7 +19,7 @@ from typing import (
 
 import yaml
 
-from dpd.config.schema import DistillConfig, DistillSettings, RunConfig, check_values, config_keys
+from dpd.config.schema import CommaSeparated, DistillConfig, DistillSettings, RunConfig, check_values, config_keys
 from dpd.errors import UserError, unknown_choice
 
 
@@ -97,6 +97,11 @@ def _coerce(key: str, value: Any, hint: Any) -> Any:
         if not math.isfinite(value):
             raise UserError(f"config key {key}: expected a finite number, got {value!r}")
         return float(value)
+    if hint is CommaSeparated:  # ``3``, ``0,3`` and ``[0, 3]`` as YAML reads them: one string
+        items = value if isinstance(value, list) else [value]
+        if any(isinstance(item, bool) or not isinstance(item, (str, int)) for item in items):
+            raise UserError(f"config key {key}: expected a comma-separated list, got {value!r}")
+        return ",".join(str(item) for item in items)
     if hint is str:
         if not isinstance(value, str):
             raise UserError(f"config key {key}: expected a string, got {value!r}")

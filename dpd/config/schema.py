@@ -9,6 +9,7 @@ from typing import (
     Callable,
     Dict,
     List,
+    NewType,
     Optional,
     Tuple,
     get_type_hints,
@@ -27,6 +28,14 @@ SCHEDULES = ("constant", "linear", "exponential")
 TEACHER_LEARNERS = ("best", "all")  # which learners of a dpd run directory teach
 TEACHER_COMBINE = ("best", "mean")  # how several teachers' answers on a state make one target
 DATASET_PREFIX = "minari:"  # teacher.path naming recorded demonstrations (``dpd.agents.demonstrations``)
+# The modes that teach a student that sees less than its teacher (``student.obs``): those where each
+# state the student stores is labelled from the full observation of the same step. ``offline``
+# trains on the teacher's own state buffer, which holds no student view.
+VIEW_MODES = ("bc", "dagger", "online", "kickstart", "gated", "ppd")
+
+# A comma-separated setting whose items may be numbers (``student.obs.drop``): YAML reads ``0,3`` as
+# a string, ``3`` as a number and ``[0, 3]`` as a list; all three are the one string ``0,3``.
+CommaSeparated = NewType("CommaSeparated", str)
 
 
 def comma_list(text: str) -> Tuple[str, ...]:
@@ -421,6 +430,57 @@ class TeacherConfig:
 
 
 @dataclass
+class ObservationViewConfig:
+    """What a student sees of the env's observation, when it sees less than its teacher (a robot's
+    sensors rather than the simulator's state). Four transforms, applied in this order to each
+    observation for the student only (``dpd.envs.observation_view``): drop, noise, delay, stack.
+    The teacher always labels from the full observation of the same step."""
+
+    drop: CommaSeparated = setting(
+        "",
+        "a teacher's student (modes bc, dagger, online, kickstart, gated, ppd) sees the observation through drop, "
+        "noise, delay and stack, in that order; drop: the entries it does not see, comma-separated: indices from 0, "
+        "or named groups of the "
+        "env's layout as Gymnasium's MuJoCo v5 envs publish it (`observation_structure`): `positions` and "
+        "`velocities` (HalfCheetah-v5: 0-7 and 8-16), also by Gymnasium's names (`qpos`, `qvel`, `cfrc_ext`, ...); "
+        "empty: none",
+    )
+    noise: float = setting(
+        0.0,
+        "standard deviation of Gaussian noise added to every entry the student sees, in the observation's units, drawn "
+        "from each env's seed (the same seed, the same noise); 0: none",
+    )
+    delay: int = setting(0, "the student sees the observation of this many steps ago (the first one at an episode's start)")
+    stack: int = setting(
+        1,
+        "the student sees its last `stack` observations side by side, oldest first (1: the current one alone); at an "
+        "episode's start the stack is filled with its first observation",
+    )
+
+    @property
+    def active(self) -> bool:
+        """Whether the student sees anything but the full observation."""
+        return bool(comma_list(self.drop)) or self.noise > 0 or self.delay > 0 or self.stack > 1
+
+    def check(self) -> None:
+        """The values alone; ``drop``'s items are checked against the env's observation when it is built."""
+        if not self.noise >= 0:  # NaN fails too
+            raise UserError(f"student.obs.noise must not be negative, got {self.noise}")
+        if self.stack < 1:
+            raise UserError(f"student.obs.stack must be at least 1 (1: no stacking), got {self.stack}")
+        if self.delay < 0:
+            raise UserError(f"student.obs.delay must not be negative, got {self.delay}")
+
+
+@dataclass
+class StudentConfig:
+    """The student of a teacher-student run, beyond its algorithm and network (``algo``,
+    ``algo_kwargs``): what it sees."""
+
+    obs: ObservationViewConfig = field(default_factory=ObservationViewConfig)
+
+
+@dataclass
 class RunConfig:
     env: str = setting(
         "HalfCheetah-v5",
@@ -487,6 +547,7 @@ class RunConfig:
     guide: GuideConfig = field(default_factory=GuideConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     teacher: TeacherConfig = field(default_factory=TeacherConfig)
+    student: StudentConfig = field(default_factory=StudentConfig)
     peer_configs: List[Dict[str, Any]] = setting(
         factory=list,
         doc="per-peer overrides, one mapping per peer with `algo`, `algo_kwargs`, `distill`, merged over the keys above",
@@ -528,6 +589,22 @@ class RunConfig:
             raise UserError(f"a teacher teaches one student; got peers={self.peers}")
         if self.teacher.path and self.distill.gate != "none":
             raise UserError("distill.gate compares peers' returns: a teacher-student run has no peer to gate")
+        self._check_view()
+
+    def _check_view(self) -> None:
+        """A view of the observation is a student's (``student.obs``), in the modes that keep its
+        states beside the full observations the teacher labels."""
+        if not self.student.obs.active:
+            return
+        if not self.teacher.path:
+            raise UserError("student.obs is what a teacher's student sees; a peer group has no student (give a teacher)")
+        if self.teacher.path.startswith(DATASET_PREFIX):
+            raise UserError(f"student.obs needs a teacher to label the full observations; {self.teacher.path} is a recording")
+        if self.teacher.mode not in VIEW_MODES:
+            raise UserError(
+                f"student.obs works with modes {', '.join(VIEW_MODES)}; mode {self.teacher.mode} trains on the teacher's "
+                "own states, which hold no student view"
+            )
 
 
 def check_values(cfg: RunConfig) -> None:
@@ -539,6 +616,7 @@ def check_values(cfg: RunConfig) -> None:
     cfg.distill.check()
     cfg.eval.check()
     cfg.teacher.check()
+    cfg.student.obs.check()
     cfg.share.check()
     cfg.guide.check()
 
