@@ -313,7 +313,8 @@ def cmd_report(args: argparse.Namespace) -> None:
     by_key: Dict[Tuple[str, str], List[RunResult]] = {}
     for result in results:
         by_key.setdefault((result.env, result.variant), []).append(result)
-    steps = [s for s in RATIO_AT if any(r.curve[-1][0] >= s for r in results)]
+    at = tuple(int(float(step)) for step in args.at.split(",")) if args.at else RATIO_AT
+    steps = [s for s in at if any(r.curve[-1][0] >= s for r in results)]
     for env in sorted({r.env for r in results}):
         teacher = [r.teacher_return for (e, _), rs in by_key.items() if e == env for r in rs]
         parameters = results[0].parameters.get("teacher", "?")
@@ -405,6 +406,7 @@ def main() -> None:
     report.add_argument("out")
     report.add_argument("--plot", help="PNG of the return ratio against env steps")
     report.add_argument("--only", help="variants whose name holds one of these comma-separated parts, e.g. 32x32")
+    report.add_argument("--at", help="env steps of the ratio columns, comma-separated (default: 5k to 100k), e.g. 250e3,500e3")
     args = parser.parse_args()
     {"run": cmd_run, "plan": cmd_plan, "report": cmd_report}[args.command](args)
 
