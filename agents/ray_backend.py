@@ -137,11 +137,17 @@ class RayPeer:
         import ray
         import torch
 
-        refuse_other_code(ray, expected)
-        torch.set_num_threads(1)
         self.scratch = Path(tempfile.mkdtemp(prefix="dpd-peer-"))
         self.tensorboard: Optional[Tuple[Path, Mirror]] = None  # the driver's folder, and ours
-        self.peer = Peer(factory())
+        # What the actor could not be built for is raised by its first request: Ray reports a
+        # request's exception as it was (a user error stays one), an actor's as its death.
+        self.failure: Optional[BaseException] = None
+        try:
+            refuse_other_code(ray, expected)
+            torch.set_num_threads(1)
+            self.peer = Peer(factory())
+        except Exception as exc:
+            self.failure = exc
 
     def node_id(self) -> str:
         import ray
@@ -149,6 +155,8 @@ class RayPeer:
         return ray.get_runtime_context().get_node_id()
 
     def handle(self, request: str, *args: Any) -> Any:
+        if self.failure is not None:
+            raise self.failure
         if request == Peer.start.__name__ and args[0] is not None:
             self.tensorboard = (Path(args[0]), Mirror(self.scratch / "tb"))
             args = (self.scratch / "tb", *args[1:])
@@ -220,7 +228,7 @@ class RayPeers(MessageBackend):
                 replies.append(None)
             except self.ray.exceptions.RayActorError as exc:
                 self._dead.add(index)
-                lost = node_died(self.ray, self.nodes[index])
+                lost = not getattr(exc, "actor_init_failed", False) and node_died(self.ray, self.nodes[index])
                 cause = f"its Ray node {self.nodes[index]} died" if lost else f"actor died: {first_line(exc)}"
                 failures.append((index, RuntimeError(cause), lost))
                 replies.append(None)
@@ -236,11 +244,11 @@ class RayPeers(MessageBackend):
 
     def close(self) -> None:
         living = [actor for index, actor in enumerate(self.actors) if self.alive(index)]
-        try:
-            for reply in self.ray.get([actor.handle.remote(Peer.close.__name__) for actor in living], timeout=60):
-                reply.deliver()  # the TensorBoard events since the last checkpoint
-        except Exception:  # a dying actor cannot close its envs; it is killed below anyway
-            pass
+        for reference in [actor.handle.remote(Peer.close.__name__) for actor in living]:
+            try:
+                self.ray.get(reference, timeout=60).deliver()  # the TensorBoard events since the last checkpoint
+            except Exception:  # a dying actor cannot close its envs; it is killed below anyway
+                pass
         for actor in self.actors:
             self.ray.kill(actor)
         if self._local_ray is not None:
