@@ -5,6 +5,7 @@ mid-run, and a node with other code is refused. One cluster serves the module (i
 order on one pytest worker: ``xdist_group``); each test leaves it at three nodes."""
 
 import json
+import os
 import threading
 import time
 from pathlib import Path
@@ -16,7 +17,9 @@ ray = pytest.importorskip("ray", reason="Ray is an optional extra (pip install '
 
 from dpd.agents.ray_cluster import SimulatedCluster  # noqa: E402
 from dpd.cli import main  # noqa: E402
+from dpd.processes import descendants  # noqa: E402
 from tests.conftest import TINY, expect_cli_error  # noqa: E402
+from tests.test_ray_local import listening, loopback  # noqa: E402
 
 pytestmark = pytest.mark.xdist_group("ray_cluster")
 
@@ -102,6 +105,14 @@ def test_a_grid_over_three_nodes_writes_every_result_under_the_drivers_out(clust
         assert list(run.rglob("events.out.tfevents.*")), f"{key}: no TensorBoard events on the driver"
     assert (out / TINY / "ppo" / "sb3" / "seed0" / "model.zip").is_file()
     assert cluster.files_left() == []  # nothing stayed on a node, in its working or temp directory
+
+
+def test_the_simulated_cluster_listens_on_the_loopback_only(cluster):
+    """Its nodes are bound to 127.0.0.1 as dpd's local instance is: nothing beyond this machine
+    can reach the pickles Ray passes around."""
+    addresses = listening([os.getpid(), *descendants(os.getpid())])
+    assert len(addresses) >= 6, f"found too few sockets of the cluster's three nodes: {addresses}"
+    assert {host_port: pid for host_port, pid in addresses.items() if not loopback(host_port)} == {}
 
 
 def test_a_node_removed_mid_grid_the_grid_completes_with_every_run_once_and_the_same_scores(
