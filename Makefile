@@ -53,13 +53,12 @@ demo: setup
 
 # The linter and formatter first (configured in pyproject.toml), then the suite on TEST_WORKERS
 # processes (pytest-xdist; the Ray and process-pool tests are the long ones, so two workers
-# roughly halve the wall-clock on a 2-core machine). loadgroup keeps the tests that share one
-# simulated Ray cluster (tests/test_ray_cluster.py) on one worker.
+# roughly halve the wall-clock on a 2-core machine).
 TEST_WORKERS ?= 2
 test: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadgroup
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS)
 
 bench-overhead: setup
 	$(BIN)/python benchmarks/overhead.py

@@ -2,7 +2,7 @@
 two worker nodes of one CPU each, on the loopback, each node with a working directory and a temp
 directory of its own): every file reaches the driver's directory, a node can die mid-grid or
 mid-run, and a node with other code is refused. One cluster serves the module (its tests run in
-order on one pytest worker: ``xdist_group``); each test leaves it at three nodes."""
+order on one pytest worker: ``WHOLE_MODULES`` in conftest.py); each test leaves it at three nodes."""
 
 import json
 import os
@@ -20,8 +20,6 @@ from dpd.cli import main  # noqa: E402
 from dpd.processes import descendants  # noqa: E402
 from tests.conftest import TINY, expect_cli_error  # noqa: E402
 from tests.test_ray_local import listening, loopback  # noqa: E402
-
-pytestmark = pytest.mark.xdist_group("ray_cluster")
 
 GRID = [
     "bench",
