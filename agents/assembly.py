@@ -6,8 +6,10 @@ unreadable checkpoints become user errors in one place.
 """
 
 import functools
+import tempfile
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Callable, List
+from typing import Callable, List, Optional
 
 from dpd.agents.algorithms import ALGORITHMS
 from dpd.agents.backend import make_backend
@@ -21,6 +23,7 @@ from dpd.agents.teacher_student import TeacherStudent
 from dpd.agents.trainer import TrainableAgent
 from dpd.config import RunConfig
 from dpd.errors import UserError
+from dpd.filetree import FileTree
 
 LearnerFactory = Callable[[], Learner]
 
@@ -106,3 +109,30 @@ def load_learner(setup: PeerSetup, directory: Path, iterations: int) -> Learner:
         return ALGORITHMS[setup.spec.algo].load(setup.spec, directory, setup.distill, iterations)
     except Exception as exc:
         raise UserError(f"checkpoint {directory} is missing or corrupt: {type(exc).__name__}: {exc}") from None
+
+
+@dataclass(frozen=True)
+class SavedLearner:
+    """A factory of the learner saved in a checkpoint ``folder`` (``load_learner``). Where the
+    learner is built on another machine (a Ray node), ``carried`` takes the folder's files
+    along, and the learner is loaded from a scratch copy of them there."""
+
+    setup: PeerSetup
+    folder: Path
+    iterations: int
+    files: Optional[FileTree] = None
+
+    def carried(self) -> "SavedLearner":
+        return replace(self, files=FileTree.read(self.folder))
+
+    def __call__(self) -> Learner:
+        if self.files is None:
+            return load_learner(self.setup, self.folder, self.iterations)
+        with tempfile.TemporaryDirectory(prefix="dpd-checkpoint-") as scratch:
+            copy = Path(scratch) / self.folder.name
+            if self.files.files:  # none: the peer had no checkpoint yet
+                self.files.write(copy)
+            try:
+                return load_learner(self.setup, copy, self.iterations)
+            except UserError as exc:  # name the checkpoint the user knows
+                raise UserError(str(exc).replace(str(copy), str(self.folder))) from None

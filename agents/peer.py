@@ -42,11 +42,12 @@ class PeerFailure(RuntimeError):
     """A peer died (its process was killed) or raised; names the peer and the cause, which
     every backend writes as ``<exception type>: <first line of its message>``."""
 
-    def __init__(self, index: int, name: str, cause: str) -> None:
+    def __init__(self, index: int, name: str, cause: str, node_lost: bool = False) -> None:
         super().__init__(f"{name} failed: {cause}")
         self.index = index
         self.name = name
         self.cause = cause
+        self.node_lost = node_lost  # it lived on a Ray node that died: not the peer's fault
 
     @property
     def os_error(self) -> bool:

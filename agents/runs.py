@@ -7,32 +7,20 @@ training loop (``dpd.agents.trainer``).
 """
 
 import functools
-import platform
 import sys
 from dataclasses import asdict
-from importlib import metadata
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import List, Optional
 
-from dpd.agents.assembly import assemble, fresh_learners, load_learner
+from dpd.agents.assembly import SavedLearner, assemble, fresh_learners
 from dpd.agents.checks import check_config
 from dpd.agents.peer_setup import resolved_config
 from dpd.agents.teacher_student import TeacherStudent
-from dpd.agents.trainer import EvalResult, Trainer
+from dpd.agents.trainer import EvalResult, TrainableAgent, Trainer
 from dpd.config import RunConfig, build_config
 from dpd.errors import UserError
-from dpd.provenance import provenance
+from dpd.provenance import package_versions, provenance
 from dpd.rundir import RunDirectory
-
-
-def package_versions() -> Dict[str, str]:
-    versions = {"python": platform.python_version()}
-    for name in ("dpd", "torch", "stable-baselines3", "gymnasium", "mujoco", "numpy"):
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            versions[name] = "not installed"
-    return versions
 
 
 def new_run(run_path: Path, cfg: RunConfig) -> Trainer:
@@ -58,7 +46,7 @@ def new_run(run_path: Path, cfg: RunConfig) -> Trainer:
     except BaseException:
         group.close()
         raise
-    return Trainer(run, group, cfg)
+    return Trainer(run, group, cfg, reopen=functools.partial(at_checkpoint, run, cfg))
 
 
 def open_run(run_path: Path, backend: Optional[str] = None, lock: bool = True) -> Trainer:
@@ -79,23 +67,28 @@ def open_run(run_path: Path, backend: Optional[str] = None, lock: bool = True) -
 def _rebuilt(run: RunDirectory, run_path: Path, backend: Optional[str]) -> Trainer:
     try:
         cfg = build_config(run.manifest["config"], {"backend": backend} if backend else None)
-        setups = check_config(cfg)
+        check_config(cfg)
     except UserError as exc:
         raise UserError(f"run manifest in {run_path} is corrupt: {exc}") from None
+    return Trainer(run, at_checkpoint(run, cfg), cfg, reopen=functools.partial(at_checkpoint, run, cfg))
+
+
+def at_checkpoint(run: RunDirectory, cfg: RunConfig) -> TrainableAgent:
+    """The run's agent as its latest checkpoint holds it (fresh if it has none yet): what
+    ``--resume`` continues, and what a group goes back to when a peer's Ray node dies."""
+    setups = check_config(cfg)
     progress = run.manifest["progress"]
     checkpoint = run.checkpoint_dir
     if checkpoint is None:
-        return Trainer(run, assemble(cfg, setups, fresh_learners(setups)), cfg)
+        return assemble(cfg, setups, fresh_learners(setups))
     try:
         iterations = {setup.spec.name: int(progress["learners"][setup.spec.name]["iterations"]) for setup in setups}
     except (KeyError, TypeError, ValueError) as exc:
-        raise UserError(f"run manifest in {run_path} is corrupt: no progress for {exc}") from None
-    factories = [
-        functools.partial(load_learner, setup, checkpoint / setup.spec.name, iterations[setup.spec.name]) for setup in setups
-    ]
+        raise UserError(f"run manifest in {run.path} is corrupt: no progress for {exc}") from None
+    factories = [SavedLearner(setup, checkpoint / setup.spec.name, iterations[setup.spec.name]) for setup in setups]
     group = assemble(cfg, setups, factories)
     group.random_state = progress["rng"]
-    return Trainer(run, group, cfg)
+    return group
 
 
 def evaluate_run(run_path: Path, episodes: int) -> List[EvalResult]:

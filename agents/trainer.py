@@ -8,6 +8,7 @@ reopened (``dpd.agents.runs``), so that what the loop needs of an agent is one s
 
 import math
 import shutil
+import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -111,24 +112,66 @@ class TrainableAgent(Protocol):
 class Trainer:
     """The training loop: peers take turns, with evaluation, TensorBoard logs and checkpoints."""
 
-    def __init__(self, run: RunDirectory, group: TrainableAgent, cfg: RunConfig) -> None:
+    # How often a run goes back to its last checkpoint because a peer's Ray node died, before
+    # the loss ends it as any failed peer does.
+    NODE_LOSSES = 3
+
+    def __init__(
+        self,
+        run: RunDirectory,
+        group: TrainableAgent,
+        cfg: RunConfig,
+        reopen: Optional[Callable[[], TrainableAgent]] = None,
+    ) -> None:
         self.run = run
         self.group = group
         self.cfg = cfg
-        progress = run.manifest["progress"]
+        # The agent rebuilt from the run's latest checkpoint (``dpd.agents.runs``): where a peer's
+        # node died, the group goes back to it and trains on.
+        self.reopen = reopen
+        self._from_checkpoint()
+        self._train_started: Optional[float] = None
+
+    def _from_checkpoint(self) -> None:
+        """The loop's state as the run's latest checkpoint (or a new run) has it."""
+        progress = self.run.manifest["progress"]
         # The periodic evaluations of the whole run, in order (the final ones are ``train``'s
         # result): kept in each checkpoint, so a resumed run's learning curve starts at step 0.
         self.history: List[EvalResult] = [EvalResult(**entry) for entry in progress.get("evaluations", [])]
         # Seconds spent training up to the checkpoint this run resumed from (0 for a new run).
         self.seconds_before: float = float(progress.get("train_seconds", 0.0))
-        self._train_started: Optional[float] = None
 
     @property
     def finished(self) -> bool:
         return bool(self.run.manifest["progress"].get("finished"))
 
     def train(self, progress_bar: bool = True, callbacks: Optional[Sequence[Any]] = None) -> List[EvalResult]:
-        """Train to the budget. ``callbacks``: one SB3 callback (or None) per learner."""
+        """Train to the budget. ``callbacks``: one SB3 callback (or None) per learner. A peer
+        lost with its Ray node sends every peer back to the last checkpoint, and training goes on
+        from there (at most ``NODE_LOSSES`` times); any other failure ends it."""
+        losses = 0
+        while True:
+            try:
+                return self._train(progress_bar, callbacks)
+            except PeerFailure as failure:
+                if not self._goes_back(failure) or losses == self.NODE_LOSSES:
+                    raise
+                losses += 1
+                self.group.close()
+                assert self.reopen is not None
+                self.group = self.reopen()
+                self._from_checkpoint()
+                tqdm.write(
+                    f"dpd: {failure}; every peer goes back to the last checkpoint "
+                    f"({self.run.manifest['progress']['run_steps']} env steps) and trains on",
+                    file=sys.stderr,
+                )
+
+    def _goes_back(self, failure: PeerFailure) -> bool:
+        """Whether a failure sends the whole group back to its last checkpoint to train on."""
+        return failure.node_lost and self.reopen is not None
+
+    def _train(self, progress_bar: bool, callbacks: Optional[Sequence[Any]]) -> List[EvalResult]:
         group, cfg = self.group, self.cfg
         self._train_started = time.perf_counter()
         callbacks = list(callbacks) if callbacks is not None else [None] * len(group.learners)
@@ -136,7 +179,8 @@ class Trainer:
             for learner, callback in zip(group.learners, callbacks):
                 learner.start(self.run.tensorboard_dir(learner.spec.name), callback)
         except PeerFailure as failure:
-            self.checkpoint_survivors(failure.index)
+            if not self._goes_back(failure):
+                self.checkpoint_survivors(failure.index)
             raise
         next_eval = [next_multiple(learner.num_timesteps, cfg.eval.every) for learner in group.learners]
         next_checkpoint = next_multiple(group.run_steps, cfg.checkpoint_every)
@@ -176,7 +220,8 @@ class Trainer:
             raise
         except PeerFailure as failure:
             bar.close()
-            self.checkpoint_survivors(failure.index)
+            if not self._goes_back(failure):
+                self.checkpoint_survivors(failure.index)
             raise
         bar.close()
         results = [self._evaluate(learner, cfg.eval.final_episodes, final=True) for learner in group.learners]

@@ -158,7 +158,9 @@ def cmd_train(args: argparse.Namespace, config_layers: Callable[[argparse.Namesp
         print(f"\ninterrupted; checkpoint saved. Continue with: dpd train --resume {trainer.run.path}", file=sys.stderr)
         return EXIT_INTERRUPTED
     except PeerFailure as failure:
-        if trainer.keeps_survivors:
+        if failure.node_lost:  # Trainer.NODE_LOSSES lost nodes already: the cluster is not holding up
+            back = "all peers go back to their last checkpoint"
+        elif trainer.keeps_survivors:
             back = f"the other peers were checkpointed, {failure.name} goes back to its last checkpoint"
         elif len(trainer.group.learners) > 1:
             back = "the peers share experience, so all go back to their last checkpoint"

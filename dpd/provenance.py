@@ -40,6 +40,18 @@ def git_commit() -> Dict[str, Any]:
     return {"commit": _git("rev-parse", "HEAD"), "dirty": None if status is None else bool(status)}
 
 
+def package_versions() -> Dict[str, str]:
+    """Python's version and those of the packages a run's numbers depend on most (the manifest's
+    ``versions``; what every node of a Ray cluster must share, ``dpd.agents.ray_cluster``)."""
+    versions = {"python": platform.python_version()}
+    for name in ("dpd", "torch", "stable-baselines3", "gymnasium", "mujoco", "numpy"):
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = "not installed"
+    return versions
+
+
 def package_freeze() -> Dict[str, str]:
     """Every installed distribution and its version, by name, from the interpreter's own metadata
     (what ``pip freeze`` lists, without running pip)."""

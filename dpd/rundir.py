@@ -15,13 +15,14 @@ removed last. So at every moment the manifest names a complete checkpoint, and a
 disk at any moment leaves the previous checkpoint usable.
 """
 
+import contextlib
 import errno
 import fcntl
 import json
 import os
 import shutil
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Mapping, NamedTuple, Optional
+from typing import Any, Callable, Dict, Iterator, List, Mapping, NamedTuple, Optional
 
 import yaml
 
@@ -29,6 +30,22 @@ from dpd.errors import UserError, unknown_choice
 
 MANIFEST = "manifest.json"
 LOCK = "lock"
+
+# Called with each checkpoint this process completes (``watch_checkpoints``).
+_CHECKPOINT_WATCHERS: List[Callable[[Path], None]] = []
+
+
+@contextlib.contextmanager
+def watch_checkpoints(watcher: Callable[[Path], None]) -> Iterator[None]:
+    """Inside the block, ``watcher(checkpoint)`` runs in the writing thread right after every
+    checkpoint of this process is complete and named in its manifest (the previous one removed):
+    the moment a run's files are consistent, when a benchmark run on a Ray node sends them to
+    the driver (``dpd.bench.remote``)."""
+    _CHECKPOINT_WATCHERS.append(watcher)
+    try:
+        yield
+    finally:
+        _CHECKPOINT_WATCHERS.remove(watcher)
 
 
 class CheckpointError(RuntimeError):
@@ -240,6 +257,8 @@ class RunDirectory:
         for entry in root.iterdir():  # the previous checkpoint, and any a kill left behind
             if entry != final:
                 shutil.rmtree(entry, ignore_errors=True)
+        for watcher in list(_CHECKPOINT_WATCHERS):
+            watcher(final)
         return final
 
 

@@ -20,6 +20,27 @@ torch.set_num_threads(1)
 
 TINY = envs.TINY_ENV_ID
 
+# Modules whose tests share one module-scoped fixture too costly to make twice (a simulated Ray
+# cluster): pytest-xdist sends each of them whole to one worker.
+WHOLE_MODULES = ("tests/test_ray_cluster.py",)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """xdist's default (``load``: any test to any worker), but each of ``WHOLE_MODULES`` to one
+    worker. (xdist's ``loadgroup`` would do it with a marker, but under pytest 9 its marker no
+    longer takes: it renames test ids through an attribute pytest 9 does not read.)"""
+    if config.getvalue("dist") != "load":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class LoadKeepingModulesWhole(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            module = nodeid.split("::", 1)[0]
+            return module if module in WHOLE_MODULES else nodeid
+
+    return LoadKeepingModulesWhole(config, log)
+
 
 def random_policy_return(episodes: int = 30, seed: int = 123) -> float:
     """Mean return of uniformly random actions on the tiny env."""

@@ -48,6 +48,7 @@ CORE = (
     "dpd.weighting",
     "dpd.fidelity",
     "dpd.rundir",
+    "dpd.filetree",
     "dpd.processes",
     "dpd.zoo",
     "dpd.zoo_export",

@@ -192,5 +192,7 @@ def test_a_cluster_on_the_loopback_is_joined_as_one(address, loopback, monkeypat
     seen = {}
     monkeypatch.setattr(ray, "is_initialized", lambda: False)
     monkeypatch.setattr(ray, "init", lambda **kwargs: seen.update(kwargs, cluster=constants.ENABLE_RAY_CLUSTER))
+    monkeypatch.setattr(ray_backend, "check_cluster", lambda joined: seen.update(checked=joined is ray))
     assert ray_backend.connect(address, 1) is None
     assert seen["address"] == address and seen["cluster"] is not loopback
+    assert seen["checked"]  # every node's versions, before anything runs (tests/test_ray_cluster.py)

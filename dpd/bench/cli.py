@@ -8,6 +8,7 @@ import argparse
 import dataclasses
 import json
 import os
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -50,8 +51,8 @@ def add_bench_parser(subparsers: Any) -> None:
     bench.add_argument(
         "--workers",
         type=int,
-        default=os.cpu_count() or 1,
-        help="runs at once, one single-threaded process each (default: number of cores)",
+        help="runs at once, one single-threaded process each (default: number of cores; with --backend ray, every "
+        "run, each waiting for a CPU of the cluster)",
     )
     bench.add_argument(
         "--backend",
@@ -89,7 +90,7 @@ def grid_from(args: argparse.Namespace) -> Grid:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    if args.workers <= 0:
+    if args.workers is not None and args.workers <= 0:
         raise UserError(f"--workers must be positive, got {args.workers}")
     if args.backend not in BENCH_BACKENDS:
         raise unknown_choice("bench backend", args.backend, BENCH_BACKENDS)
@@ -108,9 +109,14 @@ def cmd_bench(args: argparse.Namespace) -> int:
     else:
         from dpd.rundir import make_directory
 
-        make_directory(out, "results directory")
+        made = make_directory(out, "results directory")
         try:
-            rows = _run(runs, out, min(args.workers, len(runs)), not args.no_progress, args.backend, args.address)
+            workers = args.workers or (len(runs) if args.backend == "ray" else os.cpu_count() or 1)
+            rows = _run(runs, out, min(workers, len(runs)), not args.no_progress, args.backend, args.address)
+        except UserError:  # refused before any run started (a cluster with other code): nothing written
+            if made is not None:
+                shutil.rmtree(made, ignore_errors=True)
+            raise
         except KeyboardInterrupt:
             print(f"\ninterrupted; complete runs are kept in {out}: rerun the same command to continue", file=sys.stderr)
             return 130
@@ -134,6 +140,9 @@ def _run(runs: List[BenchRun], out: Path, workers: int, progress: bool, backend:
     bar = tqdm(total=len(runs), unit="run", desc="dpd bench", disable=not progress, dynamic_ncols=True)
 
     def report(kind: str, run: BenchRun, row: Dict[str, Any]) -> None:
+        if kind == "retried":
+            tqdm.write(f"LOST    {run.key}: its Ray node died; running it again from its last checkpoint", file=sys.stderr)
+            return
         bar.update(1)
         if kind == "failed":
             tqdm.write(f"FAILED  {run.key}: {row['error']}", file=sys.stderr)

@@ -314,7 +314,8 @@ def run_grid(
     """Run every incomplete run, at most ``workers`` at once, each in a fresh process
     (``target(run, directory)``); returns one row per run (complete, skipped because complete
     earlier, or failed). ``on_event(kind, run, row)`` reports "skipped", "done" and "failed"
-    as they happen. ``backend`` "ray" runs them as Ray tasks instead (``target`` is then
+    as they happen, and "retried" for a run lost with its Ray node and started again from its last
+    checkpoint. ``backend`` "ray" runs them as Ray tasks instead (``target`` is then
     ``execute_and_record``)."""
     rows: Dict[str, Dict[str, Any]] = {}
     pending: List[BenchRun] = []
@@ -333,7 +334,11 @@ def run_grid(
                 directory = run_dir(out, run)
                 clear_incomplete(directory)
                 pool.start(run, directory)
-            for run, exit_detail in pool.wait_finished():
+            finished = pool.wait_finished()
+            for run in pool.retried:
+                on_event("retried", run, {})
+            pool.retried.clear()
+            for run, exit_detail in finished:
                 result = load_result(run_dir(out, run))
                 if result is not None:
                     rows[run.key] = result
