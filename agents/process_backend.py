@@ -117,8 +117,9 @@ class ProcessPeers(MessageBackend):
         return index not in self._dead and self.processes[index].is_alive()
 
     def close(self) -> None:
-        """Close the learners that still answer, then make sure no peer process is left."""
-        living = [index for index in range(len(self.processes)) if self.alive(index)]
+        """Close every peer process that still runs (one whose request raised still answers: told
+        to close, it ends at once rather than after ``join``'s timeout), then make sure none is left."""
+        living = [index for index in range(len(self.processes)) if self.processes[index].is_alive()]
         for index in living:
             self._send(index, (Peer.close.__name__, ()))
         for index in living:

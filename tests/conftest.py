@@ -21,23 +21,26 @@ torch.set_num_threads(1)
 TINY = envs.TINY_ENV_ID
 
 # Modules whose tests share one module-scoped fixture too costly to make twice (a simulated Ray
-# cluster): pytest-xdist sends each of them whole to one worker.
+# cluster): pytest-xdist sends each of them whole to one worker. A test class is kept whole too:
+# a module groups in one class the tests that share a costly fixture (a tiny bench grid).
 WHOLE_MODULES = ("tests/test_ray_cluster.py",)
 
 
 @pytest.hookimpl(optionalhook=True)
 def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
-    """xdist's default (``load``: any test to any worker), but each of ``WHOLE_MODULES`` to one
-    worker. (xdist's ``loadgroup`` would do it with a marker, but under pytest 9 its marker no
-    longer takes: it renames test ids through an attribute pytest 9 does not read.)"""
+    """xdist's default (``load``: any test to any worker), but each of ``WHOLE_MODULES`` and each
+    test class to one worker. (xdist's ``loadgroup`` would do it with a marker, but under pytest 9
+    its marker no longer takes: it renames test ids through an attribute pytest 9 does not read.)"""
     if config.getvalue("dist") != "load":
         return None
     from xdist.scheduler import LoadScopeScheduling
 
     class LoadKeepingModulesWhole(LoadScopeScheduling):
         def _split_scope(self, nodeid: str) -> str:
-            module = nodeid.split("::", 1)[0]
-            return module if module in WHOLE_MODULES else nodeid
+            module, *names = nodeid.split("::")
+            if module in WHOLE_MODULES:
+                return module
+            return f"{module}::{names[0]}" if len(names) > 1 else nodeid
 
     return LoadKeepingModulesWhole(config, log)
 

@@ -46,40 +46,41 @@ def tiny_bench(tmp_path_factory):
     return out
 
 
-def test_tiny_grid_writes_rows_table_and_plot(tiny_bench):
-    rows = [json.loads(line) for line in (tiny_bench / "results.jsonl").read_text().splitlines()]
-    assert sorted((row["method"], row["seed"]) for row in rows) == sorted(
-        (m, s) for m in ("sb3", "dpd", "independent") for s in (0, 1)
-    )
-    for row in rows:
-        assert row["status"] == "ok"
-        learners = 1 if row["method"] == "sb3" else 2
-        assert len(row["peer_scores"]) == learners
-        assert row["score"] == pytest.approx(sum(row["peer_scores"]) / learners)
-        assert row["curve"][-1] == [2048, pytest.approx(row["score"])]
-        assert len(row["curve"]) >= 2  # evaluations during training, then the final one
-    score = {(row["method"], row["seed"]): row["score"] for row in rows}
-    assert score[("dpd", 0)] != score[("independent", 0)]  # same seeds: only distillation differs
-    table = (tiny_bench / "results.md").read_text()
-    assert table.startswith(f"Made by `dpd bench {' '.join(TINY_GRID)}")
-    assert f"### {TINY}" in table and "| independent |" in table
-    assert (tiny_bench / "results.csv").read_text().startswith("env,")
-    assert (tiny_bench / f"curves_{TINY}_ppo.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    # TensorBoard logs of every run
-    assert list((tiny_bench / TINY / "ppo" / "sb3" / "seed0" / "tb").rglob("events.out.tfevents.*"))
-    assert list((tiny_bench / TINY / "ppo" / "dpd" / "seed1" / "run" / "tb" / "peer1").rglob("events.out.tfevents.*"))
+class TestOneTinyGrid:
+    """Tests of one tiny grid (``tiny_bench``), kept on one xdist worker (conftest.py) so the grid runs once."""
 
+    def test_tiny_grid_writes_rows_table_and_plot(self, tiny_bench):
+        rows = [json.loads(line) for line in (tiny_bench / "results.jsonl").read_text().splitlines()]
+        assert sorted((row["method"], row["seed"]) for row in rows) == sorted(
+            (m, s) for m in ("sb3", "dpd", "independent") for s in (0, 1)
+        )
+        for row in rows:
+            assert row["status"] == "ok"
+            learners = 1 if row["method"] == "sb3" else 2
+            assert len(row["peer_scores"]) == learners
+            assert row["score"] == pytest.approx(sum(row["peer_scores"]) / learners)
+            assert row["curve"][-1] == [2048, pytest.approx(row["score"])]
+            assert len(row["curve"]) >= 2  # evaluations during training, then the final one
+        score = {(row["method"], row["seed"]): row["score"] for row in rows}
+        assert score[("dpd", 0)] != score[("independent", 0)]  # same seeds: only distillation differs
+        table = (tiny_bench / "results.md").read_text()
+        assert table.startswith(f"Made by `dpd bench {' '.join(TINY_GRID)}")
+        assert f"### {TINY}" in table and "| independent |" in table
+        assert (tiny_bench / "results.csv").read_text().startswith("env,")
+        assert (tiny_bench / f"curves_{TINY}_ppo.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        # TensorBoard logs of every run
+        assert list((tiny_bench / TINY / "ppo" / "sb3" / "seed0" / "tb").rglob("events.out.tfevents.*"))
+        assert list((tiny_bench / TINY / "ppo" / "dpd" / "seed1" / "run" / "tb" / "peer1").rglob("events.out.tfevents.*"))
 
-def test_rerun_skips_complete_runs(tiny_bench, capsys):
-    before = (tiny_bench / TINY / "ppo" / "dpd" / "seed0" / "result.json").stat().st_mtime_ns
-    assert main(["bench", *TINY_GRID, "--out", str(tiny_bench)]) == 0
-    assert "6 of 6 runs complete, 0 failed" in capsys.readouterr().out
-    assert (tiny_bench / TINY / "ppo" / "dpd" / "seed0" / "result.json").stat().st_mtime_ns == before
+    def test_rerun_skips_complete_runs(self, tiny_bench, capsys):
+        before = (tiny_bench / TINY / "ppo" / "dpd" / "seed0" / "result.json").stat().st_mtime_ns
+        assert main(["bench", *TINY_GRID, "--out", str(tiny_bench)]) == 0
+        assert "6 of 6 runs complete, 0 failed" in capsys.readouterr().out
+        assert (tiny_bench / TINY / "ppo" / "dpd" / "seed0" / "result.json").stat().st_mtime_ns == before
 
-
-def test_rerun_with_other_settings_is_refused(tiny_bench, capsys):
-    assert main(["bench", *TINY_GRID, "--total-steps", "4096", "--out", str(tiny_bench)]) == 2
-    assert "other settings" in capsys.readouterr().err
+    def test_rerun_with_other_settings_is_refused(self, tiny_bench, capsys):
+        assert main(["bench", *TINY_GRID, "--total-steps", "4096", "--out", str(tiny_bench)]) == 2
+        assert "other settings" in capsys.readouterr().err
 
 
 def crash_on_seeds_one_and_two(run: BenchRun, directory: Path) -> None:
@@ -94,7 +95,7 @@ def test_a_crashed_run_does_not_stop_the_sweep(tmp_path):
         envs=(TINY,),
         algos=("ppo",),
         methods=("sb3",),
-        seeds=(0, 1, 2, 3),
+        seeds=(0, 1, 2),
         total_steps=512,
         eval_every=512,
         eval_episodes=1,
@@ -108,15 +109,15 @@ def test_a_crashed_run_does_not_stop_the_sweep(tmp_path):
         on_event=lambda kind, run, row: events.append((kind, run.seed)),
         target=crash_on_seeds_one_and_two,
     )
-    assert [row["status"] for row in rows] == ["ok", "failed", "failed", "ok"]
+    assert [row["status"] for row in rows] == ["ok", "failed", "failed"]
     assert "exited with code 3" in rows[1]["error"]
     assert "NoSuchEnv-v0" in rows[2]["error"]
-    assert sorted(events) == [("done", 0), ("done", 3), ("failed", 1), ("failed", 2)]
+    assert sorted(events) == [("done", 0), ("failed", 1), ("failed", 2)]
     # failed runs are retried on the next sweep; complete ones are skipped
     events.clear()
     rows = run_grid(expand(grid), tmp_path, workers=2, on_event=lambda kind, run, row: events.append((kind, run.seed)))
-    assert [row["status"] for row in rows] == ["ok", "ok", "ok", "ok"]
-    assert sorted(events) == [("done", 1), ("done", 2), ("skipped", 0), ("skipped", 3)]
+    assert [row["status"] for row in rows] == ["ok", "ok", "ok"]
+    assert sorted(events) == [("done", 1), ("done", 2), ("skipped", 0)]
 
 
 def killed_after_the_first_checkpoint(run: BenchRun, directory: Path) -> None:
