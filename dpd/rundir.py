@@ -38,7 +38,8 @@ _CHECKPOINT_WATCHERS: List[Callable[[Path], None]] = []
 @contextlib.contextmanager
 def watch_checkpoints(watcher: Callable[[Path], None]) -> Iterator[None]:
     """Inside the block, ``watcher(checkpoint)`` runs in the writing thread right after every
-    checkpoint of this process is complete and named in its manifest (the previous one removed):
+    checkpoint of this process is complete and named in its manifest (the previous one removed),
+    and after any other file a run continues from (``announce_consistent``):
     the moment a run's files are consistent, when a benchmark run on a Ray node sends them to
     the driver (``dpd.bench.remote``)."""
     _CHECKPOINT_WATCHERS.append(watcher)
@@ -46,6 +47,13 @@ def watch_checkpoints(watcher: Callable[[Path], None]) -> Iterator[None]:
         yield
     finally:
         _CHECKPOINT_WATCHERS.remove(watcher)
+
+
+def announce_consistent(path: Path) -> None:
+    """Tell the watchers (``watch_checkpoints``) that ``path`` is complete: a checkpoint, or
+    another file a run continues from (a finished group's summary in ``dpd-distilled``)."""
+    for watcher in list(_CHECKPOINT_WATCHERS):
+        watcher(path)
 
 
 class CheckpointError(RuntimeError):
@@ -257,8 +265,7 @@ class RunDirectory:
         for entry in root.iterdir():  # the previous checkpoint, and any a kill left behind
             if entry != final:
                 shutil.rmtree(entry, ignore_errors=True)
-        for watcher in list(_CHECKPOINT_WATCHERS):
-            watcher(final)
+        announce_consistent(final)
         return final
 
 

@@ -353,3 +353,24 @@ def test_dpd_distilled_is_a_group_then_its_student_in_one_budget(tmp_path):
     assert resumed["resumed_from"] > group_steps and whole["resumed_from"] == 0
     assert [step for step, _ in resumed["curve"]] == [step for step, _ in whole["curve"]]
     assert whole["curve"][-1][0] >= 2048 and whole["curve"][-1][1] == pytest.approx(whole["score"])
+
+
+def test_a_finished_group_is_announced_before_its_student_trains(tmp_path, monkeypatch):
+    """A ``dpd-distilled`` run on a Ray node sends its files to the driver at each announcement:
+    the group's summary must go before the student's part starts, or a node lost before the
+    student's first checkpoint would train the group again."""
+    from dpd.bench import runner
+    from dpd.rundir import watch_checkpoints
+
+    announced, parts = [], []
+
+    def fake_train_group(run, directory, cfg):
+        parts.append((directory, list(announced)))
+        return runner.Trained([1.0, 2.0], [0.0, 0.0], 10, [[100, 1.5]])
+
+    monkeypatch.setattr(runner, "_train_group", fake_train_group)
+    (run,) = expand(Grid(envs=(TINY,), algos=("ppo",), methods=("dpd-distilled",), seeds=(0,), total_steps=2048))
+    with watch_checkpoints(announced.append):
+        trained = runner._train_distilled(run, tmp_path, None)
+    assert parts == [(tmp_path, []), (tmp_path / runner.STUDENT_DIR, [tmp_path / runner.GROUP_FILE])]
+    assert trained.teacher_scores == [1.0, 2.0]

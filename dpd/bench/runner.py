@@ -213,11 +213,11 @@ def _train_group(run: BenchRun, directory: Path, cfg: Any) -> Trained:
 
 def _train_distilled(run: BenchRun, directory: Path, cfg: Any) -> Trained:
     """A DPD group, then its student (``BenchRun.student_config``). The finished group's summary
-    is kept (``GROUP_FILE``, with its whole training time), so a rerun after a kill in the
-    student's part goes on from it. The student's curve follows the group's at the group's total
-    env steps; updates are both parts'."""
+    is kept (``GROUP_FILE``, with its whole training time) and announced as a checkpoint is, so a
+    rerun after a kill in the student's part, or on another Ray node, goes on from it. The
+    student's curve follows the group's at the group's total env steps; updates are both parts'."""
     from dpd.config import build_config
-    from dpd.rundir import atomic_write_text
+    from dpd.rundir import announce_consistent, atomic_write_text
 
     summary = directory / GROUP_FILE
     earlier = summary.is_file()  # the group finished in an earlier process
@@ -228,6 +228,7 @@ def _train_distilled(run: BenchRun, directory: Path, cfg: Any) -> Trained:
         group = _train_group(run, directory, cfg)
         whole = dataclasses.replace(group, seconds_before=group.seconds_before + time.perf_counter() - started)
         atomic_write_text(summary, json.dumps(dataclasses.asdict(whole)))
+        announce_consistent(summary)
     group_steps = int(group.curve[-1][0])
     student = _train_group(run, directory / STUDENT_DIR, build_config(run.student_config(str(directory / RUN_DIR))))
     return Trained(
