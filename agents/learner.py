@@ -293,7 +293,13 @@ class Learner(ABC):
     def _save_guidance(self, directory: Path) -> None:
         if self.guidance is not None:
             hook = self.guidance
-            state = {"beta": hook.beta, "batch": hook.batch_size, "guide": hook.guide, "previous": hook.previous}
+            state = {
+                "beta": hook.beta,
+                "batch": hook.batch_size,
+                "guide": hook.guide,
+                "previous": hook.previous,
+                "seen": hook.seen,
+            }
             torch.save(state, directory / GUIDANCE_FILE)
 
     def _load_guidance(self, directory: Path) -> None:
@@ -303,6 +309,7 @@ class Learner(ABC):
             assert self.guidance is not None
             self.guidance.guide = state["guide"]
             self.guidance.previous = state.get("previous")  # absent in checkpoints before the drift rule
+            self.guidance.seen = state.get("seen", ([], [], []))  # absent in checkpoints before resume states
 
     def _save_extra(self, directory: Path) -> None:
         """What an algorithm keeps beyond the SB3 zip (off-policy: the replay buffer)."""
