@@ -10,7 +10,6 @@ What distillation needs from a learner, whatever its algorithm:
 
 import copy
 import sys
-import warnings
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,8 +32,8 @@ from dpd.agents.resume_state import (
     ContinueWhereSaved,
     ResumeState,
     SavedEnv,
-    read_resume_state,
-    write_resume_state,
+    read_state,
+    write_state,
 )
 from dpd.agents.sharing import Experience
 from dpd.agents.state_buffer import RawStateBuffer
@@ -226,13 +225,7 @@ class Learner(ABC):
         self.states.save(directory / STATES_FILE)
         self._save_guidance(directory)
         self._save_extra(directory)
-        reason = write_resume_state(self.resume_state(), directory / RESUME_FILE)
-        if reason is not None:
-            warnings.warn(
-                f"{self.spec.name}: its env does not pickle ({reason}); a run continued from its checkpoints "
-                "resets its environments and reseeds",
-                stacklevel=2,
-            )
+        write_state(self.resume_state(), directory / RESUME_FILE, self.spec.name)
 
     def resume_state(self) -> ResumeState:
         """What a run continued from this moment needs beyond the other files of a checkpoint
@@ -322,7 +315,7 @@ class Learner(ABC):
         """Rebuild a learner saved by ``save``. With its resume state it trains on exactly as it
         would have from there; without (a checkpoint of an older dpd, or of an env that does not
         pickle) its episodes in progress start over, reseeded, and one line on stderr says so."""
-        resumed = read_resume_state(directory / RESUME_FILE)
+        resumed: Optional[ResumeState] = read_state(directory / RESUME_FILE)
         if resumed is not None:
             env = resumed.train_env.restore()
         else:
@@ -369,6 +362,13 @@ class Learner(ABC):
     def _extra_callbacks(self) -> List[BaseCallback]:
         """Callbacks an algorithm adds to the rollouts (on-policy sharing records its steps)."""
         return []
+
+    def use_env(self, env: VecNormalize) -> None:
+        """Train and act in ``env`` from now on, closing the one before (a teacher's env as a
+        checkpoint holds it, its episodes going on)."""
+        self.env.close()
+        self.model.set_env(env, force_reset=False)
+        self.env = env
 
     def continuation(self) -> BaseCallback:
         """A callback that puts back, when training starts, the generators and action noise of

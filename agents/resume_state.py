@@ -23,6 +23,7 @@ import copyreg
 import gzip
 import io
 import pickle
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, Optional
@@ -92,28 +93,31 @@ def dumps(obj: Any) -> bytes:
     return buffer.getvalue()
 
 
-def write_resume_state(state: ResumeState, path: Path) -> Optional[str]:
-    """Write ``state`` to ``path``, gzipped (a MuJoCo env's pickle is mostly zeros: 1.2 MB,
-    70 kB compressed); the reason it could not be pickled (an env holding a lock, a socket, a
-    handle), in one line, or None. A checkpoint without it still resumes, afresh (``read``)."""
+def write_state(state: Any, path: Path, owner: str) -> None:
+    """Write ``state`` (a ``ResumeState``, or what else holds envs) to ``path``, gzipped (a
+    MuJoCo env's pickle is mostly zeros: 1.2 MB, 70 kB compressed). What does not pickle (an
+    env of ``owner``'s holding a lock, a socket, a handle) is written not at all, with a warning:
+    a checkpoint without it still resumes, afresh."""
     try:
         data = dumps(state)
     except Exception as exc:  # whatever a user's env holds that does not pickle
-        return f"{type(exc).__name__}: {exc}".splitlines()[0]
+        reason = f"{type(exc).__name__}: {exc}".splitlines()[0]
+        warnings.warn(
+            f"{owner}: its env does not pickle ({reason}); a run continued from its checkpoints starts its episodes afresh",
+            stacklevel=3,
+        )
+        return
     with gzip.open(path, "wb", compresslevel=1) as handle:
         handle.write(data)
-    return None
 
 
-def read_resume_state(path: Path) -> Optional[ResumeState]:
-    """The state ``write_resume_state`` wrote, or None where there is none: a checkpoint of a dpd
-    before resume states, or of an env that did not pickle."""
+def read_state(path: Path) -> Any:
+    """What ``write_state`` wrote, or None where there is none: a checkpoint of a dpd before
+    resume states, or of an env that did not pickle."""
     if not path.is_file():
         return None
     with gzip.open(path, "rb") as handle:
-        state = pickle.load(handle)
-    assert isinstance(state, ResumeState)
-    return state
+        return pickle.load(handle)
 
 
 class ContinueWhereSaved(BaseCallback):

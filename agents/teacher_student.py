@@ -37,6 +37,8 @@ Modes (who samples the states, Czarnecki et al. 2019):
 """
 
 import math
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -49,6 +51,7 @@ from dpd.agents.learner import EVAL_SEED_SHIFT, Learner
 from dpd.agents.on_policy import OnPolicyLearner
 from dpd.agents.peer import PeerFailure, first_line
 from dpd.agents.ppd import flat_order, ppd_update
+from dpd.agents.resume_state import SavedEnv, read_state, write_state
 from dpd.agents.state_buffer import RawStateBuffer
 from dpd.agents.teacher_loading import TEACHER_SEED_SHIFT
 from dpd.config import MODES, TeacherConfig
@@ -62,6 +65,20 @@ from dpd.losses import PolicyOutput
 STUDENT_UPDATES = {"online": "none", "kickstart": "rl", "gated": "critic"}
 # Modes that train on a data set labelled once per state (``TeacherLabels``), in passes over it.
 DATASET_MODES = ("bc", "dagger")
+# In a checkpoint, beside the student's folder: the acting teacher's episodes (``TeacherRollout``).
+TEACHER_ROLLOUT_FILE = "teacher_rollout.pkl.gz"
+
+
+@dataclass
+class TeacherRollout:
+    """Where the acting teacher's own episodes stand, where it acts from one iteration to the
+    next (``offline``): its env, the observation it acts on next, the states it visited (which
+    the student samples) and the student's view along them."""
+
+    obs: np.ndarray
+    env: SavedEnv
+    states: RawStateBuffer
+    views: Optional[TrajectoryViews]
 
 
 class TeacherLabels:
@@ -215,6 +232,26 @@ class TeacherStudent:
     @random_state.setter
     def random_state(self, state: Dict[str, Any]) -> None:
         self.rng.bit_generator.state = state
+
+    def save(self, directory: Path) -> None:
+        """The acting teacher's episodes while it has more to act (``offline``), so that a run
+        continued from the checkpoint goes on with them (``TeacherRollout``)."""
+        if self._teacher_obs is None or self.done:
+            return
+        teacher = self.acting_teacher
+        rollout = TeacherRollout(self._teacher_obs, SavedEnv.of(teacher.env), teacher.states, self._teacher_views)
+        write_state(rollout, directory / TEACHER_ROLLOUT_FILE, "the teacher")
+
+    def restore(self, directory: Path) -> None:
+        """The teacher's episodes as ``save`` left them (none: a checkpoint of an older dpd, or
+        a mode in which the teacher does not act on: it starts afresh where it acts)."""
+        rollout: Optional[TeacherRollout] = read_state(directory / TEACHER_ROLLOUT_FILE)
+        if rollout is None:
+            return
+        teacher = self.acting_teacher
+        teacher.use_env(rollout.env.restore())
+        teacher.states = rollout.states
+        self._teacher_obs, self._teacher_views = rollout.obs, rollout.views
 
     def train(
         self, after_turn: Optional[Callable[[int, int], None]] = None, after_round: Optional[Callable[[], None]] = None

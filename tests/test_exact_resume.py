@@ -121,14 +121,24 @@ def test_a_sac_pair_that_shares_and_follows_its_leader_continues_exactly(tmp_pat
     assert_same_run(whole, killed, SAC)
 
 
-def test_a_dagger_student_continues_exactly(tmp_path, monkeypatch):
-    """DAgger's mixture rollouts in the student's env, its beta and sampling, its data set."""
+@pytest.fixture(scope="module")
+def teacher(tmp_path_factory) -> Path:
+    """A small PPO teacher saved by plain SB3, with its VecNormalize statistics beside it."""
+    directory = tmp_path_factory.mktemp("teacher")
     env = envs.make_env(TINY, seed=0, gamma=0.95)
-    teacher = PPO("MlpPolicy", env, seed=0, n_steps=256, batch_size=64, gamma=0.95, policy_kwargs={"net_arch": [16]})
-    teacher.learn(256)
-    teacher.save(tmp_path / "teacher.zip")
-    env.save(str(tmp_path / "vecnormalize.pkl"))
-    args = ["distill", "--teacher", str(tmp_path / "teacher.zip"), "--env", TINY, "--student-net", "8", "--mode", "dagger"]
+    model = PPO("MlpPolicy", env, seed=0, n_steps=256, batch_size=64, gamma=0.95, policy_kwargs={"net_arch": [16]})
+    model.learn(256)
+    model.save(directory / "teacher.zip")
+    env.save(str(directory / "vecnormalize.pkl"))
+    return directory / "teacher.zip"
+
+
+@pytest.mark.parametrize("mode", ["dagger", "offline"])
+def test_a_student_continues_exactly(mode, teacher, tmp_path, monkeypatch):
+    """DAgger: the mixture's rollouts in the student's env, its beta and sampling, its data set.
+    Offline: the teacher's own episodes, which go on from one iteration to the next, and the
+    states it visited, which the student samples."""
+    args = ["distill", "--teacher", str(teacher), "--env", TINY, "--student-net", "8", "--mode", mode]
     args += ["--total-steps", "1536", "--set", "eval.every=768", "--set", "checkpoint_every=512", "--set", "eval.episodes=2"]
     whole, killed = made_twice(args, tmp_path, monkeypatch)
     resume(killed)
