@@ -65,8 +65,8 @@ from dpd.losses import PolicyOutput
 STUDENT_UPDATES = {"online": "none", "kickstart": "rl", "gated": "critic"}
 # Modes that train on a data set labelled once per state (``TeacherLabels``), in passes over it.
 DATASET_MODES = ("bc", "dagger")
-# In a checkpoint, beside the student's folder: the acting teacher's episodes (``TeacherRollout``).
-TEACHER_ROLLOUT_FILE = "teacher_rollout.pkl.gz"
+# In a checkpoint, beside the student's folder: what the pair carries on (``PairState``).
+PAIR_FILE = "teacher_student.pkl.gz"
 
 
 @dataclass
@@ -79,6 +79,17 @@ class TeacherRollout:
     env: SavedEnv
     states: RawStateBuffer
     views: Optional[TrajectoryViews]
+
+
+@dataclass
+class PairState:
+    """What a teacher-student pair carries from one iteration to the next beside its student and
+    generator: the teachers' labels as they were computed (labelled again in one batch, a label
+    can differ in its last bits from one labelled in a batch of another size), and the acting
+    teacher's episodes where it acts on."""
+
+    labels: Dict[str, Any]  # ``TeacherLabels.state``
+    rollout: Optional[TeacherRollout]
 
 
 class TeacherLabels:
@@ -125,9 +136,24 @@ class TeacherLabels:
             for name, tensor in answer.output._asdict().items():
                 stored = fields[name]
                 if stored is not None and tensor is not None:
-                    stored[rows] = tensor.expand(len(indices), *stored.shape[1:])
+                    # detached: a label is a constant (a PPO teacher's log_std comes as a view of its parameter)
+                    stored[rows] = tensor.detach().expand(len(indices), *stored.shape[1:])
             self._values[k, indices] = answer.values
         self.labelled += count
+
+    @property
+    def state(self) -> Dict[str, Any]:
+        """The labels as computed, for a checkpoint (``PairState``)."""
+        return {"fields": self._fields, "kinds": self._kinds, "values": self._values, "labelled": self.labelled}
+
+    @state.setter
+    def state(self, state: Dict[str, Any]) -> None:
+        self._fields, self._kinds, self._values, self.labelled = (
+            state["fields"],
+            state["kinds"],
+            state["values"],
+            state["labelled"],
+        )
 
     def label_all(self) -> None:
         """Label every state the buffer holds (a resumed run's reloaded buffer)."""
@@ -234,24 +260,28 @@ class TeacherStudent:
         self.rng.bit_generator.state = state
 
     def save(self, directory: Path) -> None:
-        """The acting teacher's episodes while it has more to act (``offline``), so that a run
-        continued from the checkpoint goes on with them (``TeacherRollout``)."""
-        if self._teacher_obs is None or self.done:
+        """The labels and the acting teacher's episodes (``PairState``), while there is more to
+        train: a run continued from the checkpoint goes on with them."""
+        if self.done:
             return
-        teacher = self.acting_teacher
-        rollout = TeacherRollout(self._teacher_obs, SavedEnv.of(teacher.env), teacher.states, self._teacher_views)
-        write_state(rollout, directory / TEACHER_ROLLOUT_FILE, "the teacher")
+        rollout = None
+        if self._teacher_obs is not None:
+            teacher = self.acting_teacher
+            rollout = TeacherRollout(self._teacher_obs, SavedEnv.of(teacher.env), teacher.states, self._teacher_views)
+        write_state(PairState(self.labels.state, rollout), directory / PAIR_FILE, "the teacher")
 
     def restore(self, directory: Path) -> None:
-        """The teacher's episodes as ``save`` left them (none: a checkpoint of an older dpd, or
-        a mode in which the teacher does not act on: it starts afresh where it acts)."""
-        rollout: Optional[TeacherRollout] = read_state(directory / TEACHER_ROLLOUT_FILE)
-        if rollout is None:
+        """What ``save`` wrote; without it (a checkpoint of an older dpd) the states are labelled
+        again (``__init__``) and a teacher that acts starts its episodes afresh."""
+        state: Optional[PairState] = read_state(directory / PAIR_FILE)
+        if state is None:
             return
-        teacher = self.acting_teacher
-        teacher.use_env(rollout.env.restore())
-        teacher.states = rollout.states
-        self._teacher_obs, self._teacher_views = rollout.obs, rollout.views
+        self.labels.state = state.labels
+        if state.rollout is not None:
+            rollout, teacher = state.rollout, self.acting_teacher
+            teacher.use_env(rollout.env.restore())
+            teacher.states = rollout.states
+            self._teacher_obs, self._teacher_views = rollout.obs, rollout.views
 
     def train(
         self, after_turn: Optional[Callable[[int, int], None]] = None, after_round: Optional[Callable[[], None]] = None
