@@ -7,7 +7,8 @@ a peer the other's normalised states; README, "How the distillation works").
 A student that sees less than its teacher (``student.obs``, ``dpd.envs.observation_view``) keeps
 each state twice: as it saw it, and the full observation of the same step, which its teacher
 labels. Both live in one buffer, row by row, so that they stay paired through the ring, and are
-saved together: a resumed run has its teacher label the reloaded states again from the full ones.
+saved together: a run resumed from an older dpd's checkpoint (without the labels) has its teacher
+label the reloaded states again from the full ones.
 """
 
 from pathlib import Path

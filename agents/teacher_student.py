@@ -98,7 +98,8 @@ class TeacherLabels:
     A teacher is fixed, so a state's label never changes: labelling each state as it enters
     the buffer, rather than each time it is sampled, saves a teacher forward pass per gradient
     step. The labels follow the buffer's ring (a label sits at its state's index); a resumed run
-    labels its reloaded buffer again (``label_all``). With several teachers (the learners of a
+    takes them back from its checkpoint (``state``), or, from an older dpd's, labels its reloaded
+    buffer again (``label_all``). With several teachers (the learners of a
     dpd run, ``teacher.learners=all``) each labels every state; the distillation step takes, per
     state, the one that values it highest, or their mean (``teacher.combine``, ``combined_targets``)."""
 
