@@ -336,9 +336,7 @@ class Learner(ABC):
         learner._load_guidance(directory)
         learner._load_extra(directory)
         learner.iterations = iterations
-        if resumed is not None:
-            learner._eval_env = resumed.eval_env.restore() if resumed.eval_env is not None else None
-            learner._resumed = resumed
+        learner._resumed = resumed
         return learner
 
     # ----- training ----------------------------------------------------------------------
@@ -371,10 +369,14 @@ class Learner(ABC):
         self.env = env
 
     def continuation(self) -> BaseCallback:
-        """A callback that puts back, when training starts, the generators and action noise of
-        the moment the learner's resume state was saved (``ContinueWhereSaved``); once. ``start``
-        adds it; SB3's own ``learn()`` (dpd bench's ``sb3`` runs) takes it among its callbacks."""
+        """Training goes on from the resume state the learner was loaded with, once: its
+        evaluation env comes back as it was (evaluations before, as ``dpd eval``'s, take a fresh
+        one), and the returned callback puts back the generators and action noise when training
+        starts (``ContinueWhereSaved``). ``start`` adds it; SB3's own ``learn()`` (dpd bench's
+        ``sb3`` runs) takes it among its callbacks."""
         resumed, self._resumed = self._resumed, None
+        if resumed is not None and resumed.eval_env is not None:
+            self._eval_env = resumed.eval_env.restore()
         return ContinueWhereSaved(resumed)
 
     @property
