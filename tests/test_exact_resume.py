@@ -111,12 +111,15 @@ def test_a_ppo_pair_continued_from_its_checkpoint_is_the_run_made_in_one_go(tmp_
 
 def test_a_sac_pair_that_shares_and_follows_its_leader_continues_exactly(tmp_path, monkeypatch):
     """Off-policy peers: the replay buffers, the random actions before learning starts, shared
-    transitions, and guidance statistics gathered since the last election."""
+    transitions, guidance statistics gathered since the last election, and Ornstein-Uhlenbeck
+    action noise in the middle of an episode (30 steps long: the checkpoint is at 200)."""
     args = ["train", "--env", TINY, "--algo", "sac", "--total-steps", "800", "--seed", "2"]
     settings = [
         "algo_kwargs.learning_starts=100",
         "algo_kwargs.batch_size=32",
         "algo_kwargs.policy_kwargs={net_arch: [32, 32]}",
+        "algo_kwargs.action_noise={type: ornstein-uhlenbeck, std: 0.1}",
+        "env_kwargs={max_steps: 30}",
         "turn_steps=100",
         "checkpoint_every=400",
         "eval.every=200",
