@@ -149,12 +149,8 @@ class TeacherLabels:
 
     @state.setter
     def state(self, state: Dict[str, Any]) -> None:
-        self._fields, self._kinds, self._values, self.labelled = (
-            state["fields"],
-            state["kinds"],
-            state["values"],
-            state["labelled"],
-        )
+        self._fields, self._kinds, self._values = state["fields"], state["kinds"], state["values"]
+        self.labelled = state["labelled"]
 
     def label_all(self) -> None:
         """Label every state the buffer holds (a resumed run's reloaded buffer)."""

@@ -96,7 +96,8 @@ class TrainableAgent(Protocol):
 
     def save(self, directory: Path) -> None:
         """Into a checkpoint's ``directory``, beside its learners: what the agent itself carries
-        from round to round beyond them and ``random_state`` (a teacher that acts: its episodes)."""
+        from round to round beyond them and ``random_state`` (a teacher-student pair: its labels, and
+        the episodes of a teacher that acts)."""
         ...
 
     def restore(self, directory: Path) -> None:
