@@ -28,7 +28,7 @@ Where dpd differs from the paper, and why:
 import copy
 import math
 from dataclasses import dataclass
-from typing import Dict, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -142,9 +142,9 @@ class GuidanceHook:
         self.beta = beta
         self.guide: Optional[Guide] = None
         self.previous: Optional[Guide] = None  # this peer's own actor at the last election
-        self._distances: list = []
-        self._advantages: list = []
-        self._drifts: list = []
+        self._distances: List[float] = []
+        self._advantages: List[float] = []
+        self._drifts: List[float] = []
 
     def __call__(self, optimizer: torch.optim.Optimizer, args: object, kwargs: object) -> None:
         if self.guide is None or self.beta == 0.0:
@@ -164,6 +164,16 @@ class GuidanceHook:
                 drift = 0.5 * ((own - self.previous.actions(raw).to(own.device)) ** 2).sum(dim=1)
                 self._drifts.append(float(drift.mean()))
         self._distances.append(float(distance.mean().detach()))
+
+    @property
+    def seen(self) -> Tuple[List[float], List[float], List[float]]:
+        """The distances, advantages and drifts seen since the last election, which ``take_stats``
+        averages at the next: a checkpoint between elections keeps them."""
+        return self._distances, self._advantages, self._drifts
+
+    @seen.setter
+    def seen(self, lists: Tuple[List[float], List[float], List[float]]) -> None:
+        self._distances, self._advantages, self._drifts = (list(values) for values in lists)
 
     def take_stats(self) -> Dict[str, float]:
         """Mean distance to the leader, the leader's advantage and the own policy's drift since

@@ -9,6 +9,7 @@ What distillation needs from a learner, whatever its algorithm:
 """
 
 import copy
+import sys
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +26,15 @@ from stable_baselines3.common.utils import LinearSchedule
 from stable_baselines3.common.vec_env import VecEnv, VecNormalize
 
 from dpd.agents.guidance import GuidanceHook, Guide, adapt_beta, make_guide, search_range
+from dpd.agents.random_state import global_random_state
+from dpd.agents.resume_state import (
+    RESUME_FILE,
+    ContinueWhereSaved,
+    ResumeState,
+    SavedEnv,
+    read_state,
+    write_state,
+)
 from dpd.agents.sharing import Experience
 from dpd.agents.state_buffer import RawStateBuffer
 from dpd.config import DistillConfig, GuideConfig, ObservationViewConfig, ShareConfig, comma_list
@@ -187,6 +197,7 @@ class Learner(ABC):
         self._callback: Optional[BaseCallback] = None
         self._eval_env: Optional[VecNormalize] = None
         self.guidance: Optional[GuidanceHook] = None  # installed by the first ``follow`` (guide=best)
+        self._resumed: Optional[ResumeState] = None  # what training puts back when it starts (``continuation``)
 
     # ----- construction, saving, loading -------------------------------------------------
 
@@ -205,7 +216,8 @@ class Learner(ABC):
 
     def save(self, directory: Path) -> None:
         """A plain SB3 zip (loads with ``PPO.load``), its VecNormalize statistics beside it,
-        and what only dpd needs: the distillation optimizer and the recent raw states."""
+        and what only dpd needs: the distillation optimizer, the recent raw states and the
+        resume state, with which a run continued from here goes on exactly as if it had not stopped."""
         directory.mkdir(parents=True, exist_ok=True)
         self.model.save(directory / MODEL_FILE)
         self.env.save(str(directory / NORM_FILE))
@@ -213,6 +225,15 @@ class Learner(ABC):
         self.states.save(directory / STATES_FILE)
         self._save_guidance(directory)
         self._save_extra(directory)
+        write_state(self.resume_state(), directory / RESUME_FILE, self.spec.name)
+
+    def resume_state(self) -> ResumeState:
+        """What a run continued from this moment needs beyond the other files of a checkpoint
+        (``dpd.agents.resume_state``); the global generators are the ones it trains with now (a
+        peer's own, during a request)."""
+        eval_env = SavedEnv.of(self._eval_env) if self._eval_env is not None else None
+        noise = self.model.action_noise
+        return ResumeState(SavedEnv.of(self.env), eval_env, global_random_state(), noise, self.states.position)
 
     # ----- guidance by the best peer (guide=best, dpd.agents.guidance) ---------------------
 
@@ -265,7 +286,13 @@ class Learner(ABC):
     def _save_guidance(self, directory: Path) -> None:
         if self.guidance is not None:
             hook = self.guidance
-            state = {"beta": hook.beta, "batch": hook.batch_size, "guide": hook.guide, "previous": hook.previous}
+            state = {
+                "beta": hook.beta,
+                "batch": hook.batch_size,
+                "guide": hook.guide,
+                "previous": hook.previous,
+                "seen": hook.seen,
+            }
             torch.save(state, directory / GUIDANCE_FILE)
 
     def _load_guidance(self, directory: Path) -> None:
@@ -275,6 +302,7 @@ class Learner(ABC):
             assert self.guidance is not None
             self.guidance.guide = state["guide"]
             self.guidance.previous = state.get("previous")  # absent in checkpoints before the drift rule
+            self.guidance.seen = state.get("seen", ([], [], []))  # absent in checkpoints before resume states
 
     def _save_extra(self, directory: Path) -> None:
         """What an algorithm keeps beyond the SB3 zip (off-policy: the replay buffer)."""
@@ -284,18 +312,31 @@ class Learner(ABC):
 
     @classmethod
     def load(cls, spec: LearnerSpec, directory: Path, distill: DistillConfig, iterations: int) -> "Learner":
-        """Rebuild a learner saved by ``save``. Episodes in progress at save time start over."""
-        venv = spec.make_env(spec.seed, n_envs=spec.n_envs, normalize=False)
-        env = VecNormalize.load(str(directory / NORM_FILE), venv)
-        model = cls.algo_class.load(directory / MODEL_FILE, env=env, device=spec.device, verbose=spec.verbose)
-        # Reseed away from the start so a resumed run does not replay its first episodes.
-        model.set_random_seed(spec.seed + model.num_timesteps)
+        """Rebuild a learner saved by ``save``. With its resume state it trains on exactly as it
+        would have from there; without (a checkpoint of an older dpd, or of an env that does not
+        pickle) its episodes in progress start over, reseeded, and one line on stderr says so."""
+        resumed: Optional[ResumeState] = read_state(directory / RESUME_FILE)
+        if resumed is not None:
+            env = resumed.train_env.restore()
+        else:
+            env = VecNormalize.load(str(directory / NORM_FILE), spec.make_env(spec.seed, n_envs=spec.n_envs, normalize=False))
+        # With the env as it was, the zip's last observation is the env's current one: no reset.
+        model = cls.algo_class.load(
+            directory / MODEL_FILE, env=env, device=spec.device, verbose=spec.verbose, force_reset=resumed is None
+        )
+        if resumed is None:
+            print(
+                f"dpd: {directory} holds no resume state: {spec.name}'s environments are reset and reseeded", file=sys.stderr
+            )
+            # Reseed away from the start so a resumed run does not replay its first episodes.
+            model.set_random_seed(spec.seed + model.num_timesteps)
         learner = cls(spec, model, distill)
         learner.distill_optimizer.load_state_dict(torch.load(directory / DISTILL_OPTIM_FILE, map_location=learner.device))
-        learner.states.load(directory / STATES_FILE)
+        learner.states.load(directory / STATES_FILE, resumed.states_position if resumed is not None else 0)
         learner._load_guidance(directory)
         learner._load_extra(directory)
         learner.iterations = iterations
+        learner._resumed = resumed
         return learner
 
     # ----- training ----------------------------------------------------------------------
@@ -311,7 +352,7 @@ class Learner(ABC):
         self.model.set_logger(logger)
         remaining = max(self.spec.budget - self.model.num_timesteps, 0)
         user = [callback] if callback is not None else []
-        callbacks = CallbackList([_RecordRawStates(self.record_states), *self._extra_callbacks(), *user])
+        callbacks = CallbackList([self.continuation(), _RecordRawStates(self.record_states), *self._extra_callbacks(), *user])
         _, callback = self.model._setup_learn(remaining, callbacks, reset_num_timesteps=self.model.num_timesteps == 0)
         callback.on_training_start(locals(), globals())
         self._callback = callback
@@ -319,6 +360,24 @@ class Learner(ABC):
     def _extra_callbacks(self) -> List[BaseCallback]:
         """Callbacks an algorithm adds to the rollouts (on-policy sharing records its steps)."""
         return []
+
+    def use_env(self, env: VecNormalize) -> None:
+        """Train and act in ``env`` from now on, closing the one before (a teacher's env as a
+        checkpoint holds it, its episodes going on)."""
+        self.env.close()
+        self.model.set_env(env, force_reset=False)
+        self.env = env
+
+    def continuation(self) -> BaseCallback:
+        """Training goes on from the resume state the learner was loaded with, once: its
+        evaluation env comes back as it was (evaluations before, as ``dpd eval``'s, take a fresh
+        one), and the returned callback puts back the generators and action noise when training
+        starts (``ContinueWhereSaved``). ``start`` adds it; SB3's own ``learn()`` (dpd bench's
+        ``sb3`` runs) takes it among its callbacks."""
+        resumed, self._resumed = self._resumed, None
+        if resumed is not None and resumed.eval_env is not None:
+            self._eval_env = resumed.eval_env.restore()
+        return ContinueWhereSaved(resumed)
 
     @property
     def num_timesteps(self) -> int:

@@ -41,6 +41,7 @@ distillation phase of a round):
 
 from collections import defaultdict
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -137,6 +138,12 @@ class PeerGroup:
             return
         for rng, state in zip(self.rngs, states):
             rng.bit_generator.state = state
+
+    def save(self, directory: Path) -> None:
+        """Nothing: a group carries nothing from round to round beyond its peers and its streams."""
+
+    def restore(self, directory: Path) -> None:
+        """Nothing (``save``)."""
 
     def train(
         self, after_turn: Optional[Callable[[int, int], None]] = None, after_round: Optional[Callable[[], None]] = None

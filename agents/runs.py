@@ -88,6 +88,7 @@ def at_checkpoint(run: RunDirectory, cfg: RunConfig) -> TrainableAgent:
     factories = [SavedLearner(setup, checkpoint / setup.spec.name, iterations[setup.spec.name]) for setup in setups]
     group = assemble(cfg, setups, factories)
     group.random_state = progress["rng"]
+    group.restore(checkpoint)
     return group
 
 

@@ -7,7 +7,8 @@ a peer the other's normalised states; README, "How the distillation works").
 A student that sees less than its teacher (``student.obs``, ``dpd.envs.observation_view``) keeps
 each state twice: as it saw it, and the full observation of the same step, which its teacher
 labels. Both live in one buffer, row by row, so that they stay paired through the ring, and are
-saved together: a resumed run has its teacher label the reloaded states again from the full ones.
+saved together: a run resumed from an older dpd's checkpoint (without the labels) has its teacher
+label the reloaded states again from the full ones.
 """
 
 from pathlib import Path
@@ -79,11 +80,18 @@ class RawStateBuffer:
             return np.concatenate([rows[self.position :], rows[: self.position]])
         return rows[: self.position]
 
-    def load(self, path: Path) -> None:
-        """Refill from files written by ``save`` (keeping the newest ``capacity`` states)."""
+    def load(self, path: Path, position: int = 0) -> None:
+        """Refill from files written by ``save`` (keeping the newest ``capacity`` states).
+        ``position``: the ring's position when saved (a resume state keeps it), so that a full
+        buffer's states come back at the indices they had (peers sample indices)."""
         self.position, self.full = 0, False
         full = np.load(full_path(path))[-self.capacity :] if self.full_states is not None else None
         self.add(np.load(path)[-self.capacity :], full)
+        if self.full and position:  # oldest first from 0: roll the oldest to the position
+            self.states = np.roll(self.states, position, axis=0)
+            if self.full_states is not None:
+                self.full_states = np.roll(self.full_states, position, axis=0)
+            self.position = position
 
 
 def full_path(path: Path) -> Path:

@@ -37,6 +37,8 @@ Modes (who samples the states, Czarnecki et al. 2019):
 """
 
 import math
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -49,6 +51,7 @@ from dpd.agents.learner import EVAL_SEED_SHIFT, Learner
 from dpd.agents.on_policy import OnPolicyLearner
 from dpd.agents.peer import PeerFailure, first_line
 from dpd.agents.ppd import flat_order, ppd_update
+from dpd.agents.resume_state import SavedEnv, read_state, write_state
 from dpd.agents.state_buffer import RawStateBuffer
 from dpd.agents.teacher_loading import TEACHER_SEED_SHIFT
 from dpd.config import MODES, TeacherConfig
@@ -62,6 +65,31 @@ from dpd.losses import PolicyOutput
 STUDENT_UPDATES = {"online": "none", "kickstart": "rl", "gated": "critic"}
 # Modes that train on a data set labelled once per state (``TeacherLabels``), in passes over it.
 DATASET_MODES = ("bc", "dagger")
+# In a checkpoint, beside the student's folder: what the pair carries on (``PairState``).
+PAIR_FILE = "teacher_student.pkl.gz"
+
+
+@dataclass
+class TeacherRollout:
+    """Where the acting teacher's own episodes stand, where it acts from one iteration to the
+    next (``offline``): its env, the observation it acts on next, the states it visited (which
+    the student samples) and the student's view along them."""
+
+    obs: np.ndarray
+    env: SavedEnv
+    states: RawStateBuffer
+    views: Optional[TrajectoryViews]
+
+
+@dataclass
+class PairState:
+    """What a teacher-student pair carries from one iteration to the next beside its student and
+    generator: the teachers' labels as they were computed (labelled again in one batch, a label
+    can differ in its last bits from one labelled in a batch of another size), and the acting
+    teacher's episodes where it acts on."""
+
+    labels: Dict[str, Any]  # ``TeacherLabels.state``
+    rollout: Optional[TeacherRollout]
 
 
 class TeacherLabels:
@@ -70,7 +98,8 @@ class TeacherLabels:
     A teacher is fixed, so a state's label never changes: labelling each state as it enters
     the buffer, rather than each time it is sampled, saves a teacher forward pass per gradient
     step. The labels follow the buffer's ring (a label sits at its state's index); a resumed run
-    labels its reloaded buffer again (``label_all``). With several teachers (the learners of a
+    takes them back from its checkpoint (``state``), or, from an older dpd's, labels its reloaded
+    buffer again (``label_all``). With several teachers (the learners of a
     dpd run, ``teacher.learners=all``) each labels every state; the distillation step takes, per
     state, the one that values it highest, or their mean (``teacher.combine``, ``combined_targets``)."""
 
@@ -108,9 +137,20 @@ class TeacherLabels:
             for name, tensor in answer.output._asdict().items():
                 stored = fields[name]
                 if stored is not None and tensor is not None:
-                    stored[rows] = tensor.expand(len(indices), *stored.shape[1:])
+                    # detached: a label is a constant (a PPO teacher's log_std comes as a view of its parameter)
+                    stored[rows] = tensor.detach().expand(len(indices), *stored.shape[1:])
             self._values[k, indices] = answer.values
         self.labelled += count
+
+    @property
+    def state(self) -> Dict[str, Any]:
+        """The labels as computed, for a checkpoint (``PairState``)."""
+        return {"fields": self._fields, "kinds": self._kinds, "values": self._values, "labelled": self.labelled}
+
+    @state.setter
+    def state(self, state: Dict[str, Any]) -> None:
+        self._fields, self._kinds, self._values = state["fields"], state["kinds"], state["values"]
+        self.labelled = state["labelled"]
 
     def label_all(self) -> None:
         """Label every state the buffer holds (a resumed run's reloaded buffer)."""
@@ -215,6 +255,30 @@ class TeacherStudent:
     @random_state.setter
     def random_state(self, state: Dict[str, Any]) -> None:
         self.rng.bit_generator.state = state
+
+    def save(self, directory: Path) -> None:
+        """The labels and the acting teacher's episodes (``PairState``), while there is more to
+        train: a run continued from the checkpoint goes on with them."""
+        if self.done:
+            return
+        rollout = None
+        if self._teacher_obs is not None:
+            teacher = self.acting_teacher
+            rollout = TeacherRollout(self._teacher_obs, SavedEnv.of(teacher.env), teacher.states, self._teacher_views)
+        write_state(PairState(self.labels.state, rollout), directory / PAIR_FILE, "the teacher")
+
+    def restore(self, directory: Path) -> None:
+        """What ``save`` wrote; without it (a checkpoint of an older dpd) the states are labelled
+        again (``__init__``) and a teacher that acts starts its episodes afresh."""
+        state: Optional[PairState] = read_state(directory / PAIR_FILE)
+        if state is None:
+            return
+        self.labels.state = state.labels
+        if state.rollout is not None:
+            rollout, teacher = state.rollout, self.acting_teacher
+            teacher.use_env(rollout.env.restore())
+            teacher.states = rollout.states
+            self._teacher_obs, self._teacher_views = rollout.obs, rollout.views
 
     def train(
         self, after_turn: Optional[Callable[[int, int], None]] = None, after_round: Optional[Callable[[], None]] = None

@@ -94,6 +94,16 @@ class TrainableAgent(Protocol):
     @random_state.setter
     def random_state(self, state: Any) -> None: ...
 
+    def save(self, directory: Path) -> None:
+        """Into a checkpoint's ``directory``, beside its learners: what the agent itself carries
+        from round to round beyond them and ``random_state`` (a teacher-student pair: its labels, and
+        the episodes of a teacher that acts)."""
+        ...
+
+    def restore(self, directory: Path) -> None:
+        """Put back what ``save`` wrote in the checkpoint ``directory``."""
+        ...
+
     def train(
         self, after_turn: Optional[Callable[[int, int], None]] = None, after_round: Optional[Callable[[], None]] = None
     ) -> None:
@@ -269,6 +279,7 @@ class Trainer:
         def write(directory: Path) -> None:
             for learner in group.learners:
                 _save(learner, directory / learner.spec.name)
+            group.save(directory)
 
         learners = {
             learner.spec.name: {"num_timesteps": learner.num_timesteps, "iterations": learner.iterations}

@@ -26,6 +26,7 @@ from dpd.agents.on_policy import PPOLearner
 from dpd.agents.peer import Peer, PeerFailure
 from dpd.agents.process_backend import ProcessPeers
 from dpd.agents.ray_backend import RayPeers
+from dpd.agents.resume_state import RESUME_FILE, SavedEnv, read_state, write_state
 from dpd.cli import main
 from dpd.config import build_config
 from dpd.errors import UserError
@@ -305,6 +306,18 @@ def checkpointed_run(tmp_path_factory):
     return run_dir
 
 
+def overflow_rewards(checkpoint: Path) -> None:
+    """From ``checkpoint`` on, every learner's training envs (as its resume state holds them)
+    scale rewards to infinity: infinite returns, NaN advantages."""
+    for path in checkpoint.rglob(RESUME_FILE):
+        state = read_state(path)
+        env = state.train_env.restore()
+        for sub_env in env.venv.envs:
+            sub_env.unwrapped.reward_scale = 1e308
+        state.train_env = SavedEnv.of(env)
+        write_state(state, path, "a test")
+
+
 @pytest.mark.parametrize("backend", ["local", "process", "ray"])
 def test_nan_after_a_checkpoint_is_one_line_on_every_backend_and_the_checkpoint_stays_good(
     backend, checkpointed_run, tmp_path, request, capsys
@@ -317,9 +330,8 @@ def test_nan_after_a_checkpoint_is_one_line_on_every_backend_and_the_checkpoint_
         capsys.readouterr()  # what Ray printed as it started
     run_dir = tmp_path / "run"
     shutil.copytree(checkpointed_run, run_dir)
-    manifest = json.loads((run_dir / "manifest.json").read_text())
-    manifest["config"]["env_kwargs"] = {"reward_scale": 1e308}  # infinite returns, NaN advantages
-    (run_dir / "manifest.json").write_text(json.dumps(manifest))
+    checkpoint = run_dir / json.loads((run_dir / "manifest.json").read_text())["progress"]["checkpoint"]
+    overflow_rewards(checkpoint)
     assert main(["train", "--resume", str(run_dir), "--backend", backend, "--no-progress"]) == 1
     error = capsys.readouterr().err
     assert error.count("\n") == 1 + error.count("WARN"), error

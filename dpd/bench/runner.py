@@ -148,9 +148,13 @@ def _train_plain_sb3(run: BenchRun, directory: Path, cfg: Any) -> Trained:
     progress = checkpoints.manifest["progress"]
     curve: Curve = [list(point) for point in progress.get("evaluations", [])]
     seconds_before, resumed_from = float(progress.get("train_seconds", 0.0)), learner.num_timesteps
-    callback = _evaluate_and_checkpoint(learner, run, curve, checkpoints, cfg.checkpoint_every, seconds_before)
+    # What the checkpoint holds for the moment it was written is put back as training starts.
+    callbacks = [
+        learner.continuation(),
+        _evaluate_and_checkpoint(learner, run, curve, checkpoints, cfg.checkpoint_every, seconds_before),
+    ]
     try:
-        learner.model.learn(learner.spec.budget - resumed_from, callback=callback, reset_num_timesteps=resumed_from == 0)
+        learner.model.learn(learner.spec.budget - resumed_from, callback=callbacks, reset_num_timesteps=resumed_from == 0)
         final, _ = learner.evaluate(run.final_episodes)
         learner.model.save(directory / "model.zip")
         learner.env.save(str(directory / "vecnormalize.pkl"))
