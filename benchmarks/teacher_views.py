@@ -2,7 +2,8 @@
 full observation from it: how much a student that sees less (``student.obs``) can hope to recover
 (benchmarks/RESULTS.md, "A student that sees less than its teacher").
 
-    python benchmarks/teacher_views.py Walker2d-v5 benchmarks/teachers/ppo-Walker2d/model.zip full,noise0.05,differenced,differenced-root-held
+    python benchmarks/teacher_views.py Walker2d-v5 benchmarks/teachers/ppo-Walker2d/model.zip \
+        full,noise0.05,differenced,differenced-root-held
 
 Views (each a wrapper on the env's raw observation, below the teacher's VecNormalize):
 
