@@ -10,13 +10,15 @@ ones); no teacher is trained inside the grid.
         --envs HalfCheetah-v5,Hopper-v5,Walker2d-v5 --modes bc,dagger,online --nets 32,32 --seeds 0 \\
         --total-steps 100000 --eval-every 2500 --workers 2 --out results/distill
     python benchmarks/distill_grid.py plan --teachers results/teachers/teachers.json --workers 2 \
-        --out results/distill [--parts headline,screen,sizes] [--envs ...]
+        --out results/distill [--parts headline,screen,sizes,modes] [--envs ...]
     python benchmarks/distill_grid.py report results/distill [--plot results/distill/ratio.png]
 
 ``plan`` runs the benchmark's plan in one pool, in order: ``headline`` (dpd's default, DAgger
 with the settings ``imitation``'s ``SimpleDAggerTrainer`` uses, and ``bc``: 32x32 students, five
-seeds, 25k env steps), ``screen`` (the other modes, one seed, 50k) and ``sizes`` (dpd's default
-with 64x64, 16x16 and linear students, five seeds, 25k).
+seeds, 25k env steps), ``screen`` (the other modes, one seed, 50k), ``sizes`` (dpd's default
+with 64x64, 16x16 and linear students, five seeds, 25k) and ``modes`` (five seeds of ``bc`` at
+64x64 and 16x16, 25k, and of the screen's best two modes, ``offline`` and ``online``, at 64x64,
+32x32 and 16x16, 50k).
 
 The report gives, per task and (mode, student size, label): the return ratio student / teacher
 (deterministic episodes; IQM over seeds with its 95% bootstrap interval) at fixed env steps, the
@@ -132,7 +134,7 @@ def teacher_files(path: Path) -> Dict[str, str]:
 # DAgger as ``imitation`` (1.0) runs it by default: rounds of at least 3 episodes and 500 steps
 # (3000 steps on these tasks), 4 epochs of BC in batches of 32, its log-likelihood loss.
 IMITATION_DAGGER = ("teacher.round_steps=3000", "teacher.epochs=4", "distill.batch=32", "distill.loss=nll")
-PLAN_PARTS = ("headline", "screen", "sizes")
+PLAN_PARTS = ("headline", "screen", "sizes", "modes")
 
 
 def plan(teachers: Dict[str, str], envs: Sequence[str], parts: Sequence[str]) -> List[DistillRun]:
@@ -158,6 +160,13 @@ def plan(teachers: Dict[str, str], envs: Sequence[str], parts: Sequence[str]) ->
         for env in envs:
             for net in ("64,64", "16,16", "none"):
                 add(env, "dagger", net, five, "default", 25_000)
+    if "modes" in parts:  # five seeds of bc and of the screen's best two modes at dagger's three sizes
+        for env in envs:
+            for net in ("64,64", "16,16"):
+                add(env, "bc", net, five, "default", 25_000)
+            for mode in ("offline", "online"):
+                for net in ("64,64", "32,32", "16,16"):
+                    add(env, mode, net, five, "default", 50_000)
     return runs
 
 
