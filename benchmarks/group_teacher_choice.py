@@ -17,7 +17,7 @@ from dpd.config import build_config
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("runs", nargs="+", help="a dpd-distilled run's student run directory (its checkpoints hold states.npy)")
+    parser.add_argument("runs", nargs="+", help="a dpd-distilled student run directory (with states.npy)")
     args = parser.parse_args()
     for run in map(Path, args.runs):
         cfg = build_config(yaml.safe_load((run / "config.yaml").read_text()))
